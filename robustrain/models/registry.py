@@ -1,0 +1,70 @@
+"""The model registry: one constructor per name, options typed by the constructor."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from .base import Classifier
+from .resnet import Bottleneck, BasicBlock, CifarResNet, PreActResNet, ResNet, WideResNet
+from .small import SmallCNN
+
+# Used when the caller gives no statistics; datasets supply their own (see data.DatasetInfo).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+_MODELS: dict[str, Callable[..., Classifier]] = {
+    "resnet18": partial(ResNet, BasicBlock, (2, 2, 2, 2)),
+    "resnet34": partial(ResNet, BasicBlock, (3, 4, 6, 3)),
+    "resnet50": partial(ResNet, Bottleneck, (3, 4, 6, 3)),
+    "preact_resnet18": partial(PreActResNet, (2, 2, 2, 2)),
+    "wrn16_8": partial(WideResNet, 16, 8),
+    "wrn28_10": partial(WideResNet, 28, 10),
+    "wrn34_10": partial(WideResNet, 34, 10),
+    "wrn40_2": partial(WideResNet, 40, 2),
+    "resnet20": partial(CifarResNet, 20),
+    "resnet56": partial(CifarResNet, 56),
+    "small_cnn": SmallCNN,
+}
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def model_options(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword options `create_model(name, ...)` accepts beyond the common ones."""
+    params = inspect.signature(_lookup(name)).parameters.values()
+    return {p.name: p for p in params if p.name not in ("num_classes", "mean", "std")}
+
+
+def create_model(name: str, num_classes: int, *, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, **options) -> Classifier:
+    """Build a registered model that takes images in [0, 1].
+
+    mean/std: per-channel input statistics; CIFAR-10's when omitted (RGB only).
+    options: the constructor's own keyword options (in_channels, num_routes, width, ...).
+    """
+    constructor = _lookup(name)
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+    allowed = model_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"model '{name}' has no option {unknown[0]!r}; its options are {sorted(allowed)}.")
+    in_channels = options.get("in_channels", 3)
+    if mean is None or std is None:
+        if in_channels != 3:
+            raise ValueError(f"model '{name}' with in_channels={in_channels} needs explicit mean and std.")
+        mean, std = CIFAR10_MEAN, CIFAR10_STD
+    if not len(mean) == len(std) == in_channels:
+        raise ValueError(f"mean and std must have {in_channels} entries (in_channels), got {len(mean)} and {len(std)}.")
+    return constructor(num_classes=num_classes, mean=mean, std=std, **options)
+
+
+def _lookup(name: str) -> Callable[..., Classifier]:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model '{name}'; available models are {list_models()}.") from None

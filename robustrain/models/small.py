@@ -1,0 +1,46 @@
+"""A small VGG-style network for CPU experiments (about 0.3M parameters at width 32)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import DEFAULT, Condition, RoutedBatchNorm2d
+from .base import Classifier, conv3x3
+
+
+class ConvBNReLU(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, num_routes: int):
+        super().__init__()
+        self.conv = conv3x3(in_channels, out_channels)
+        self.bn = RoutedBatchNorm2d(out_channels, num_routes)
+
+    def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x), cond))
+
+
+class SmallCNN(Classifier):
+    """Three stages of two conv-BN-ReLU layers (width, 2*width, 4*width channels), each
+    stage but the last followed by 2x2 max-pooling, then global average pooling. Works
+    for any input size of at least 4x4."""
+
+    def __init__(self, num_classes: int, mean, std, in_channels: int = 3, width: int = 32, num_routes: int = 1):
+        super().__init__(mean, std)
+        if width < 1:
+            raise ValueError(f"width must be a positive number of channels, got {width}.")
+        channels = (width, 2 * width, 4 * width)
+        layers = []
+        previous = in_channels
+        for c in channels:
+            layers += [ConvBNReLU(previous, c, num_routes), ConvBNReLU(c, c, num_routes)]
+            previous = c
+        self.layers = nn.ModuleList(layers)
+        self.fc = nn.Linear(previous, num_classes)
+
+    def features(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+        for index, layer in enumerate(self.layers):
+            x = layer(x, cond)
+            if index in (1, 3):
+                x = F.max_pool2d(x, 2)
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)

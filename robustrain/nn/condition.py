@@ -1,0 +1,31 @@
+"""The conditioning value that travels with a forward call.
+
+Methods that change how a network computes (which BatchNorm a sample uses, whether BN
+statistics may change, later a FiLM code, a width or channel masks) say so through a
+`Condition` passed to `forward`, never through module-global switches: a module-global
+switch is shared by every sample of a batch and by every replica under DDP, which is
+exactly what breaks per-sample routing on several GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How one forward call should run.
+
+    route: per-sample BatchNorm branch, an int64 tensor of shape (batch,) or one int
+        for the whole batch. Branch 0 is the default (clean) branch.
+    update_bn_stats: False normalises with the batch's own statistics in train mode but
+        leaves the running statistics untouched (selective BN, subnet passes).
+    """
+
+    route: torch.Tensor | int = 0
+    update_bn_stats: bool = True
+
+
+DEFAULT = Condition()
