@@ -1,0 +1,37 @@
+"""Batched augmentations as tensor ops on the images' device.
+
+Random draws come from a CPU `torch.Generator`, so a seed gives the same augmentation on
+every device; only the draws (a few numbers per image) cross to the device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by `padding` on each side, then cut a random window of the original size per image."""
+    if padding == 0:
+        return images
+    n, _, h, w = images.shape
+    padded = F.pad(images, (padding,) * 4)
+    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
+    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
+    rows = (top[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (left[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channels, rows, cols]
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True) -> torch.Tensor:
+    """The standard CIFAR training augmentation: random crop with padding, then horizontal flip."""
+    images = random_crop(images, padding, generator)
+    return random_flip(images, generator) if flip else images

@@ -1,0 +1,106 @@
+"""ImageFolder (`root/<split>/<class>/*.png|jpg`), decoded once and cached as one uint8 tensor file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from safetensors.torch import load_file, save_file
+
+from ..errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class DecodedFolder:
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+
+def cache_dir() -> Path:
+    """Where decoded folders are cached: $ROBUSTRAIN_CACHE, else ~/.cache/robustrain."""
+    return Path(os.environ.get("ROBUSTRAIN_CACHE") or Path.home() / ".cache" / "robustrain")
+
+
+def list_image_folder(root: Path, split: str) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    """Class names (sorted folder names) and (file, label) pairs in sorted order."""
+    split_dir = root / split
+    if not split_dir.is_dir():
+        present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise DataError(f"no folder for split '{split}' under {root}; found {present or 'nothing'}.")
+    classes = tuple(sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir()))
+    if not classes:
+        raise DataError(f"{split_dir} has no class folders; expected {split_dir}/<class>/<image>.")
+    files: list[tuple[Path, int]] = []
+    for label, name in enumerate(classes):
+        images = sorted(e.name for e in os.scandir(split_dir / name)
+                        if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+        if not images:
+            raise DataError(f"class folder {split_dir / name} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        files += [(split_dir / name / f, label) for f in images]
+    return classes, files
+
+
+def _fingerprint(root: Path, split: str, files: list[tuple[Path, int]]) -> str:
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\0{root.resolve()}\0{split}".encode())
+    for path, label in files:
+        stat = path.stat()
+        digest.update(f"{path.name}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _decode(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("L", "RGB"):
+                image = image.convert("L" if image.mode in ("1", "I", "I;16", "F") else "RGB")
+            return np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"cannot decode image {path} ({error}).") from None
+
+
+def _decode_all(files: list[tuple[Path, int]]) -> torch.Tensor:
+    first = _decode(files[0][0])
+    out = np.empty((len(files), *first.shape), dtype=np.uint8)
+    for index, (path, _) in enumerate(files):
+        array = first if index == 0 else _decode(path)
+        if array.shape != first.shape:
+            if array.ndim != first.ndim:
+                kinds = {2: "grayscale", 3: "RGB"}
+                raise DataError(f"image {path} is {kinds[array.ndim]} but {files[0][0]} is {kinds[first.ndim]}; "
+                                f"a dataset must be all grayscale or all RGB.")
+            raise DataError(f"image {path} is {array.shape[1]}x{array.shape[0]} but {files[0][0]} is "
+                            f"{first.shape[1]}x{first.shape[0]}; all images must have one size.")
+        out[index] = array
+    tensor = torch.from_numpy(out)
+    return tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2).contiguous()
+
+
+def load_image_folder(root: Path, split: str, name: str = "imagefolder") -> DecodedFolder:
+    """Decode `root/split` once; later loads read the cache (seconds for 60,000 images)."""
+    classes, files = list_image_folder(root, split)
+    cache = cache_dir() / f"{name}-{split}-{_fingerprint(root, split, files)}.safetensors"
+    if cache.is_file():
+        tensors = load_file(cache)
+        return DecodedFolder(tensors["images"], tensors["labels"], classes)
+    images = _decode_all(files)
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".part")
+    os.close(fd)
+    try:
+        save_file({"images": images, "labels": labels}, tmp)
+        os.replace(tmp, cache)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return DecodedFolder(images, labels, classes)

@@ -1,0 +1,67 @@
+"""A loader that keeps a whole dataset on the device as uint8 and batches it there."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import torch
+
+from ..errors import ConfigError
+from .dataset import ImageDataset
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def stream_seed(seed: int, epoch: int, stream: int) -> int:
+    """An independent seed per (run seed, epoch, stream), so that any epoch can be replayed alone."""
+    return (seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2**63 - 1)
+
+
+class DeviceLoader:
+    """Batches of (float images in [0, 1], int64 labels) drawn from device-resident uint8 data.
+
+    shuffle: a new permutation every epoch, seeded by (seed, epoch).
+    last_batch: "drop" a final partial batch, or "keep" it.
+    augment: a function (uint8 batch, generator) -> uint8 batch applied on the device.
+    """
+
+    def __init__(self, dataset: ImageDataset, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 last_batch: Literal["drop", "keep"] = "keep", augment: Augment | None = None,
+                 device: torch.device | str = "cpu", channels_last: bool = False):
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}.")
+        if last_batch not in ("drop", "keep"):
+            raise ConfigError(f"last_batch must be 'drop' or 'keep', got {last_batch!r}.")
+        if last_batch == "drop" and batch_size > len(dataset):
+            raise ConfigError(f"batch size {batch_size} exceeds the {len(dataset)} images of {dataset.info.name} "
+                              f"{dataset.split} and last_batch='drop' would yield no batch.")
+        self.device = torch.device(device)
+        self.images = dataset.images.to(self.device)
+        self.labels = dataset.labels.to(self.device)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.last_batch = last_batch
+        self.augment = augment
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.last_batch == "drop" else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, epoch, 0))
+        n = len(self.labels)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.device)
+        for b in range(len(self)):
+            index = order[b * self.batch_size:(b + 1) * self.batch_size]
+            images = self.images[index]
+            if self.augment is not None:
+                images = self.augment(images, generator)
+            images = images.to(memory_format=self.memory_format).float().div_(255)
+            yield images, self.labels[index]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch(0)
