@@ -1,0 +1,7 @@
+"""Adversarial attacks; each takes any `x -> logits` module on [0, 1] images."""
+
+from .base import Attack, running_mode
+from .fgsm import FGSM
+from .pgd import PGD
+
+__all__ = ["Attack", "FGSM", "PGD", "running_mode"]
