@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from safetensors.torch import load_file, save_file
 
 from ..errors import DataError
+from ..io import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
 CACHE_FORMAT = 1
@@ -94,13 +94,5 @@ def load_image_folder(root: Path, split: str, name: str = "imagefolder") -> Deco
         return DecodedFolder(tensors["images"], tensors["labels"], classes)
     images = _decode_all(files)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".part")
-    os.close(fd)
-    try:
-        save_file({"images": images, "labels": labels}, tmp)
-        os.replace(tmp, cache)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(cache, lambda tmp: save_file({"images": images, "labels": labels}, tmp))
     return DecodedFolder(images, labels, classes)

@@ -1,0 +1,24 @@
+"""Training methods, one file each, behind `Method`."""
+
+from __future__ import annotations
+
+from ..config import from_dict
+from ..errors import ConfigError
+from .base import Method, StepContext, StepOutput, Threat
+from .fast_at import FastAT
+from .pgd_at import PGDAT
+from .standard import Standard
+from .trades import TRADES
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT)}
+
+
+def create_method(name: str, options: dict | None, threat: Threat) -> Method:
+    """A method by name, its options checked against the method's own option dataclass."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method '{name}'; available methods are {sorted(METHODS)}.")
+    cls = METHODS[name]
+    return cls(from_dict(cls.Options, options or {}, "method"), threat)
+
+
+__all__ = ["METHODS", "Method", "StepContext", "StepOutput", "Threat", "create_method"]

@@ -1,0 +1,61 @@
+"""The method interface: a method turns a batch into a loss; the trainer does the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Threat:
+    """The perturbation set a method trains against and evaluation attacks in."""
+
+    norm: Literal["linf", "l2"] = "linf"
+    eps: float = 8 / 255
+
+    def __post_init__(self):
+        if self.eps < 0:
+            raise ConfigError(f"threat.eps must be non-negative, got {self.eps}.")
+
+
+@dataclass
+class StepContext:
+    """What a training step may use besides the batch: randomness and the shared loss options."""
+
+    generator: torch.Generator
+    label_smoothing: float = 0.0
+
+    def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing, reduction=reduction)
+
+
+@dataclass
+class StepOutput:
+    """The loss to minimise, the logits training accuracy is measured on, and extra logs."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """A training method. Subclasses set `Options` (a dataclass of their hyper-parameters)
+    and implement `step`. Being a module, a method may own parameters (auxiliary heads,
+    a controller); they are optimised and checkpointed with the model."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type]
+
+    def __init__(self, options, threat: Threat):
+        super().__init__()
+        self.options = options
+        self.threat = threat
+
+    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> StepOutput:
+        raise NotImplementedError

@@ -1,0 +1,9 @@
+"""The generic training loop and what it is configured with."""
+
+from .optim import OptimConfig, build_optimizer
+from .run_config import DataConfig, EvalConfig, RunConfig
+from .schedules import ScheduleConfig, lr_factor
+from .trainer import load_run_config, train
+
+__all__ = ["DataConfig", "EvalConfig", "OptimConfig", "RunConfig", "ScheduleConfig", "build_optimizer",
+           "load_run_config", "lr_factor", "train"]

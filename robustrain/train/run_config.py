@@ -1,0 +1,72 @@
+"""The configuration of one training run, as saved in its folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import ConfigError
+from ..methods import Threat
+from .optim import OptimConfig
+from .schedules import ScheduleConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """name/root/download: as `load_dataset`. augment: training augmentation.
+    train_limit: train on the first N training images only (CPU-sized experiments)."""
+
+    name: str = "digits"
+    root: str | None = None
+    download: bool = False
+    augment: Literal["crop_flip", "crop", "none"] = "crop_flip"
+    crop_padding: int = 4
+    train_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation that ends every run: clean accuracy on the whole test set and
+    PGD-`pgd_steps` (step `pgd_step_size`, eps/4 when unset; random start) on the first
+    `pgd_limit` test images (all when unset)."""
+
+    pgd_steps: int = 20
+    pgd_step_size: float | None = None
+    pgd_restarts: int = 1
+    pgd_limit: int | None = None
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """model / method: a mapping with `name` and that model's or method's own options."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict = field(default_factory=lambda: {"name": "small_cnn"})
+    method: dict = field(default_factory=lambda: {"name": "standard"})
+    threat: Threat = field(default_factory=Threat)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    epochs: int = 10
+    batch_size: int = 128
+    last_batch: Literal["drop", "keep"] = "drop"
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    channels_last: bool = False
+    compile: bool = False
+    out: str | None = None
+
+    def __post_init__(self):
+        for section in ("model", "method"):
+            if not isinstance(getattr(self, section).get("name"), str):
+                raise ConfigError(f"{section}.name must name a registered {section}, got {getattr(self, section)}.")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"grad_clip must be positive (or unset), got {self.grad_clip}.")

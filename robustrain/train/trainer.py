@@ -1,0 +1,221 @@
+"""The training loop: everything a method does not do itself, done once.
+
+Randomness is derived from (seed, epoch, stream) at the start of every epoch, so an
+epoch depends only on the checkpoint it starts from: a resumed run replays exactly
+what an uninterrupted one does, and on a CPU gives bitwise the same metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from ..attacks import PGD
+from ..config import from_dict, load_yaml, to_dict
+from ..data import DeviceLoader, ImageDataset, crop_flip, load_dataset, stream_seed
+from ..errors import ConfigError, RobustrainError
+from ..evaluate import accuracy
+from ..methods import StepContext, create_method
+from ..models import Classifier, create_model
+from ..io import atomic_write_text
+from .checkpoint import load_latest, pack_state, save_checkpoint, unpack_state
+from .cost import PassCounter
+from .optim import build_optimizer
+from .run_config import RunConfig
+from .schedules import lr_factor
+
+CONFIG_FILE, METRICS_FILE, RESULTS_FILE = "config.yaml", "metrics.jsonl", "results.json"
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but this machine has no CUDA device; use cpu.")
+    return device
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise RobustrainError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}.")
+    return from_dict(RunConfig, load_yaml(path))
+
+
+def build_model(config: RunConfig, info) -> Classifier:
+    options = {k: v for k, v in config.model.items() if k != "name"}
+    options.setdefault("in_channels", info.channels)
+    try:
+        return create_model(config.model["name"], info.num_classes, mean=info.mean, std=info.std, **options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+
+
+def load_training_data(config: RunConfig) -> tuple[ImageDataset, ImageDataset]:
+    data = config.data
+    train_set = load_dataset(data.name, data.root, "train", download=data.download)
+    test_set = load_dataset(data.name, data.root, "test", download=data.download)
+    if data.train_limit is not None:
+        if data.train_limit < 1:
+            raise ConfigError(f"data.train_limit must be at least 1, got {data.train_limit}.")
+        train_set = dataclasses.replace(train_set, images=train_set.images[:data.train_limit],
+                                        labels=train_set.labels[:data.train_limit])
+    return train_set, test_set
+
+
+def _augmentation(config: RunConfig):
+    if config.data.augment == "none":
+        return None
+    padding, flip = config.data.crop_padding, config.data.augment == "crop_flip"
+    return lambda images, generator: crop_flip(images, generator, padding, flip)
+
+
+def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
+    if resume:
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise RobustrainError(f"cannot resume {run_dir}: it holds no run ({CONFIG_FILE} is missing).")
+        return
+    if (run_dir / CONFIG_FILE).exists() or (run_dir / "checkpoints").exists():
+        raise RobustrainError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out.")
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def _keep_metrics_before(run_dir: Path, epoch: int) -> None:
+    """Drop metric lines of epochs that the checkpoint being resumed does not include."""
+    path = run_dir / METRICS_FILE
+    if path.is_file():
+        lines = [l for l in path.read_text().splitlines() if l.strip()]
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line)["epoch"] < epoch:
+                    kept.append(line)
+            except (ValueError, KeyError):
+                break
+        atomic_write_text(path, "".join(l + "\n" for l in kept))
+
+
+def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or, with resume, continue) the run of `config` in `config.out`; return its results."""
+    if config.out is None:
+        raise ConfigError("no output folder: set out (CLI: --out RUN_DIR).")
+    run_dir = Path(config.out)
+    device = resolve_device(config.device)
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("precision fp16 needs a CUDA device (GradScaler); use bf16 or fp32 on a CPU.")
+    train_set, test_set = load_training_data(config)
+    torch.manual_seed(config.seed)
+    model = build_model(config, train_set.info).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    method = create_method(config.method["name"], {k: v for k, v in config.method.items() if k != "name"},
+                           config.threat).to(device)
+    optimizer = build_optimizer(config.optim, [model, method])
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    loader = DeviceLoader(train_set, config.batch_size, shuffle=True, seed=config.seed, last_batch=config.last_batch,
+                          augment=_augmentation(config), device=device, channels_last=config.channels_last)
+
+    _prepare_run_dir(run_dir, config, resume)
+    start_epoch, totals = 0, {"forward_backward": 0, "forward_only": 0, "train_time_s": 0.0, "images": 0}
+    checkpoint = load_latest(run_dir, device) if resume else None
+    if checkpoint is not None:
+        tensors, sidecar = checkpoint
+        unpack_state(tensors, sidecar["optimizer"], {"model": model, "method": method}, optimizer)
+        scaler.load_state_dict(sidecar["scaler"])
+        start_epoch, totals = sidecar["epoch"] + 1, sidecar["cost"]
+    _keep_metrics_before(run_dir, start_epoch)
+    if start_epoch >= config.epochs and (run_dir / RESULTS_FILE).is_file():
+        return json.loads((run_dir / RESULTS_FILE).read_text())
+
+    forward = torch.compile(model) if config.compile else model
+    counter = PassCounter(totals["forward_backward"], totals["forward_only"])
+    steps = len(loader)
+    amp = dict(device_type=device.type, dtype=AMP_DTYPES.get(config.precision), enabled=config.precision != "fp32")
+    for epoch in range(start_epoch, config.epochs):
+        torch.manual_seed(stream_seed(config.seed, epoch, 1))
+        ctx = StepContext(torch.Generator().manual_seed(stream_seed(config.seed, epoch, 2)), config.label_smoothing)
+        model.train()
+        method.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        logs_sum: dict[str, torch.Tensor] = {}
+        seen = 0
+        started = time.perf_counter()
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        handle = counter.attach(forward)
+        for index, (x, y) in enumerate(loader.epoch(epoch)):
+            lr = config.optim.lr * lr_factor(config.schedule, config.epochs, epoch + index / steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(**amp):
+                out = method.step(forward, x, y, ctx)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(out.loss).backward()
+            if config.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += out.loss.detach() * len(y)
+            correct += (out.logits.detach().argmax(1) == y).sum()
+            for key, value in out.logs.items():
+                logs_sum[key] = logs_sum.get(key, 0) + value.detach() * len(y)
+            seen += len(y)
+            bar.update()
+            if progress and (index % 10 == 0 or index == steps - 1):
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
+                                img_s=f"{seen / max(elapsed, 1e-9):.0f}")
+        handle.remove()
+        bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_time = time.perf_counter() - started
+        totals = {"forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
+                  "train_time_s": totals["train_time_s"] + epoch_time, "images": totals["images"] + seen}
+        test_acc = accuracy(model, test_set, batch_size=config.eval.batch_size, device=device)
+        record = {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+                  "test_acc": test_acc, "epoch_time_s": epoch_time, "images_per_s": seen / epoch_time,
+                  **{k: v.item() / seen for k, v in logs_sum.items()}}
+        with open(run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        tensors, optimizer_json = pack_state({"model": model, "method": method}, optimizer)
+        save_checkpoint(run_dir, epoch, tensors, {"epoch": epoch, "seed": config.seed, "optimizer": optimizer_json,
+                                                  "scaler": scaler.state_dict(), "cost": totals,
+                                                  "config": to_dict(config)})
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
+                       f"train acc {record['train_acc']:.4f}  test acc {test_acc:.4f}  "
+                       f"{record['images_per_s']:.0f} img/s")
+    return _final_evaluation(run_dir, config, model, test_set, device, totals)
+
+
+def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device, totals) -> dict:
+    step = config.eval.pgd_step_size if config.eval.pgd_step_size is not None else config.threat.eps / 4
+    attack = PGD(config.threat.eps, step, config.eval.pgd_steps, norm=config.threat.norm,
+                 restarts=config.eval.pgd_restarts)
+    clean = accuracy(model, test_set, batch_size=config.eval.batch_size, device=device)
+    robust = accuracy(model, test_set, batch_size=config.eval.batch_size, device=device, attack=attack,
+                      seed=config.seed, limit=config.eval.pgd_limit)
+    images = len(test_set) if config.eval.pgd_limit is None else min(config.eval.pgd_limit, len(test_set))
+    results = {
+        "clean_acc": clean,
+        "pgd": {"acc": robust, "steps": config.eval.pgd_steps, "step_size": step, "eps": config.threat.eps,
+                "norm": config.threat.norm, "restarts": config.eval.pgd_restarts, "images": images},
+        "test_images": len(test_set),
+        "cost": {**totals, "images_per_s": totals["images"] / max(totals["train_time_s"], 1e-9),
+                 "forward_backward_per_image": totals["forward_backward"] / max(totals["images"], 1)},
+    }
+    atomic_write_text(run_dir / RESULTS_FILE, json.dumps(results, indent=1))
+    return results
