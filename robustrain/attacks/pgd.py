@@ -58,6 +58,8 @@ class PGD(Attack):
         if self.loss == "kl":
             with torch.no_grad():
                 reference = model(x)
+        if self.restarts == 1:
+            return self._attack_once(model, x, y, reference, generator)
         best, best_loss, best_success = x.clone(), None, None
         for _ in range(self.restarts):
             x_adv = self._attack_once(model, x, y, reference, generator)

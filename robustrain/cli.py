@@ -1,0 +1,138 @@
+"""Command line: argument parsing only; every command is a thin call into the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import from_dict, load_yaml, set_dotted
+from .errors import RobustrainError
+
+EXAMPLES = """examples:
+  robustrain demo
+  robustrain train --config configs/cpu/pgd_at_cifar10.yaml --out runs/pgd_at
+  robustrain train --method pgd_at --model resnet18 --data cifar10 --data-root ~/data --eps 8/255 --out runs/at
+  robustrain train --config configs/cpu/standard_cifar10.yaml --set optim.lr=0.05 --set method.steps=7 --out runs/x
+  robustrain train --resume runs/at          # continue a stopped or killed run
+  robustrain list                            # models, methods, datasets
+"""
+
+# Command-line flags and the configuration key each one sets.
+FLAG_KEYS = {
+    "method": "method.name", "model": "model.name", "data": "data.name", "data_root": "data.root",
+    "epochs": "epochs", "batch_size": "batch_size", "lr": "optim.lr", "schedule": "schedule.name",
+    "eps": "threat.eps", "seed": "seed", "device": "device", "precision": "precision", "out": "out",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robustrain", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+        description="Train image classifiers that are accurate and robust at once, and measure both.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train a model with a method (standard, pgd_at, trades, fast_at)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+        description="Train one run. Settings come from --config (YAML), then the flags below, then --set; "
+                    "the resolved configuration is saved as RUN/config.yaml.")
+    train.add_argument("--config", metavar="FILE", help="YAML file with the run's settings (see configs/)")
+    train.add_argument("--method", help="training method: standard, pgd_at, trades, fast_at")
+    train.add_argument("--model", help="model name, e.g. small_cnn, resnet18, wrn34_10 (see `robustrain list`)")
+    train.add_argument("--data", help="dataset: cifar10, cifar100, svhn, mnist, fashion_mnist, imagefolder, digits")
+    train.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
+    train.add_argument("--download", action="store_true", help="download CIFAR archives that are missing")
+    train.add_argument("--epochs", type=int, help="number of epochs")
+    train.add_argument("--batch-size", type=int, help="training batch size")
+    train.add_argument("--lr", help="base learning rate")
+    train.add_argument("--schedule", help="learning-rate schedule: constant, multistep, cosine, onecycle, piecewise")
+    train.add_argument("--eps", help="perturbation radius on [0, 1] pixels, e.g. 8/255")
+    train.add_argument("--seed", type=int, help="random seed (same seed, same CPU: bitwise same run)")
+    train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    train.add_argument("--precision", help="fp32, bf16 (autocast) or fp16 (CUDA, with loss scaling)")
+    train.add_argument("--out", metavar="RUN", help="run folder to create")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="any setting by its dotted key, e.g. method.steps=7 or optim.nesterov=true")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN with its saved settings")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines only)")
+
+    demo = commands.add_parser("demo", help="train standard and PGD-AT models on the embedded digits data",
+                               description="Train a standard and a PGD-AT small CNN on scikit-learn's digits "
+                                           "(real, embedded data) and print their clean and PGD accuracy.")
+    demo.add_argument("--out", metavar="DIR", help="where to keep the two runs (default: a temporary folder)")
+    demo.add_argument("--epochs", type=int, default=15, help="epochs per run (default 15)")
+    demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    commands.add_parser("list", help="list models, methods and datasets")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .train import RunConfig, load_run_config, train
+
+    if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name in (*FLAG_KEYS, "config")
+                 if getattr(args, name) is not None] + (["--set"] if args.set else [])
+        if given:
+            raise RobustrainError(f"--resume continues a run with its saved settings; drop {', '.join(given)}.")
+        config = load_run_config(Path(args.resume))
+        if Path(config.out) != Path(args.resume):
+            config = from_dict(RunConfig, {**_as_dict(config), "out": args.resume})
+        train(config, resume=True, progress=not args.no_progress)
+        return
+    data = load_yaml(args.config) if args.config else {}
+    for name, key in FLAG_KEYS.items():
+        value = getattr(args, name)
+        if value is not None:
+            set_dotted(data, f"{key}={value}")
+    if args.download:
+        set_dotted(data, "data.download=true")
+    for assignment in args.set:
+        set_dotted(data, assignment)
+    results = train(from_dict(RunConfig, data), progress=not args.no_progress)
+    print(f"clean accuracy {100 * results['clean_acc']:.2f}%, PGD-{results['pgd']['steps']} accuracy "
+          f"{100 * results['pgd']['acc']:.2f}% (results in {Path(data['out']) / 'results.json'})")
+
+
+def _as_dict(config) -> dict:
+    from .config import to_dict
+
+    return to_dict(config)
+
+
+def _list() -> None:
+    from .data import DATASETS
+    from .methods import METHODS
+    from .models import list_models, model_options
+
+    print("models:")
+    for name in list_models():
+        print(f"  {name:<16} options: {', '.join(model_options(name))}")
+    print("methods:", ", ".join(sorted(METHODS)))
+    print("datasets:", ", ".join(DATASETS))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            _train(args)
+        elif args.command == "demo":
+            from .demo import run_demo
+
+            run_demo(args.out, args.epochs, args.device, progress=not args.no_progress)
+        else:
+            _list()
+    except RobustrainError as error:
+        print(f"robustrain: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robustrain: interrupted; a training run continues with `robustrain train --resume RUN`.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
