@@ -48,6 +48,9 @@ CIFAR100 = CifarRelease(
     mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762))
 
 
+RELEASES = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles the official batches (dicts of bytes, lists and numpy arrays) and nothing
     else: a crafted file cannot make it import or call anything."""
@@ -55,6 +58,8 @@ class _ArrayUnpickler(pickle.Unpickler):
     _allowed = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
+        # Python 3 writes bytes into protocol-2 pickles through this pure function.
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):
@@ -109,7 +114,8 @@ def _locate(release: CifarRelease, root: Path, download_missing: bool) -> Path |
                     f"or train/<class>/ image folders; pass download=True (CLI: --download) to fetch it.")
 
 
-def load_cifar(release: CifarRelease, root: Path, split: str, download_missing: bool = False) -> ImageDataset:
+def load_cifar(name: str, root: Path, split: str, download_missing: bool = False) -> ImageDataset:
+    release = RELEASES[name]
     if split not in release.files:
         raise DataError(f"{release.name} has splits {sorted(release.files)}, not '{split}'.")
     source = _locate(release, root, download_missing)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from .cifar import CIFAR10, CIFAR100, load_cifar
+from .cifar import load_cifar
 from .dataset import ImageDataset, channel_stats, make_dataset
 from .digits import load_digits
 from .imagefolder import load_image_folder
@@ -32,7 +32,7 @@ def load_dataset(name: str, root: str | Path | None = None, split: str = "train"
         raise DataError(f"dataset '{name}' needs a data root (CLI: --data-root).")
     root = Path(root).expanduser()
     if name in ("cifar10", "cifar100"):
-        return load_cifar(CIFAR10 if name == "cifar10" else CIFAR100, root, split, download)
+        return load_cifar(name, root, split, download)
     if not root.exists():
         raise DataError(f"data root {root} does not exist.")
     if name in ("mnist", "fashion_mnist"):

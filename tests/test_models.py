@@ -1,0 +1,121 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robustrain.models import create_model, list_models
+from robustrain.nn import Condition, RoutedBatchNorm2d
+
+# Published parameter counts for 10 classes: kuangliu/pytorch-cifar (ResNet-18/34/50),
+# He et al. 2016 / akamaster (ResNet-20 0.27M, ResNet-56 0.85M), the TRADES and
+# robust-overfitting code (WRN-34-10, WRN-28-10, PreAct-ResNet-18 with final BN),
+# Zagoruyko & Komodakis Table (WRN-16-8 11.0M, WRN-40-2 2.2M).
+PUBLISHED = {
+    "resnet18": 11_173_962,
+    "resnet34": 21_282_122,
+    "resnet50": 23_520_842,
+    "preact_resnet18": 11_172_170,
+    "wrn34_10": 46_160_474,
+    "wrn28_10": 36_479_194,
+    "resnet20": 269_722,
+    "resnet56": 853_018,
+}
+PUBLISHED_ROUNDED_MILLIONS = {"wrn16_8": 11.0, "wrn40_2": 2.2}
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_parameter_count_matches_published(name):
+    assert count(create_model(name, 10)) == PUBLISHED[name]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_ROUNDED_MILLIONS))
+def test_parameter_count_matches_paper_rounding(name):
+    assert round(count(create_model(name, 10)) / 1e6, 1) == PUBLISHED_ROUNDED_MILLIONS[name]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_maps_images_to_logits(name):
+    model = create_model(name, 7).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(2, 3, 32, 32))
+    assert logits.shape == (2, 7)
+    assert torch.isfinite(logits).all()
+
+
+def test_grayscale_model_needs_and_uses_its_statistics():
+    with pytest.raises(ValueError, match="mean and std"):
+        create_model("small_cnn", 10, in_channels=1)
+    model = create_model("small_cnn", 10, in_channels=1, mean=(0.5,), std=(0.25,)).eval()
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.allclose(model.normalize(x), (x - 0.5) / 0.25)
+    assert model(x).shape == (3, 10)
+
+
+def test_unknown_model_and_option_are_named():
+    with pytest.raises(ValueError, match="unknown model 'resnet19'"):
+        create_model("resnet19", 10)
+    with pytest.raises(ValueError, match="no option 'depth'"):
+        create_model("resnet18", 10, depth=3)
+
+
+def test_bound_model_is_a_plain_classifier_with_its_condition():
+    model = create_model("small_cnn", 10, num_routes=2).eval()
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        model.layers[0].bn.branches[1].running_mean.fill_(3.0)
+        assert torch.equal(model.bind(Condition(route=1))(x), model(x, Condition(route=1)))
+        assert not torch.allclose(model.bind(Condition(route=1))(x), model(x))
+
+
+def test_per_sample_routing_equals_each_group_run_alone():
+    torch.manual_seed(0)
+    bn = RoutedBatchNorm2d(3, num_routes=2).train()
+    reference = [torch.nn.BatchNorm2d(3).train() for _ in range(2)]
+    for r, ref in enumerate(reference):
+        with torch.no_grad():
+            bn.branches[r].weight.uniform_(0.5, 2)
+            bn.branches[r].bias.uniform_(-1, 1)
+        ref.load_state_dict(bn.branches[r].state_dict())
+    x = torch.randn(6, 3, 4, 4) * torch.tensor([1, 5, 1, 5, 1, 5]).view(6, 1, 1, 1)
+    route = torch.tensor([0, 1, 0, 1, 0, 0])
+    out = bn(x, Condition(route=route))
+    for r in range(2):
+        rows = route == r
+        assert torch.allclose(out[rows], reference[r](x[rows]), atol=1e-6)
+        assert torch.allclose(bn.branches[r].running_mean, reference[r].running_mean)
+        assert torch.allclose(bn.branches[r].running_var, reference[r].running_var)
+
+
+def test_frozen_statistics_normalise_with_the_batch_but_keep_running_values():
+    bn = RoutedBatchNorm2d(2).train()
+    x = torch.randn(8, 2, 3, 3) * 3 + 1
+    out = bn(x, Condition(update_bn_stats=False))
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    assert torch.allclose(out, (x - mean) / torch.sqrt(var + 1e-5), atol=1e-5)
+    assert torch.equal(bn.branches[0].running_mean, torch.zeros(2))
+    assert torch.equal(bn.branches[0].running_var, torch.ones(2))
+    assert bn.branches[0].num_batches_tracked.item() == 0
+
+
+def test_route_out_of_range_is_reported():
+    bn = RoutedBatchNorm2d(2, num_routes=2)
+    with pytest.raises(ValueError, match="route values must lie in 0..1"):
+        bn(torch.randn(2, 2, 2, 2), Condition(route=torch.tensor([0, 2])))
+    with pytest.raises(ValueError, match="route 5 does not exist"):
+        bn(torch.randn(2, 2, 2, 2), Condition(route=5))
+
+
+def test_single_route_matches_plain_batchnorm_in_eval():
+    bn = RoutedBatchNorm2d(4).eval()
+    plain = torch.nn.BatchNorm2d(4).eval()
+    with torch.no_grad():
+        bn.branches[0].running_mean.uniform_()
+        bn.branches[0].running_var.uniform_(0.5, 2)
+    plain.load_state_dict(bn.branches[0].state_dict())
+    x = torch.randn(5, 4, 2, 2)
+    assert torch.allclose(bn(x), plain(x))
+    assert torch.allclose(bn(x), F.batch_norm(x, plain.running_mean, plain.running_var, plain.weight, plain.bias))
