@@ -1,7 +1,8 @@
 """The attack interface: a configuration object; calling it perturbs one batch.
 
 Attacks see any `x -> logits` module with inputs in [0, 1]. They run it in the BN mode
-they are configured for (eval by default) and restore every submodule's mode after.
+they are configured for (eval by default) and restore every submodule's mode after;
+they work inside `torch.no_grad()` blocks too.
 They ask autograd for input gradients only, so no parameter gradient is computed or
 accumulated during attack steps.
 """
@@ -47,7 +48,7 @@ class Attack:
         """Adversarial images for (x, y); `generator` seeds any randomness (CPU generator)."""
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels.")
-        with running_mode(model, self.model_mode):
+        with running_mode(model, self.model_mode), torch.enable_grad():
             return self.perturb(model, x.detach(), y.detach(), generator)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,

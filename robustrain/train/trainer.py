@@ -194,10 +194,9 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         save_checkpoint(run_dir, epoch, tensors, {"epoch": epoch, "seed": config.seed, "optimizer": optimizer_json,
                                                   "scaler": scaler.state_dict(), "cost": totals,
                                                   "config": to_dict(config)})
-        if progress:
-            tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
-                       f"train acc {record['train_acc']:.4f}  test acc {test_acc:.4f}  "
-                       f"{record['images_per_s']:.0f} img/s")
+        tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
+                   f"train acc {record['train_acc']:.4f}  test acc {test_acc:.4f}  "
+                   f"{record['images_per_s']:.0f} img/s")
     return _final_evaluation(run_dir, config, model, test_set, device, totals)
 
 

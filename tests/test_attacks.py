@@ -1,0 +1,117 @@
+import pytest
+import torch
+import torchattacks
+from torch import nn
+
+from robustrain.attacks import FGSM, PGD
+from robustrain.evaluate import accuracy
+from robustrain.models import create_model
+from robustrain.data import load_dataset
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    """A small CNN trained for a few seconds on the real digits data (clean accuracy ~95%)."""
+    torch.manual_seed(0)
+    train = load_dataset("digits", split="train")
+    model = create_model("small_cnn", 10, in_channels=1, width=8, mean=train.info.mean, std=train.info.std)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x, y = train.images.float() / 255, train.labels
+    for _ in range(8):
+        for i in range(0, len(y), 64):
+            loss = nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval(), load_dataset("digits", split="test")
+
+
+def test_pgd_linf_equals_torchattacks_per_image(digits_model):
+    model, test = digits_model
+    x, y = test.images.float() / 255, test.labels
+    ours = PGD(0.1, 0.02, 10, random_start="none")(model, x, y)
+    reference = torchattacks.PGD(model, eps=0.1, alpha=0.02, steps=10, random_start=False)(x, y)
+    assert torch.allclose(ours, reference, atol=1e-6)
+
+
+def test_pgd_l2_equals_torchattacks(digits_model):
+    model, test = digits_model
+    x, y = test.images[:100].float() / 255, test.labels[:100]
+    ours = PGD(0.5, 0.1, 10, norm="l2", random_start="none")(model, x, y)
+    reference = torchattacks.PGDL2(model, eps=0.5, alpha=0.1, steps=10, random_start=False)(x, y)
+    assert (ours - reference).abs().max() < 1e-4
+    assert (ours - x).flatten(1).norm(dim=1).max() <= 0.5 + 1e-5
+
+
+def test_fgsm_equals_torchattacks(digits_model):
+    model, test = digits_model
+    x, y = test.images.float() / 255, test.labels
+    assert torch.equal(FGSM(0.1)(model, x, y), torchattacks.FGSM(model, eps=0.1)(x, y))
+
+
+def test_random_start_pgd_agrees_with_torchattacks_on_robust_accuracy(digits_model):
+    model, test = digits_model
+    x, y = test.images.float() / 255, test.labels
+    torch.manual_seed(1)
+    reference = torchattacks.PGD(model, eps=0.1, alpha=0.025, steps=20, random_start=True)(x, y)
+    with torch.no_grad():
+        reference_acc = (model(reference).argmax(1) == y).float().mean().item()
+    ours = accuracy(model, test, attack=PGD(0.1, 0.025, 20), seed=1)
+    clean = accuracy(model, test)
+    assert clean > 0.9 and ours < clean - 0.2
+    # Different random starts only: within 1.5 points on 364 images (5 images).
+    assert abs(ours - reference_acc) <= 0.015
+
+
+def test_zero_eps_gives_clean_accuracy_and_huge_eps_gives_none(digits_model):
+    model, test = digits_model
+    clean = accuracy(model, test)
+    assert accuracy(model, test, attack=PGD(0.0, 0.01, 5)) == clean
+    assert accuracy(model, test, attack=PGD(1.0, 0.25, 10)) <= 0.02
+
+
+def test_linear_model_is_broken_exactly_beyond_its_closed_form_margin():
+    # Two-class linear model; logit gap g(x) = (w1 - w0).x + (b1 - b0). The smallest L-inf
+    # perturbation that flips class 1 to 0 has size g(x) / ||w1 - w0||_1.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    x = torch.full((1, 3, 2, 2), 0.5)
+    w = model[1].weight.detach()
+    b = model[1].bias.detach()
+    with torch.no_grad():
+        model[1].bias += torch.tensor([0.0, 0.3 - ((w[1] - w[0]) @ x.flatten() + b[1] - b[0]).item()])
+    gap = ((w[1] - w[0]) @ x.flatten() + model[1].bias[1] - model[1].bias[0]).item()
+    minimal = gap / (w[1] - w[0]).abs().sum().item()
+    y = torch.tensor([1])
+    assert minimal < 0.5
+    below = PGD(0.99 * minimal, 0.99 * minimal / 4, 10, random_start="none")(model, x, y)
+    above = PGD(1.01 * minimal, 1.01 * minimal / 4, 10, random_start="none")(model, x, y)
+    assert model(below).argmax(1).item() == 1
+    assert model(above).argmax(1).item() == 0
+    targeted = PGD(1.01 * minimal, 1.01 * minimal / 4, 10, random_start="none", targeted=True)(model, x, torch.tensor([0]))
+    assert model(targeted).argmax(1).item() == 0
+
+
+def test_attack_restores_every_submodule_mode_and_leaves_no_parameter_gradients(digits_model):
+    model, test = digits_model
+    model.zero_grad(set_to_none=True)
+    model.train()
+    model.layers[0].eval()
+    PGD(0.1, 0.02, 3)(model, test.images[:8].float() / 255, test.labels[:8])
+    assert model.training and not model.layers[0].training and model.layers[1].training
+    assert all(p.grad is None for p in model.parameters())
+    model.eval()
+
+
+def test_restarts_keep_the_worst_case_per_image(digits_model):
+    model, test = digits_model
+    x, y = test.images.float() / 255, test.labels
+    single = [PGD(0.06, 0.02, 5, restarts=1)(model, x, y, torch.Generator().manual_seed(s)) for s in range(3)]
+    with torch.no_grad():
+        fooled_any = torch.stack([model(a).argmax(1) != y for a in single]).any(0)
+        combined = PGD(0.06, 0.02, 5, restarts=3)(model, x, y, torch.Generator().manual_seed(0))
+        fooled_combined = model(combined).argmax(1) != y
+    # The first restart of the combined run replays seed 0's draw, so it fools at least those.
+    assert (fooled_combined >= (model(single[0]).argmax(1) != y)).all()
+    assert fooled_combined.sum() >= (model(single[0]).argmax(1) != y).sum()
+    assert fooled_any.sum() >= fooled_combined.sum() - 5
