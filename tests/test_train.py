@@ -1,0 +1,216 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from robustrain.attacks import PGD
+from robustrain.config import from_dict
+from robustrain.errors import ConfigError
+from robustrain.methods import StepContext, Threat, create_method
+from robustrain.models import create_model
+from robustrain.train import OptimConfig, RunConfig, ScheduleConfig, build_optimizer, lr_factor, train
+
+TIMING_KEYS = {"epoch_time_s", "images_per_s", "train_time_s"}
+
+
+def tiny_config(out: Path, method: dict, epochs: int = 2, **extra) -> dict:
+    return {
+        "data": {"name": "digits", "augment": "crop", "crop_padding": 1, **extra.pop("data", {})},
+        "model": {"name": "small_cnn", "width": 8},
+        "method": method,
+        "threat": {"eps": 0.1},
+        "optim": {"lr": 0.05},
+        "schedule": {"name": "cosine"},
+        "eval": {"pgd_steps": 5, "pgd_limit": 100},
+        "epochs": epochs, "batch_size": 64, "device": "cpu", "out": str(out), **extra,
+    }
+
+
+def without_timing(value):
+    if isinstance(value, dict):
+        return {k: without_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
+    return value
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [without_timing(json.loads(line)) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_tensors(run: Path) -> dict[str, torch.Tensor]:
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())["stem"]
+    with safe_open(run / "checkpoints" / f"{latest}.safetensors", "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+# Schedules against their closed forms.
+
+def test_multistep_decays_at_each_milestone():
+    config = ScheduleConfig(name="multistep", milestones=(100, 150), gamma=0.1)
+    assert [lr_factor(config, 200, t) for t in (0, 99.99, 100, 149.9, 150, 199)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_cosine_and_warmup():
+    config = ScheduleConfig(name="cosine", final_factor=0.1, warmup_epochs=2)
+    assert lr_factor(config, 10, 0) == 0
+    assert lr_factor(config, 10, 1) == pytest.approx(0.5 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 10))))
+    assert lr_factor(config, 10, 5) == pytest.approx(0.55)
+    assert lr_factor(config, 10, 10) == pytest.approx(0.1)
+
+
+def test_onecycle_and_piecewise_are_linear_between_their_points():
+    onecycle = ScheduleConfig(name="onecycle", peak_fraction=0.4, final_factor=0.0)
+    assert [lr_factor(onecycle, 10, t) for t in (0, 2, 4, 7, 10)] == pytest.approx([0, 0.5, 1, 0.5, 0])
+    piecewise = ScheduleConfig(name="piecewise", points=((0, 0.0), (2, 1.0), (5, 0.1)))
+    assert [lr_factor(piecewise, 8, t) for t in (0, 1, 2, 3.5, 5, 8)] == pytest.approx([0, 0.5, 1, 0.55, 0.1, 0.1])
+
+
+def test_bad_schedules_are_named():
+    with pytest.raises(ConfigError, match="milestones must be non-negative and increasing"):
+        ScheduleConfig(milestones=(150, 100))
+    with pytest.raises(ConfigError, match="schedule.points needs at least two"):
+        ScheduleConfig(name="piecewise", points=((0, 1.0),))
+
+
+def test_weight_decay_can_exclude_norm_and_bias():
+    model = create_model("small_cnn", 10, width=4)
+    optimizer = build_optimizer(OptimConfig(weight_decay=1e-3, decay_norm_and_bias=False), [model])
+    decayed, exempt = optimizer.param_groups
+    assert decayed["weight_decay"] == 1e-3 and exempt["weight_decay"] == 0
+    assert all(p.dim() > 1 for p in decayed["params"]) and all(p.dim() == 1 for p in exempt["params"])
+    assert len(decayed["params"]) + len(exempt["params"]) == len(list(model.parameters()))
+    nesterov = build_optimizer(OptimConfig(nesterov=True), [model])
+    assert nesterov.param_groups[0]["nesterov"] and len(nesterov.param_groups) == 1
+
+
+# Configuration errors.
+
+def test_config_accepts_fractions_and_names_bad_keys():
+    config = from_dict(RunConfig, {"threat": {"eps": "8/255"}, "method": {"name": "pgd_at"}})
+    assert config.threat.eps == pytest.approx(8 / 255)
+    with pytest.raises(ConfigError, match="unknown option 'optim.momentun'"):
+        from_dict(RunConfig, {"optim": {"momentun": 0.9}})
+    with pytest.raises(ConfigError, match="threat.eps must be a number or a fraction"):
+        from_dict(RunConfig, {"threat": {"eps": "eight"}})
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        from_dict(RunConfig, {"precision": "fp8"})
+    with pytest.raises(ConfigError, match="unknown option 'method.setps'"):
+        create_method("pgd_at", {"setps": 3}, Threat())
+
+
+# Losses against hand computations.
+
+def test_label_smoothing_matches_its_closed_form():
+    logits, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0])
+    log_p = F.log_softmax(logits, 1)
+    expected = (0.9 * -log_p.gather(1, y[:, None]).squeeze(1) + 0.1 * -log_p.mean(1)).mean()
+    ctx = StepContext(torch.Generator(), label_smoothing=0.1)
+    assert torch.allclose(ctx.cross_entropy(logits, y), expected)
+
+
+def test_pgd_at_mixes_clean_and_adversarial_terms():
+    torch.manual_seed(0)
+    model = create_model("small_cnn", 3, width=4).eval()
+    x, y = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    method = create_method("pgd_at", {"steps": 3, "random_start": False, "adv_weight": 0.3}, Threat(eps=0.05))
+    out = method.step(model, x, y, StepContext(torch.Generator()))
+    x_adv = PGD(0.05, 0.05 / 4, 3, random_start="none")(model, x, y)
+    expected = 0.7 * F.cross_entropy(model(x), y) + 0.3 * F.cross_entropy(model(x_adv), y)
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+
+
+def test_trades_loss_is_natural_ce_plus_beta_batchmean_kl():
+    torch.manual_seed(0)
+    model = create_model("small_cnn", 3, width=4).eval()
+    x, y = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    method = create_method("trades", {"beta": 6.0, "steps": 2}, Threat(eps=0.05))
+    out = method.step(model, x, y, StepContext(torch.Generator().manual_seed(3)))
+    x_adv = PGD(0.05, 0.05 / 4, 2, loss="kl", random_start="normal")(model, x, y, torch.Generator().manual_seed(3))
+    p, log_q = F.softmax(model(x), 1), F.log_softmax(model(x_adv), 1)
+    kl = (p * (p.log() - log_q)).sum(1).mean()
+    assert torch.allclose(out.loss, F.cross_entropy(model(x), y) + 6.0 * kl, atol=1e-5)
+
+
+# The trainer: cost accounting, determinism, resume after SIGKILL.
+
+@pytest.mark.parametrize("method, fb_per_image, f_per_image", [
+    ({"name": "standard"}, 1, 0),
+    ({"name": "pgd_at", "steps": 4}, 5, 0),
+    ({"name": "pgd_at", "steps": 4, "adv_weight": 0.5}, 6, 0),
+    ({"name": "trades", "steps": 3}, 5, 1),
+    ({"name": "fast_at"}, 2, 0),
+])
+def test_cost_counts_image_passes(tmp_path, method, fb_per_image, f_per_image):
+    config = tiny_config(tmp_path / "run", method, epochs=1, data={"train_limit": 256})
+    cost = train(from_dict(RunConfig, config), progress=False)["cost"]
+    assert cost["images"] == 256
+    assert cost["forward_backward"] == fb_per_image * 256
+    assert cost["forward_only"] == f_per_image * 256
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "run"
+    train(from_dict(RunConfig, tiny_config(out, {"name": "pgd_at", "steps": 2}, epochs=5)), progress=False)
+    return out
+
+
+def test_same_seed_gives_bitwise_the_same_run(reference_run, tmp_path):
+    again = tmp_path / "again"
+    train(from_dict(RunConfig, tiny_config(again, {"name": "pgd_at", "steps": 2}, epochs=5)), progress=False)
+    assert read_metrics(again) == read_metrics(reference_run)
+    reference = final_tensors(reference_run)
+    assert all(torch.equal(reference[k], v) for k, v in final_tensors(again).items())
+    other_seed = tmp_path / "other"
+    train(from_dict(RunConfig, tiny_config(other_seed, {"name": "pgd_at", "steps": 2}, epochs=1, seed=1)),
+          progress=False)
+    assert read_metrics(other_seed)[0] != read_metrics(reference_run)[0]
+
+
+def test_checkpoints_hold_only_safetensors_and_json(reference_run):
+    files = sorted(p.name for p in (reference_run / "checkpoints").iterdir())
+    assert files == ["epoch-0004.json", "epoch-0004.safetensors", "latest.json"]
+    sidecar = json.loads((reference_run / "checkpoints" / "epoch-0004.json").read_text())
+    assert sidecar["epoch"] == 4 and sidecar["config"]["method"]["name"] == "pgd_at"
+    keys = final_tensors(reference_run)
+    assert any(k.startswith("model/") for k in keys) and any(k.startswith("optimizer/") for k in keys)
+
+
+def test_resume_after_sigkill_ends_like_an_uninterrupted_run(reference_run, tmp_path):
+    run = tmp_path / "killed"
+    config = tmp_path / "config.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump(tiny_config(run, {"name": "pgd_at", "steps": 2}, epochs=5)))
+    command = [sys.executable, "-m", "robustrain", "train", "--config", str(config), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = run / "checkpoints" / "latest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if latest.is_file() and json.loads(latest.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (run / "results.json").exists(), "the run finished before it could be killed"
+
+    resumed = subprocess.run([sys.executable, "-m", "robustrain", "train", "--resume", str(run), "--no-progress"],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_metrics(run) == read_metrics(reference_run)
+    expected = json.loads((reference_run / "results.json").read_text())
+    actual = json.loads((run / "results.json").read_text())
+    assert without_timing(actual) == without_timing(expected)
+    reference = final_tensors(reference_run)
+    assert all(torch.equal(reference[k], v) for k, v in final_tensors(run).items())
+    assert not list(run.rglob("*.tmp"))
