@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def _train(args: argparse.Namespace) -> None:
             raise RobustrainError(f"--resume continues a run with its saved settings; drop {', '.join(given)}.")
         config = load_run_config(Path(args.resume))
         if Path(config.out) != Path(args.resume):
-            config = from_dict(RunConfig, {**_as_dict(config), "out": args.resume})
+            config = dataclasses.replace(config, out=args.resume)
         train(config, resume=True, progress=not args.no_progress)
         return
     data = load_yaml(args.config) if args.config else {}
@@ -94,12 +95,6 @@ def _train(args: argparse.Namespace) -> None:
     results = train(from_dict(RunConfig, data), progress=not args.no_progress)
     print(f"clean accuracy {100 * results['clean_acc']:.2f}%, PGD-{results['pgd']['steps']} accuracy "
           f"{100 * results['pgd']['acc']:.2f}% (results in {Path(data['out']) / 'results.json'})")
-
-
-def _as_dict(config) -> dict:
-    from .config import to_dict
-
-    return to_dict(config)
 
 
 def _list() -> None:

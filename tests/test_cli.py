@@ -1,0 +1,83 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from robustrain.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "robustrain", *args], capture_output=True, text=True)
+
+
+def test_help_explains_commands_and_options():
+    top = run_cli("--help")
+    assert top.returncode == 0 and "train" in top.stdout and "demo" in top.stdout
+    train = run_cli("train", "--help")
+    for flag in ("--config", "--method", "--model", "--data-root", "--eps", "--resume", "--set", "--precision"):
+        assert flag in train.stdout
+
+
+def test_bad_value_is_one_sentence_without_traceback_and_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", "--data", "digits", "--epochs", "0", "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "robustrain: error: epochs and batch_size must be at least 1, got 0 and 128."
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "resnet19"], "unknown model 'resnet19'; available models are"),
+    (["--method", "madry"], "unknown method 'madry'; available methods are"),
+    (["--set", "optim.momentun=0.9"], "unknown option 'optim.momentun'"),
+    (["--set", "method.steps=three", "--method", "pgd_at"], "method.steps must be an integer, got 'three'"),
+    (["--data", "cifar10", "--data-root", "/nonexistent"], "cifar10 not found under /nonexistent"),
+    (["--eps", "big"], "threat.eps must be a number or a fraction"),
+    (["--device", "cuda"], "has no CUDA device"),
+    (["--precision", "fp16", "--device", "cpu"], "fp16 needs a CUDA device"),
+])
+def test_user_errors_name_the_bad_value(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    code = main(["train", "--data", "digits", "--epochs", "1", "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_config_file_overrides_and_resume_rules(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": {"name": "digits", "train_limit": 64}, "epochs": 1,
+                                      "model": {"name": "small_cnn", "width": 4}, "eval": {"pgd_steps": 1}, "batch_size": 32,
+                                      "device": "cpu"}))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--set", "optim.lr=0.01", "--out", str(run), "--no-progress"]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["optim"]["lr"] == 0.01 and saved["data"]["train_limit"] == 64
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--epochs", "3"]) == 2
+    assert "drop --epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_bad_yaml_file_is_reported(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: [1,\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+
+
+def test_list_shows_registries(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "wrn34_10" in out and "pgd_at" in out and "cifar10" in out
+
+
+def test_demo_prints_clean_and_pgd_accuracy_of_both_models(tmp_path, capsys):
+    assert main(["demo", "--epochs", "2", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| standard |" in out and "| pgd_at   |" in out and "PGD-20 acc (eps 0.1, linf)" in out
+    assert (tmp_path / "standard" / "results.json").is_file() and (tmp_path / "pgd_at" / "results.json").is_file()
