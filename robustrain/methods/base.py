@@ -23,6 +23,10 @@ class Threat:
         if self.eps < 0:
             raise ConfigError(f"threat.eps must be non-negative, got {self.eps}.")
 
+    def step_size(self, given: float | None) -> float:
+        """A PGD step size: `given`, else eps/4 (2/255 at 8/255, the literature's usual choice)."""
+        return given if given is not None else self.eps / 4
+
 
 @dataclass
 class StepContext:

@@ -41,7 +41,7 @@ class PGDAT(Method):
 
     def __init__(self, options: PGDATOptions, threat):
         super().__init__(options, threat)
-        self.attack = PGD(threat.eps, options.step_size if options.step_size is not None else threat.eps / 4,
+        self.attack = PGD(threat.eps, threat.step_size(options.step_size),
                           options.steps, norm=threat.norm, random_start="uniform" if options.random_start else "none",
                           restarts=options.restarts, model_mode=options.bn_mode)
 

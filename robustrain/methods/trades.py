@@ -35,7 +35,7 @@ class TRADES(Method):
 
     def __init__(self, options: TRADESOptions, threat):
         super().__init__(options, threat)
-        self.attack = PGD(threat.eps, options.step_size if options.step_size is not None else threat.eps / 4,
+        self.attack = PGD(threat.eps, threat.step_size(options.step_size),
                           options.steps, norm=threat.norm, loss="kl", random_start="normal", model_mode="eval")
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:

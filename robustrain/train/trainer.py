@@ -201,7 +201,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
 
 
 def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device, totals) -> dict:
-    step = config.eval.pgd_step_size if config.eval.pgd_step_size is not None else config.threat.eps / 4
+    step = config.threat.step_size(config.eval.pgd_step_size)
     attack = PGD(config.threat.eps, step, config.eval.pgd_steps, norm=config.threat.norm,
                  restarts=config.eval.pgd_restarts)
     clean = accuracy(model, test_set, batch_size=config.eval.batch_size, device=device)
