@@ -214,3 +214,29 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(reference_run, tmp_
     reference = final_tensors(reference_run)
     assert all(torch.equal(reference[k], v) for k, v in final_tensors(run).items())
     assert not list(run.rglob("*.tmp"))
+
+
+def test_gradient_clipping_bounds_how_far_weights_move(tmp_path):
+    # With SGD momentum m, no weight decay and every gradient clipped to norm c, the
+    # momentum buffer's norm stays below c / (1 - m), so S steps of lr move the weights
+    # by at most S * lr * c / (1 - m) in L2 norm.
+    clip, lr, momentum = 1e-4, 0.05, 0.9
+    config = tiny_config(tmp_path / "run", {"name": "standard"}, epochs=1, grad_clip=clip, data={"train_limit": 256},
+                         optim={"lr": lr, "momentum": momentum, "weight_decay": 0.0}, schedule={"name": "constant"})
+    torch.manual_seed(0)
+    initial = create_model("small_cnn", 10, in_channels=1, width=8, mean=(0.5,), std=(0.5,)).state_dict()
+    train(from_dict(RunConfig, config), progress=False)
+    final = final_tensors(tmp_path / "run")
+    moved = torch.sqrt(sum(((final[f"model/{k}"] - v) ** 2).sum() for k, v in initial.items()
+                           if v.is_floating_point() and "running" not in k and "normalize" not in k))
+    steps = 256 // 64
+    assert 0 < moved <= steps * lr * clip / (1 - momentum) * 1.0001
+
+
+def test_bf16_autocast_and_adamw_train_on_cpu(tmp_path):
+    config = tiny_config(tmp_path / "run", {"name": "pgd_at", "steps": 2}, epochs=1, precision="bf16",
+                         optim={"name": "adamw", "lr": 1e-3, "weight_decay": 0.01}, data={"train_limit": 128})
+    results = train(from_dict(RunConfig, config), progress=False)
+    assert 0 <= results["clean_acc"] <= 1
+    saved = final_tensors(tmp_path / "run")
+    assert {"optimizer/0/exp_avg", "optimizer/0/exp_avg_sq", "optimizer/0/step"} <= set(saved)
