@@ -5,11 +5,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test
 
+# torchattacks is the independent reference for the attack tests; its metadata asks for
+# torchvision, which it does not import and which has no CPU build, hence --no-deps.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
-	# torchattacks is the independent reference for the attack tests; its metadata
-	# asks for torchvision, which it does not import and which has no CPU build here.
 	$(VENV)/bin/python -m pip install --quiet --no-deps -c constraints.txt torchattacks
 	touch $(STAMP)
 

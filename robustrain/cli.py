@@ -24,6 +24,7 @@ FLAG_KEYS = {
     "method": "method.name", "model": "model.name", "data": "data.name", "data_root": "data.root",
     "epochs": "epochs", "batch_size": "batch_size", "lr": "optim.lr", "schedule": "schedule.name",
     "eps": "threat.eps", "seed": "seed", "device": "device", "precision": "precision", "out": "out",
+    "init": "init.path",
 }
 
 
@@ -47,12 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="number of epochs")
     train.add_argument("--batch-size", type=int, help="training batch size")
     train.add_argument("--lr", help="base learning rate")
-    train.add_argument("--schedule", help="learning-rate schedule: constant, multistep, cosine, onecycle, piecewise")
+    train.add_argument("--schedule", help="learning-rate schedule: constant, multistep, cosine, onecycle, "
+                                          "slow_start_fast_decay, piecewise (see `robustrain schedule`)")
     train.add_argument("--eps", help="perturbation radius on [0, 1] pixels, e.g. 8/255")
     train.add_argument("--seed", type=int, help="random seed (same seed, same CPU: bitwise same run)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--precision", help="fp32, bf16 (autocast) or fp16 (CUDA, with loss scaling)")
     train.add_argument("--out", metavar="RUN", help="run folder to create")
+    train.add_argument("--init", metavar="RUN_OR_FILE",
+                       help="start from trained weights: a run folder or a state dict (.safetensors, .pt); "
+                            "rename foreign keys with --set 'init.key_map=[[\"^module\\.\", \"\"]]'")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="any setting by its dotted key, e.g. method.steps=7 or optim.nesterov=true")
     train.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN with its saved settings")
@@ -66,8 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    schedule = commands.add_parser(
+        "schedule", help="print (and plot) the learning rate a configuration gives",
+        description="Show the learning-rate curve of a configuration before training with it.",
+        epilog="example: robustrain schedule --config configs/cpu/aft_cifar10.yaml --plot lr.png")
+    schedule.add_argument("--config", metavar="FILE", help="YAML file with the run's settings")
+    schedule.add_argument("--schedule", help="constant, multistep, cosine, onecycle, slow_start_fast_decay, piecewise")
+    schedule.add_argument("--epochs", type=int, help="number of epochs")
+    schedule.add_argument("--lr", help="base (peak) learning rate")
+    schedule.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="any setting, e.g. schedule.peak_fraction=0.8 or schedule.decay_shape=exponential")
+    schedule.add_argument("--plot", metavar="PNG", help="also draw the curve into this PNG file")
+
     commands.add_parser("list", help="list models, methods and datasets")
     return parser
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    """--config, then the named flags, then --set, as one nested mapping."""
+    data = load_yaml(args.config) if args.config else {}
+    for name, key in FLAG_KEYS.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            set_dotted(data, f"{key}={value}")
+    if getattr(args, "download", False):
+        set_dotted(data, "data.download=true")
+    for assignment in args.set:
+        set_dotted(data, assignment)
+    return data
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -83,18 +114,28 @@ def _train(args: argparse.Namespace) -> None:
             config = dataclasses.replace(config, out=args.resume)
         train(config, resume=True, progress=not args.no_progress)
         return
-    data = load_yaml(args.config) if args.config else {}
-    for name, key in FLAG_KEYS.items():
-        value = getattr(args, name)
-        if value is not None:
-            set_dotted(data, f"{key}={value}")
-    if args.download:
-        set_dotted(data, "data.download=true")
-    for assignment in args.set:
-        set_dotted(data, assignment)
-    results = train(from_dict(RunConfig, data), progress=not args.no_progress)
+    config = from_dict(RunConfig, _settings(args))
+    results = train(config, progress=not args.no_progress)
     print(f"clean accuracy {100 * results['clean_acc']:.2f}%, PGD-{results['pgd']['steps']} accuracy "
-          f"{100 * results['pgd']['acc']:.2f}% (results in {Path(data['out']) / 'results.json'})")
+          f"{100 * results['pgd']['acc']:.2f}% (results in {Path(config.out) / 'results.json'})")
+
+
+def _schedule(args: argparse.Namespace) -> None:
+    from .train import RunConfig, lr_factor
+
+    config = from_dict(RunConfig, _settings(args))
+    samples = 400
+    epochs = [config.epochs * i / samples for i in range(samples + 1)]
+    lrs = [config.optim.lr * lr_factor(config.schedule, config.epochs, t) for t in epochs]
+    print(f"schedule {config.schedule.name}, base lr {config.optim.lr:g}, {config.epochs} epochs")
+    print("progress   epoch      lr")
+    for i in range(0, samples + 1, samples // 10):
+        print(f"{100 * i // samples:>7}%  {epochs[i]:>6.2f}  {lrs[i]:.5g}")
+    if args.plot:
+        from .plots import plot_learning_rate
+
+        plot_learning_rate(epochs, lrs, f"{config.schedule.name} (peak lr {max(lrs):.3g})", Path(args.plot))
+        print(f"plot written to {args.plot}")
 
 
 def _list() -> None:
@@ -114,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             _train(args)
+        elif args.command == "schedule":
+            _schedule(args)
         elif args.command == "demo":
             from .demo import run_demo
 

@@ -49,6 +49,15 @@ class RoutedBatchNorm2d(nn.Module):
                 out[rows] = _normalize(self.branches[r], x[rows], cond.update_bn_stats)
         return out
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A single-route layer also loads a plain BatchNorm2d's keys (prefix.weight, ...),
+        # so checkpoints of ordinary models load without renaming.
+        if self.num_routes == 1:
+            for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+                if prefix + name in state_dict:
+                    state_dict[f"{prefix}branches.0.{name}"] = state_dict.pop(prefix + name)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _branch(self, route: int) -> nn.BatchNorm2d:
         if not 0 <= route < self.num_routes:
             raise ValueError(f"route {route} does not exist: this layer has routes 0..{self.num_routes - 1}.")

@@ -7,6 +7,7 @@ from typing import Literal
 
 from ..errors import ConfigError
 from ..methods import Threat
+from .init import InitConfig
 from .optim import OptimConfig
 from .schedules import ScheduleConfig
 
@@ -39,7 +40,8 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """model / method: a mapping with `name` and that model's or method's own options."""
+    """model / method: a mapping with `name` and that model's or method's own options.
+    init: start from another run's or a state dict's weights (fine-tuning)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = field(default_factory=lambda: {"name": "small_cnn"})
@@ -48,6 +50,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    init: InitConfig = field(default_factory=InitConfig)
     epochs: int = 10
     batch_size: int = 128
     last_batch: Literal["drop", "keep"] = "drop"

@@ -14,33 +14,64 @@ from typing import Literal
 from ..errors import ConfigError
 
 
+RiseShape = Literal["linear", "cosine"]
+DecayShape = Literal["linear", "cosine", "exponential"]
+PEAK_FRACTION = {"onecycle": 0.4, "slow_start_fast_decay": 0.7}
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     """name:
       constant   factor 1
       multistep  factor gamma**k after the k-th of `milestones` (epochs)
       cosine     from 1 down to `final_factor` along a half cosine
-      onecycle   linear rise from 0 to 1 at `peak_fraction` of training, then linear fall
-                 to `final_factor` (Smith; the cyclic schedule of Wong et al.'s fast AT)
+      onecycle   linear rise from 0 to 1 at `peak_fraction` (default 0.4) of training, then
+                 linear fall to `final_factor` (Smith; the cyclic schedule of Wong et al.'s fast AT)
+      slow_start_fast_decay
+                 Jeddi et al.'s fine-tuning schedule: a rise from `start_factor` to 1 over
+                 the first `peak_fraction` (default 0.7) of training, shaped `rise_shape`,
+                 then a fall to `final_factor`, shaped `decay_shape`, that must be faster on
+                 average than the rise (the paper's curve itself is not known to us; these
+                 defaults are our reading of "slow start, fast decay")
       piecewise  linear through `points`, pairs (epoch, factor), constant outside them
     warmup_epochs: a linear ramp from 0 multiplied onto any of these.
     """
 
-    name: Literal["constant", "multistep", "cosine", "onecycle", "piecewise"] = "multistep"
+    name: Literal["constant", "multistep", "cosine", "onecycle", "slow_start_fast_decay", "piecewise"] = "multistep"
     milestones: tuple[float, ...] = ()
     gamma: float = 0.1
     warmup_epochs: float = 0.0
     final_factor: float = 0.0
-    peak_fraction: float = 0.4
+    peak_fraction: float | None = None
+    start_factor: float = 0.0
+    rise_shape: RiseShape = "linear"
+    decay_shape: DecayShape = "linear"
     points: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def peak(self) -> float:
+        """Where a rise-then-fall schedule peaks, as a fraction of training."""
+        return self.peak_fraction if self.peak_fraction is not None else PEAK_FRACTION.get(self.name, 0.5)
 
     def __post_init__(self):
         if list(self.milestones) != sorted(self.milestones) or any(m < 0 for m in self.milestones):
             raise ConfigError(f"schedule.milestones must be non-negative and increasing, got {list(self.milestones)}.")
         if self.warmup_epochs < 0:
             raise ConfigError(f"schedule.warmup_epochs must be non-negative, got {self.warmup_epochs}.")
-        if not 0 < self.peak_fraction < 1:
+        if self.peak_fraction is not None and not 0 < self.peak_fraction < 1:
             raise ConfigError(f"schedule.peak_fraction must lie strictly between 0 and 1, got {self.peak_fraction}.")
+        if not 0 <= self.start_factor < 1 or not 0 <= self.final_factor < 1:
+            raise ConfigError(f"schedule.start_factor and final_factor must lie in [0, 1), got "
+                              f"{self.start_factor} and {self.final_factor}.")
+        if self.name == "slow_start_fast_decay":
+            p = self.peak
+            rise_rate, fall_rate = (1 - self.start_factor) / p, (1 - self.final_factor) / (1 - p)
+            if fall_rate <= rise_rate:
+                raise ConfigError(f"schedule.peak_fraction {p} makes the decay (rate {fall_rate:.3g} per run) no "
+                                  f"faster than the rise ({rise_rate:.3g}); a slow start, fast decay needs a larger "
+                                  f"peak_fraction.")
+            if self.decay_shape == "exponential" and self.final_factor <= 0:
+                raise ConfigError("schedule.decay_shape exponential needs a positive final_factor.")
         if self.name == "piecewise":
             epochs = [p[0] for p in self.points]
             if len(self.points) < 2 or epochs != sorted(epochs):
@@ -57,13 +88,29 @@ def lr_factor(config: ScheduleConfig, total_epochs: float, t: float) -> float:
     elif config.name == "cosine":
         factor = config.final_factor + (1 - config.final_factor) * 0.5 * (1 + math.cos(math.pi * t / total_epochs))
     elif config.name == "onecycle":
-        peak = config.peak_fraction * total_epochs
-        factor = _interp(t, ((0.0, 0.0), (peak, 1.0), (total_epochs, config.final_factor)))
+        factor = _rise_then_fall(t / total_epochs, config.peak, 0.0, config.final_factor, "linear", "linear")
+    elif config.name == "slow_start_fast_decay":
+        factor = _rise_then_fall(t / total_epochs, config.peak, config.start_factor, config.final_factor,
+                                 config.rise_shape, config.decay_shape)
     else:
         factor = _interp(t, config.points)
     if config.warmup_epochs > 0:
         factor *= min(1.0, t / config.warmup_epochs)
     return factor
+
+
+def _rise_then_fall(u: float, peak: float, start: float, final: float, rise: RiseShape, decay: DecayShape) -> float:
+    """From `start` up to 1 at fraction `peak` of training, then down to `final` at its end."""
+    u = min(max(u, 0.0), 1.0)
+    if u <= peak:
+        v = u / peak
+        ramp = v if rise == "linear" else 0.5 * (1 - math.cos(math.pi * v))
+        return start + (1 - start) * ramp
+    v = (u - peak) / (1 - peak)
+    if decay == "exponential":
+        return final ** v
+    ramp = v if decay == "linear" else 0.5 * (1 - math.cos(math.pi * v))
+    return 1 + (final - 1) * ramp
 
 
 def _interp(t: float, points) -> float:

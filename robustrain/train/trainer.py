@@ -26,6 +26,7 @@ from ..models import Classifier, create_model
 from ..io import atomic_write_text
 from .checkpoint import load_latest, pack_state, save_checkpoint, unpack_state
 from .cost import PassCounter
+from .init import ZERO_COST, load_initial_weights, total_cost
 from .optim import build_optimizer
 from .run_config import RunConfig
 from .schedules import lr_factor
@@ -126,14 +127,18 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     loader = DeviceLoader(train_set, config.batch_size, shuffle=True, seed=config.seed, last_batch=config.last_batch,
                           augment=_augmentation(config), device=device, channels_last=config.channels_last)
 
-    _prepare_run_dir(run_dir, config, resume)
-    start_epoch, totals = 0, {"forward_backward": 0, "forward_only": 0, "train_time_s": 0.0, "images": 0}
+    start_epoch, totals = 0, dict(ZERO_COST)
     checkpoint = load_latest(run_dir, device) if resume else None
     if checkpoint is not None:
         tensors, sidecar = checkpoint
         unpack_state(tensors, sidecar["optimizer"], {"model": model, "method": method}, optimizer)
         scaler.load_state_dict(sidecar["scaler"])
-        start_epoch, totals = sidecar["epoch"] + 1, sidecar["cost"]
+        start_epoch, totals, init_cost = sidecar["epoch"] + 1, sidecar["cost"], sidecar["init_cost"]
+    elif config.init.path is not None:
+        init_cost = load_initial_weights(model, config.init)
+    else:
+        init_cost = dict(ZERO_COST)
+    _prepare_run_dir(run_dir, config, resume)
     _keep_metrics_before(run_dir, start_epoch)
     if start_epoch >= config.epochs and (run_dir / RESULTS_FILE).is_file():
         return json.loads((run_dir / RESULTS_FILE).read_text())
@@ -193,14 +198,15 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         tensors, optimizer_json = pack_state({"model": model, "method": method}, optimizer)
         save_checkpoint(run_dir, epoch, tensors, {"epoch": epoch, "seed": config.seed, "optimizer": optimizer_json,
                                                   "scaler": scaler.state_dict(), "cost": totals,
+                                                  "init_cost": init_cost,
                                                   "config": to_dict(config)})
         tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
                    f"train acc {record['train_acc']:.4f}  test acc {test_acc:.4f}  "
                    f"{record['images_per_s']:.0f} img/s")
-    return _final_evaluation(run_dir, config, model, test_set, device, totals)
+    return _final_evaluation(run_dir, config, model, test_set, device, totals, init_cost)
 
 
-def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device, totals) -> dict:
+def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device, totals, init_cost) -> dict:
     step = config.threat.step_size(config.eval.pgd_step_size)
     attack = PGD(config.threat.eps, step, config.eval.pgd_steps, norm=config.threat.norm,
                  restarts=config.eval.pgd_restarts)
@@ -215,6 +221,8 @@ def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device,
         "test_images": len(test_set),
         "cost": {**totals, "images_per_s": totals["images"] / max(totals["train_time_s"], 1e-9),
                  "forward_backward_per_image": totals["forward_backward"] / max(totals["images"], 1)},
+        "init_cost": init_cost,
+        "total_cost": total_cost(totals, init_cost),
     }
     atomic_write_text(run_dir / RESULTS_FILE, json.dumps(results, indent=1))
     return results
