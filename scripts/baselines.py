@@ -8,44 +8,16 @@ stopped one is resumed, so the script can be re-run after an interruption.
 
 from __future__ import annotations
 
-import json
-import platform
-import subprocess
-import sys
-from pathlib import Path
+from common import ROOT, ensure_run, provenance
 
-import torch
-
-ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("standard", "pgd_at", "trades", "fast_at")
-RUNS = Path("runs/baselines")
 DOC = ROOT / "docs/results/baselines.md"
 
 
-def command(method: str) -> list[str]:
-    run = RUNS / method
-    if (ROOT / run / "config.yaml").is_file():
-        return ["robustrain", "train", "--resume", str(run), "--no-progress"]
-    return ["robustrain", "train", "--config", f"configs/cpu/{method}_cifar10.yaml", "--out", str(run), "--no-progress"]
-
-
 def main() -> None:
-    rows = []
-    for method in METHODS:
-        run = ROOT / RUNS / method
-        if not (run / "results.json").is_file():
-            argv = command(method)
-            print("$", " ".join(argv), flush=True)
-            subprocess.run([sys.executable, "-m", "robustrain", *argv[1:]], cwd=ROOT, check=True)
-        results = json.loads((run / "results.json").read_text())
-        rows.append((method, results))
+    rows = [(m, ensure_run(f"configs/cpu/{m}_cifar10.yaml", f"runs/baselines/{m}")) for m in METHODS]
     DOC.write_text(render(rows))
     print(f"wrote {DOC.relative_to(ROOT)}")
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def render(rows) -> str:
@@ -63,7 +35,7 @@ def render(rows) -> str:
         "Evaluation on all 10,000 test images: clean accuracy and PGD-20 (L-inf, eps 8/255,",
         "step 2/255, one random start, BN in eval mode). The images are the JPEG export, so",
         "numbers differ slightly from the official pixels.",
-        f"Code: commit {commit()}. Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}.",
+        provenance(),
         "",
         "| method | clean acc | PGD-20 acc | fwd+bwd passes / image | train time | train img/s |",
         "|---|---|---|---|---|---|",

@@ -1,0 +1,33 @@
+"""Helpers shared by the experiment scripts: run a config once, describe the machine."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ensure_run(config: str, run: str, *overrides: str) -> dict:
+    """Train `config` into `run` unless it has finished; resume it if it was stopped. Returns its results."""
+    folder = ROOT / run
+    if not (folder / "results.json").is_file():
+        if (folder / "config.yaml").is_file():
+            argv = ["train", "--resume", run, "--no-progress"]
+        else:
+            argv = ["train", "--config", config, "--out", run, "--no-progress", *overrides]
+        print("$ robustrain", " ".join(argv), flush=True)
+        subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=ROOT, check=True)
+    return json.loads((folder / "results.json").read_text())
+
+
+def provenance() -> str:
+    """One line naming the code and the machine a results page was made with."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return (f"Code: commit {commit.stdout.strip() or 'unknown'}. Machine: {platform.machine()}, "
+            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}.")
