@@ -77,7 +77,8 @@ def load_initial_weights(model: nn.Module, config: InitConfig) -> dict | None:
         if checkpoint is None:
             raise RobustrainError(f"init path {path} is a folder without a checkpoint; expected a run folder.")
         tensors = {k[len("model/"):]: v for k, v in checkpoint[0].items() if k.startswith("model/")}
-        cost = total_cost(checkpoint[1]["cost"], checkpoint[1]["init_cost"])
+        # Runs saved before init existed have no init_cost: they started from scratch.
+        cost = total_cost(checkpoint[1]["cost"], checkpoint[1].get("init_cost", ZERO_COST))
     elif path.is_file():
         tensors = _read_state_dict(path, config.entry)
     else:
