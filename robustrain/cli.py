@@ -121,20 +121,20 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _schedule(args: argparse.Namespace) -> None:
-    from .train import RunConfig, lr_factor
+    from .train import RunConfig, learning_rate_curve
 
     config = from_dict(RunConfig, _settings(args))
     samples = 400
-    epochs = [config.epochs * i / samples for i in range(samples + 1)]
-    lrs = [config.optim.lr * lr_factor(config.schedule, config.epochs, t) for t in epochs]
+    epochs, lrs = learning_rate_curve(config, samples)
     print(f"schedule {config.schedule.name}, base lr {config.optim.lr:g}, {config.epochs} epochs")
     print("progress   epoch      lr")
     for i in range(0, samples + 1, samples // 10):
         print(f"{100 * i // samples:>7}%  {epochs[i]:>6.2f}  {lrs[i]:.5g}")
     if args.plot:
-        from .plots import plot_learning_rate
+        from .plots import plot_learning_rates
 
-        plot_learning_rate(epochs, lrs, f"{config.schedule.name} (peak lr {max(lrs):.3g})", Path(args.plot))
+        plot_learning_rates({config.schedule.name: (epochs, lrs)}, f"{config.schedule.name} (peak lr {max(lrs):.3g})",
+                            Path(args.plot))
         print(f"plot written to {args.plot}")
 
 

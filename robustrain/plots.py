@@ -12,15 +12,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .io import atomic_write  # noqa: E402
 
 
-def plot_learning_rate(epochs: list[float], lrs: list[float], title: str, path: Path) -> None:
+def plot_learning_rates(curves: dict[str, tuple[list[float], list[float]]], title: str, path: Path) -> None:
+    """One line per label: learning rate against training progress in epochs."""
     figure, axes = plt.subplots(figsize=(6, 3.5), dpi=120)
-    axes.plot(epochs, lrs, color="tab:blue", linewidth=2)
+    for label, (epochs, lrs) in curves.items():
+        axes.plot(epochs, lrs, linewidth=2, label=label)
     axes.set_xlabel("training progress (epochs)")
     axes.set_ylabel("learning rate")
     axes.set_title(title)
-    axes.set_xlim(0, epochs[-1])
+    axes.set_xlim(0, max(e[-1] for e, _ in curves.values()))
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
+    if len(curves) > 1:
+        axes.legend()
     figure.tight_layout()
     atomic_write(Path(path), lambda tmp: figure.savefig(tmp, format="png"))
     plt.close(figure)

@@ -81,3 +81,19 @@ def test_demo_prints_clean_and_pgd_accuracy_of_both_models(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| standard |" in out and "| pgd_at   |" in out and "PGD-20 acc (eps 0.1, linf)" in out
     assert (tmp_path / "standard" / "results.json").is_file() and (tmp_path / "pgd_at" / "results.json").is_file()
+
+
+def test_schedule_command_prints_and_plots_the_curve(tmp_path, capsys):
+    plot = tmp_path / "lr.png"
+    code = main(["schedule", "--schedule", "slow_start_fast_decay", "--epochs", "10", "--lr", "0.1",
+                 "--set", "schedule.peak_fraction=0.8", "--plot", str(plot)])
+    out = capsys.readouterr().out
+    assert code == 0 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0].endswith("%"):
+            rows[parts[0]] = float(parts[2])
+    assert rows["0%"] == 0 and rows["80%"] == 0.1 and rows["90%"] == 0.05 and rows["100%"] == 0
+    assert main(["schedule", "--schedule", "slow_start_fast_decay", "--set", "schedule.peak_fraction=0.3"]) == 2
+    assert "no faster than the rise" in capsys.readouterr().err

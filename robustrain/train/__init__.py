@@ -2,8 +2,8 @@
 
 from .optim import OptimConfig, build_optimizer
 from .run_config import DataConfig, EvalConfig, RunConfig
-from .schedules import ScheduleConfig, lr_factor
+from .schedules import ScheduleConfig, learning_rate_curve, lr_factor
 from .trainer import load_run_config, train
 
 __all__ = ["DataConfig", "EvalConfig", "OptimConfig", "RunConfig", "ScheduleConfig", "build_optimizer",
-           "load_run_config", "lr_factor", "train"]
+           "learning_rate_curve", "load_run_config", "lr_factor", "train"]

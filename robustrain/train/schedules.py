@@ -122,3 +122,9 @@ def _interp(t: float, points) -> float:
     i = bisect.bisect_right(xs, t)
     (x0, y0), (x1, y1) = points[i - 1], points[i]
     return y0 + (y1 - y0) * (t - x0) / (x1 - x0)
+
+
+def learning_rate_curve(config, samples: int = 400) -> tuple[list[float], list[float]]:
+    """(epochs, learning rates) of a RunConfig's schedule at `samples` + 1 evenly spaced points."""
+    epochs = [config.epochs * i / samples for i in range(samples + 1)]
+    return epochs, [config.optim.lr * lr_factor(config.schedule, config.epochs, t) for t in epochs]

@@ -1,0 +1,75 @@
+"""Adversarial fine-tuning against PGD-AT from scratch at CPU size; writes docs/results/aft.md.
+
+    python scripts/aft.py            # from the project root, in the project's venv
+
+Trains (or reuses) the standard and PGD-AT baselines of scripts/baselines.py, then
+fine-tunes the standard model adversarially for one epoch with the slow-start,
+fast-decay schedule and with a plain step schedule.
+"""
+
+from __future__ import annotations
+
+from common import ROOT, ensure_run, provenance
+
+from robustrain.config import from_dict, load_yaml
+from robustrain.plots import plot_learning_rates
+from robustrain.train import RunConfig, learning_rate_curve
+
+DOC = ROOT / "docs/results/aft.md"
+PLOT = ROOT / "docs/results/aft_schedules.png"
+TRAIN_IMAGES = 50_000
+RUNS = {  # label: (config, run folder); the standard run must come before the fine-tuning runs
+    "standard (the starting point)": ("configs/cpu/standard_cifar10.yaml", "runs/baselines/standard"),
+    "(a) PGD-AT from scratch, 5 epochs": ("configs/cpu/pgd_at_cifar10.yaml", "runs/baselines/pgd_at"),
+    "(b) AFT, slow start fast decay, 1 epoch": ("configs/cpu/aft_ssfd_cifar10.yaml", "runs/aft/ssfd"),
+    "(c) AFT, step schedule, 1 epoch": ("configs/cpu/aft_step_cifar10.yaml", "runs/aft/step"),
+}
+
+SCHEDULES = {"slow start, fast decay": "configs/cpu/aft_ssfd_cifar10.yaml", "step": "configs/cpu/aft_step_cifar10.yaml"}
+
+
+def main() -> None:
+    results = {label: ensure_run(config, run) for label, (config, run) in RUNS.items()}
+    curves = {label: learning_rate_curve(from_dict(RunConfig, load_yaml(ROOT / config)))
+              for label, config in SCHEDULES.items()}
+    plot_learning_rates(curves, "fine-tuning learning rate (1 epoch = 390 steps)", PLOT)
+    DOC.write_text(render(results))
+    print(f"wrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+
+
+def render(results: dict[str, dict]) -> str:
+    scratch = results["(a) PGD-AT from scratch, 5 epochs"]["total_cost"]["forward_backward"]
+    lines = [
+        "# Adversarial fine-tuning (Jeddi et al.) at CPU size on CIFAR-10",
+        "",
+        "Produced by `python scripts/aft.py` (from the project root, in the project's virtualenv).",
+        "Each row is one run of `robustrain train --config <config> --out <run>`:",
+        "",
+        *[f"- {label}: `{config}` -> `{run}`" for label, (config, run) in RUNS.items()],
+        "",
+        "Setting: the small CNN (width 16) and data, augmentation, optimizer and evaluation of",
+        "`docs/results/baselines.md` (all 10,000 test images; PGD-20, L-inf eps 8/255, step 2/255).",
+        "Fine-tuning: PGD-10 AT (step 2/255, random start) for one epoch from the standard run, peak",
+        "learning rate 0.05, either rising linearly over 70% of the steps and falling linearly over",
+        "the last 30% (slow start, fast decay) or constant with /10 at 50% and 75% (step).",
+        "",
+        "Cost is counted in forward+backward passes over images (`total_cost` in each run's",
+        "results.json: the run's own passes plus those of the run it started from), shown here",
+        f"in units of one pass over the {TRAIN_IMAGES:,} training images. Wall times were measured",
+        "while another training job shared the 2 cores, so compare passes, not minutes.",
+        provenance(),
+        "",
+        "| run | clean acc | PGD-20 acc | total cost (passes over the training set) | of which pretraining | cost vs (a) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, r in results.items():
+        total = r["total_cost"]["forward_backward"]
+        pre = r["init_cost"]["forward_backward"]
+        lines.append(f"| {label} | {100 * r['clean_acc']:.2f}% | {100 * r['pgd']['acc']:.2f}% | "
+                     f"{total / TRAIN_IMAGES:.0f} | {pre / TRAIN_IMAGES:.0f} | {total / scratch:.2f}x |")
+    lines += ["", "![learning-rate curves of the two fine-tuning runs](aft_schedules.png)", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
