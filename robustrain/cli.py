@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", metavar="RUN", help="run folder to create")
     train.add_argument("--init", metavar="RUN_OR_FILE",
                        help="start from trained weights: a run folder or a state dict (.safetensors, .pt); "
-                            "rename foreign keys with --set 'init.key_map=[[\"^module\\.\", \"\"]]'")
+                            "rename foreign keys with --set \"init.key_map=[['^module\\.', '']]\"")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="any setting by its dotted key, e.g. method.steps=7 or optim.nesterov=true")
     train.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN with its saved settings")

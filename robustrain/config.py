@@ -133,7 +133,11 @@ def set_dotted(data: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"override {assignment!r} must look like key.subkey=value.")
     dotted, raw = assignment.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        problem = str(error).splitlines()[0]
+        raise ConfigError(f"the value of {dotted.strip()} ({raw!r}) is not valid YAML ({problem}).") from None
     keys = dotted.strip().split(".")
     node = data
     for k in keys[:-1]:

@@ -34,6 +34,7 @@ def test_bad_value_is_one_sentence_without_traceback_and_writes_nothing(tmp_path
     (["--set", "method.steps=three", "--method", "pgd_at"], "method.steps must be an integer, got 'three'"),
     (["--data", "cifar10", "--data-root", "/nonexistent"], "cifar10 not found under /nonexistent"),
     (["--eps", "big"], "threat.eps must be a number or a fraction"),
+    (["--set", 'init.key_map=[["^module\\.", ""]]'], "is not valid YAML"),
     (["--device", "cuda"], "has no CUDA device"),
     (["--precision", "fp16", "--device", "cpu"], "fp16 needs a CUDA device"),
 ])
