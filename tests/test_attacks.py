@@ -3,7 +3,9 @@ import torch
 import torchattacks
 from torch import nn
 
-from robustrain.attacks import FGSM, PGD
+from robustrain.attacks import APGD, APGDT, FGSM, PGD
+from robustrain.attacks.apgd import checkpoints
+from robustrain.attacks.losses import dlr, targeted_dlr
 from robustrain.evaluate import accuracy
 from robustrain.models import create_model
 from robustrain.data import load_dataset
@@ -115,3 +117,66 @@ def test_restarts_keep_the_worst_case_per_image(digits_model):
     assert (fooled_combined >= (model(single[0]).argmax(1) != y)).all()
     assert fooled_combined.sum() >= (model(single[0]).argmax(1) != y).sum()
     assert fooled_any.sum() >= fooled_combined.sum() - 5
+
+
+def test_apgd_checkpoints_follow_the_paper():
+    # p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), times N = 100.
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert checkpoints(10) == [2, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def test_dlr_losses_match_hand_computation_and_are_scale_invariant():
+    logits, y = torch.tensor([[3.0, 1.0, 2.0, 0.0]]), torch.tensor([0])
+    assert dlr(logits, y).item() == pytest.approx(-(3 - 2) / (3 - 1))
+    assert targeted_dlr(logits, y, torch.tensor([3])).item() == pytest.approx(-(3 - 0) / (3 - 0.5 * (1 + 0)))
+    assert dlr(5 * logits + 7, y).item() == pytest.approx(dlr(logits, y).item())
+
+
+@pytest.fixture(scope="module")
+def digits_all(digits_model):
+    model, _ = digits_model
+    train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
+    return model, torch.cat([train.images, test.images]).float() / 255, torch.cat([train.labels, test.labels])
+
+
+def robust(model, x, y):
+    with torch.no_grad():
+        return model(x).argmax(1) == y
+
+
+@pytest.mark.parametrize("loss", ["ce", "dlr"])
+def test_apgd_agrees_with_torchattacks(digits_all, loss):
+    model, x, y = digits_all
+    ours = robust(model, APGD(0.08, 10, loss=loss)(model, x, y, torch.Generator().manual_seed(0)), y)
+    reference = robust(model, torchattacks.APGD(model, eps=0.08, steps=10, loss=loss, seed=0)(x, y), y)
+    clean = robust(model, x, y).float().mean()
+    assert ours.float().mean() < clean - 0.2
+    assert abs(ours.float().mean() - reference.float().mean()) <= 0.005
+    assert (ours == reference).float().mean() >= 0.98
+
+
+def test_apgd_t_agrees_with_torchattacks(digits_all):
+    model, x, y = digits_all
+    x, y = x[:600], y[:600]
+    ours = robust(model, APGDT(0.08, 10, targets=9)(model, x, y, torch.Generator().manual_seed(0)), y)
+    reference = robust(model, torchattacks.APGDT(model, eps=0.08, steps=10, n_classes=10, seed=0)(x, y), y)
+    assert abs(ours.float().mean() - reference.float().mean()) <= 0.005
+    assert (ours == reference).float().mean() >= 0.98
+
+
+def test_apgd_is_at_least_as_strong_as_pgd_and_respects_the_ball(digits_all):
+    model, x, y = digits_all
+    x, y = x[:400], y[:400]
+    for norm, eps in (("linf", 0.08), ("l2", 1.0)):
+        adversarial = APGD(eps, 20, norm=norm)(model, x, y, torch.Generator().manual_seed(0))
+        delta = (adversarial - x).flatten(1)
+        size = delta.abs().max(1).values if norm == "linf" else delta.norm(dim=1)
+        assert size.max() <= eps + 1e-5 and adversarial.min() >= 0 and adversarial.max() <= 1
+        pgd = PGD(eps, eps / 4, 20, norm=norm)(model, x, y, torch.Generator().manual_seed(0))
+        assert robust(model, adversarial, y).sum() <= robust(model, pgd, y).sum() + 2
+
+
+def test_pgd_with_dlr_loss_attacks(digits_model):
+    model, test = digits_model
+    x, y = test.images.float() / 255, test.labels
+    assert accuracy(model, test, attack=PGD(0.1, 0.025, 20, loss="dlr")) < accuracy(model, test) - 0.2

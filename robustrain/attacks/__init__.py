@@ -1,7 +1,9 @@
 """Adversarial attacks; each takes any `x -> logits` module on [0, 1] images."""
 
+from .apgd import APGD
+from .apgd_t import APGDT
 from .base import Attack, running_mode
 from .fgsm import FGSM
 from .pgd import PGD
 
-__all__ = ["Attack", "FGSM", "PGD", "running_mode"]
+__all__ = ["APGD", "APGDT", "Attack", "FGSM", "PGD", "running_mode"]
