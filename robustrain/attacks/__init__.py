@@ -5,5 +5,6 @@ from .apgd_t import APGDT
 from .base import Attack, running_mode
 from .fgsm import FGSM
 from .pgd import PGD
+from .square import Square
 
-__all__ = ["APGD", "APGDT", "Attack", "FGSM", "PGD", "running_mode"]
+__all__ = ["APGD", "APGDT", "Attack", "FGSM", "PGD", "Square", "running_mode"]
