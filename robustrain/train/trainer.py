@@ -145,65 +145,71 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
 
     forward = torch.compile(model) if config.compile else model
     counter = PassCounter(totals["forward_backward"], totals["forward_only"])
-    steps = len(loader)
-    amp = dict(device_type=device.type, dtype=AMP_DTYPES.get(config.precision), enabled=config.precision != "fp32")
     for epoch in range(start_epoch, config.epochs):
-        torch.manual_seed(stream_seed(config.seed, epoch, 1))
-        ctx = StepContext(torch.Generator().manual_seed(stream_seed(config.seed, epoch, 2)), config.label_smoothing)
-        model.train()
-        method.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        logs_sum: dict[str, torch.Tensor] = {}
-        seen = 0
-        started = time.perf_counter()
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         handle = counter.attach(forward)
-        for index, (x, y) in enumerate(loader.epoch(epoch)):
-            lr = config.optim.lr * lr_factor(config.schedule, config.epochs, epoch + index / steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(**amp):
-                out = method.step(forward, x, y, ctx)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out.loss).backward()
-            if config.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += out.loss.detach() * len(y)
-            correct += (out.logits.detach().argmax(1) == y).sum()
-            for key, value in out.logs.items():
-                logs_sum[key] = logs_sum.get(key, 0) + value.detach() * len(y)
-            seen += len(y)
-            bar.update()
-            if progress and (index % 10 == 0 or index == steps - 1):
-                elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
-                                img_s=f"{seen / max(elapsed, 1e-9):.0f}")
+        record = _train_epoch(epoch, config, loader, forward, method, optimizer, scaler, device, progress)
         handle.remove()
-        bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_time = time.perf_counter() - started
         totals = {"forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
-                  "train_time_s": totals["train_time_s"] + epoch_time, "images": totals["images"] + seen}
-        test_acc = accuracy(model, test_set, batch_size=config.eval.batch_size, device=device)
-        record = {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
-                  "test_acc": test_acc, "epoch_time_s": epoch_time, "images_per_s": seen / epoch_time,
-                  **{k: v.item() / seen for k, v in logs_sum.items()}}
+                  "train_time_s": totals["train_time_s"] + record["epoch_time_s"],
+                  "images": totals["images"] + record["images"]}
+        record["test_acc"] = accuracy(model, test_set, batch_size=config.eval.batch_size, device=device)
         with open(run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
         tensors, optimizer_json = pack_state({"model": model, "method": method}, optimizer)
         save_checkpoint(run_dir, epoch, tensors, {"epoch": epoch, "seed": config.seed, "optimizer": optimizer_json,
                                                   "scaler": scaler.state_dict(), "cost": totals,
-                                                  "init_cost": init_cost,
-                                                  "config": to_dict(config)})
+                                                  "init_cost": init_cost, "config": to_dict(config)})
         tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
-                   f"train acc {record['train_acc']:.4f}  test acc {test_acc:.4f}  "
+                   f"train acc {record['train_acc']:.4f}  test acc {record['test_acc']:.4f}  "
                    f"{record['images_per_s']:.0f} img/s")
     return _final_evaluation(run_dir, config, model, test_set, device, totals, init_cost)
+
+
+def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, method, optimizer, scaler,
+                 device: torch.device, progress: bool) -> dict:
+    """One pass over the training data; returns the epoch's metrics record (without test accuracy)."""
+    torch.manual_seed(stream_seed(config.seed, epoch, 1))
+    ctx = StepContext(torch.Generator().manual_seed(stream_seed(config.seed, epoch, 2)), config.label_smoothing)
+    amp = dict(device_type=device.type, dtype=AMP_DTYPES.get(config.precision), enabled=config.precision != "fp32")
+    forward.train()
+    method.train()
+    steps = len(loader)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    logs_sum: dict[str, torch.Tensor] = {}
+    seen = 0
+    started = time.perf_counter()
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+    for index, (x, y) in enumerate(loader.epoch(epoch)):
+        lr = config.optim.lr * lr_factor(config.schedule, config.epochs, epoch + index / steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(**amp):
+            out = method.step(forward, x, y, ctx)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(out.loss).backward()
+        if config.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += out.loss.detach() * len(y)
+        correct += (out.logits.detach().argmax(1) == y).sum()
+        for key, value in out.logs.items():
+            logs_sum[key] = logs_sum.get(key, 0) + value.detach() * len(y)
+        seen += len(y)
+        bar.update()
+        if progress and (index % 10 == 0 or index == steps - 1):
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
+                            img_s=f"{seen / max(elapsed, 1e-9):.0f}")
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    return {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+            "epoch_time_s": seconds, "images_per_s": seen / seconds, "images": seen,
+            **{k: v.item() / seen for k, v in logs_sum.items()}}
 
 
 def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device, totals, init_cost) -> dict:
