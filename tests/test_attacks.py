@@ -1,9 +1,11 @@
+import numpy as np
 import pytest
 import torch
 import torchattacks
 from torch import nn
 
-from robustrain.attacks import APGD, APGDT, FGSM, PGD, Square
+from robustrain.attacks import APGD, APGDT, FAB, FGSM, PGD, Square
+from robustrain.attacks.fab import project_l2, project_linf
 from robustrain.attacks.square import fraction_schedule
 from robustrain.attacks.apgd import checkpoints
 from robustrain.attacks.losses import dlr, targeted_dlr
@@ -219,3 +221,54 @@ def test_square_breaks_a_model_whose_gradients_are_masked(digits_all):
     clean = robust(masked, x, y).float().mean()
     assert robust(masked, PGD(0.1, 0.025, 20)(masked, x, y), y).float().mean() > clean - 0.05
     assert robust(masked, Square(0.1, 200)(masked, x, y, torch.Generator().manual_seed(0)), y).float().mean() < clean - 0.2
+
+
+def test_fab_projections_equal_scipy_lp_and_qp_solutions():
+    from scipy.optimize import linprog, minimize
+
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        n = 6
+        t, w = rng.uniform(0, 1, n), rng.normal(size=n)
+        if trial % 5 == 0:
+            w[rng.integers(n)] = 0
+        target = w @ t + rng.normal() * 0.5
+        lp = linprog(np.r_[np.zeros(n), 1],
+                     A_ub=np.vstack([np.c_[np.eye(n), -np.ones(n)], np.c_[-np.eye(n), -np.ones(n)]]), b_ub=np.zeros(2 * n),
+                     A_eq=np.r_[w, 0][None], b_eq=[target - w @ t], bounds=[(-v, 1 - v) for v in t] + [(0, None)])
+        args = [torch.tensor(a, dtype=torch.float64)[None] for a in (t, w)] + [torch.tensor([target], dtype=torch.float64)]
+        d_inf, d_2 = project_linf(*args)[0].numpy(), project_l2(*args)[0].numpy()
+        if not lp.success:
+            corner = np.where(w * np.sign(target - w @ t) > 0, 1.0, np.where(w * np.sign(target - w @ t) < 0, 0.0, t))
+            assert np.allclose(t + d_inf, corner)
+            continue
+        assert np.abs(d_inf).max() == pytest.approx(lp.x[-1], abs=1e-9) and w @ (t + d_inf) == pytest.approx(target)
+        qp = minimize(lambda d: d @ d, np.zeros(n), jac=lambda d: 2 * d, method="SLSQP", bounds=[(-v, 1 - v) for v in t],
+                      constraints=[{"type": "eq", "fun": lambda d: w @ (t + d) - target}], options={"ftol": 1e-14})
+        assert np.allclose(d_2, qp.x, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm, eps, reference_norm", [("linf", 0.08, "Linf"), ("l2", 0.8, "L2")])
+def test_fab_t_agrees_with_torchattacks(digits_all, norm, eps, reference_norm):
+    model, x, y = digits_all
+    x, y = x[:300], y[:300]
+    ours = robust(model, FAB(eps, 10, norm=norm)(model, x, y, torch.Generator().manual_seed(0)), y)
+    reference = robust(model, torchattacks.FAB(model, norm=reference_norm, eps=eps, steps=10, multi_targeted=True,
+                                               n_classes=10, seed=0)(x, y), y)
+    assert ours.float().mean() < robust(model, x, y).float().mean() - 0.1
+    assert abs(ours.float().mean() - reference.float().mean()) <= 0.005
+    assert (ours == reference).float().mean() >= 0.98
+
+
+def test_untargeted_fab_finds_a_linear_models_minimal_perturbation():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    x = torch.full((1, 3, 2, 2), 0.5)
+    w = (model[1].weight[1] - model[1].weight[0]).detach()
+    gap = (model(x)[0, 1] - model(x)[0, 0]).item()
+    y = torch.tensor([int(gap > 0)])
+    minimal = abs(gap) / w.abs().sum().item()
+    assert minimal < 0.5
+    found = FAB(1.0, 20, targeted=False)(model, x, y)
+    assert model(found).argmax(1).item() != y.item()
+    assert (found - x).abs().max().item() == pytest.approx(minimal, rel=0.06)
