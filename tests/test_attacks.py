@@ -4,7 +4,7 @@ import torch
 import torchattacks
 from torch import nn
 
-from robustrain.attacks import APGD, APGDT, FAB, FGSM, PGD, Square
+from robustrain.attacks import APGD, APGDT, FAB, FGSM, PGD, AutoAttack, Square
 from robustrain.attacks.fab import project_l2, project_linf
 from robustrain.attacks.square import fraction_schedule
 from robustrain.attacks.apgd import checkpoints
@@ -272,3 +272,42 @@ def test_untargeted_fab_finds_a_linear_models_minimal_perturbation():
     found = FAB(1.0, 20, targeted=False)(model, x, y)
     assert model(found).argmax(1).item() != y.item()
     assert (found - x).abs().max().item() == pytest.approx(minimal, rel=0.06)
+
+
+def test_autoattack_standard_uses_the_reference_settings():
+    attacks = dict(AutoAttack(8 / 255).attacks)
+    assert list(attacks) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert (attacks["apgd-ce"].steps, attacks["apgd-ce"].restarts, attacks["apgd-ce"].loss) == (100, 1, "ce")
+    assert (attacks["apgd-t"].steps, attacks["apgd-t"].targets) == (100, 9)
+    assert (attacks["fab-t"].steps, attacks["fab-t"].targets, attacks["fab-t"].targeted) == (100, 9, True)
+    assert attacks["square"].queries == 5000 and all(a.eps == 8 / 255 for a in attacks.values())
+    plus = dict(AutoAttack(8 / 255, version="plus").attacks)
+    assert list(plus) == ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
+    assert plus["apgd-ce"].restarts == plus["apgd-dlr"].restarts == plus["fab"].restarts == 5
+
+
+def test_autoattack_keeps_the_worst_case_per_image(digits_all):
+    model, x, y = digits_all
+    x, y = x[:300], y[:300]
+    # Deterministic components, so each image's outcome does not depend on which others share its batch.
+    components = [("fgsm", FGSM(0.06)), ("pgd", PGD(0.06, 0.015, 10, random_start="none")),
+                  ("fab-t", FAB(0.06, 10, targets=3))]
+    result = AutoAttack(0.06, attacks=components, batch_size=128).run(model, x, y)
+    alone = [robust(model, attack(model, x, y), y) for _, attack in components]
+    assert torch.equal(result.robust, alone[0] & alone[1] & alone[2])
+    assert torch.equal(robust(model, result.adversarial, y), result.robust)
+    accuracies = [result.clean_accuracy, *result.robust_accuracy_after.values()]
+    assert accuracies == sorted(accuracies, reverse=True) and result.robust_accuracy == accuracies[-1]
+
+
+def test_targeted_attacks_use_fewer_targets_for_fewer_classes():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5)).eval()
+    x, y = torch.rand(8, 3, 2, 2), torch.randint(0, 5, (8,))
+    calls = []
+    fab = FAB(0.3, 3, targets=9)
+    original = fab._run
+    fab._run = lambda *args: calls.append(1) or original(*args)
+    fab(model, x, y)
+    assert 1 <= len(calls) <= 4
+    assert APGDT(0.3, 3)(model, x, y).shape == x.shape

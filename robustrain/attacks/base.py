@@ -35,6 +35,13 @@ def running_mode(model: nn.Module, mode: ModelMode) -> Iterator[None]:
             module.training = training
 
 
+@contextmanager
+def attacking(model: nn.Module, mode: ModelMode) -> Iterator[None]:
+    """The context every attack runs in: the requested BN mode, gradients enabled."""
+    with running_mode(model, mode), torch.enable_grad():
+        yield
+
+
 class Attack:
     """Base class: subclasses implement `perturb(model, x, y, generator)`."""
 
@@ -48,7 +55,7 @@ class Attack:
         """Adversarial images for (x, y); `generator` seeds any randomness (CPU generator)."""
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels.")
-        with running_mode(model, self.model_mode), torch.enable_grad():
+        with attacking(model, self.model_mode):
             return self.perturb(model, x.detach(), y.detach(), generator)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,

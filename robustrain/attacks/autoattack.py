@@ -1,0 +1,107 @@
+"""AutoAttack (Croce & Hein, ICML 2020): an ensemble of attacks, worst case per image.
+
+Each attack runs only on the images that every earlier attack failed to break, and an
+image counts as robust only if all of them fail. Versions, with the reference settings:
+    standard  APGD-CE (100 steps), APGD-T (9 targets x 100 steps), FAB-T (9 targets x 100
+              steps), Square (5000 queries); one restart each
+    plus      APGD-CE and APGD-DLR (5 restarts each), FAB (untargeted, 5 restarts), Square
+              (5000 queries), APGD-T and FAB-T (9 targets each)
+    custom    any named attacks of the list above, with those settings, or any Attack objects
+Targeted attacks use fewer targets where the model has fewer than 10 classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .apgd import APGD
+from .apgd_t import APGDT
+from .base import Attack, ModelMode, attacking
+from .fab import FAB
+from .square import Square
+
+Norm = Literal["linf", "l2"]
+
+
+def named_attack(name: str, eps: float, norm: Norm, restarts: int = 1) -> Attack:
+    """An attack of the AutoAttack family with the reference settings."""
+    factories = {
+        "apgd-ce": lambda: APGD(eps, 100, norm=norm, loss="ce", restarts=restarts),
+        "apgd-dlr": lambda: APGD(eps, 100, norm=norm, loss="dlr", restarts=restarts),
+        "apgd-t": lambda: APGDT(eps, 100, norm=norm, targets=9),
+        "fab": lambda: FAB(eps, 100, norm=norm, targeted=False, restarts=restarts),
+        "fab-t": lambda: FAB(eps, 100, norm=norm, targeted=True, targets=9),
+        "square": lambda: Square(eps, 5000, norm=norm),
+    }
+    if name not in factories:
+        raise ConfigError(f"unknown AutoAttack component '{name}'; choose from {sorted(factories)}.")
+    return factories[name]()
+
+
+VERSIONS = {
+    "standard": [("apgd-ce", 1), ("apgd-t", 1), ("fab-t", 1), ("square", 1)],
+    "plus": [("apgd-ce", 5), ("apgd-dlr", 5), ("fab", 5), ("square", 1), ("apgd-t", 1), ("fab-t", 1)],
+}
+
+
+@dataclass
+class AutoAttackResult:
+    adversarial: torch.Tensor
+    robust: torch.Tensor
+    clean_accuracy: float
+    robust_accuracy_after: dict[str, float]
+
+    @property
+    def robust_accuracy(self) -> float:
+        return self.robust.float().mean().item()
+
+
+class AutoAttack(Attack):
+    """version "standard" or "plus"; or pass `attacks`, a list of component names or
+    (name, Attack) pairs, for a custom ensemble. `batch_size` bounds the images attacked at once."""
+
+    def __init__(self, eps: float, *, norm: Norm = "linf", version: Literal["standard", "plus"] = "standard",
+                 attacks: Sequence[str | tuple[str, Attack]] | None = None, batch_size: int = 500,
+                 model_mode: ModelMode = "eval"):
+        super().__init__(model_mode)
+        if attacks is None:
+            if version not in VERSIONS:
+                raise ConfigError(f"AutoAttack version must be one of {sorted(VERSIONS)}, got {version!r}.")
+            self.attacks = [(name, named_attack(name, eps, norm, restarts)) for name, restarts in VERSIONS[version]]
+            self.version = version
+        else:
+            self.attacks = [(a, named_attack(a, eps, norm)) if isinstance(a, str) else tuple(a) for a in attacks]
+            self.version = "custom"
+        if not self.attacks:
+            raise ConfigError("AutoAttack needs at least one attack.")
+        self.eps, self.norm, self.batch_size = eps, norm, batch_size
+
+    def perturb(self, model, x, y, generator):
+        return self.run(model, x, y, generator).adversarial
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            generator: torch.Generator | None = None) -> AutoAttackResult:
+        """Adversarial images, the per-image robust flags and the robust accuracy after each attack."""
+        with attacking(model, self.model_mode):
+            adversarial = x.clone()
+            with torch.no_grad():
+                robust = torch.cat([model(x[i:i + self.batch_size]).argmax(1) for i in range(0, len(x), self.batch_size)]) == y
+            clean = robust.float().mean().item()
+            after = {}
+            for name, attack in self.attacks:
+                remaining = robust.nonzero().squeeze(1)
+                for start in range(0, remaining.numel(), self.batch_size):
+                    index = remaining[start:start + self.batch_size]
+                    found = attack(model, x[index], y[index], generator)
+                    with torch.no_grad():
+                        broken = model(found).argmax(1) != y[index]
+                    adversarial[index[broken]] = found[broken]
+                    robust[index[broken]] = False
+                after[name] = robust.float().mean().item()
+        return AutoAttackResult(adversarial, robust, clean, after)
