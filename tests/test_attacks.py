@@ -5,6 +5,8 @@ import torchattacks
 from torch import nn
 
 from robustrain.attacks import APGD, APGDT, FAB, FGSM, PGD, AutoAttack, Square
+from robustrain.attacks.checks import (accuracy_not_falling_with_eps, black_box_beats_white_box, randomized_outputs,
+                                      softmax_outputs, zero_gradients)
 from robustrain.attacks.fab import project_l2, project_linf
 from robustrain.attacks.square import fraction_schedule
 from robustrain.attacks.apgd import checkpoints
@@ -311,3 +313,33 @@ def test_targeted_attacks_use_fewer_targets_for_fewer_classes():
     fab(model, x, y)
     assert 1 <= len(calls) <= 4
     assert APGDT(0.3, 3)(model, x, y).shape == x.shape
+
+
+def test_gradient_masking_checks_fire_on_masked_models_only(digits_all):
+    model, x, y = digits_all
+    x, y = x[:64], y[:64]
+
+    class Noisy(nn.Module):
+        def forward(self, images):
+            return model(images + 0.01 * torch.randn_like(images))
+
+    class Probabilities(nn.Module):
+        def forward(self, images):
+            return model(images).softmax(1)
+
+    class Quantized(nn.Module):
+        def forward(self, images):
+            return model((images * 7).round() / 7)
+
+    assert randomized_outputs(Noisy(), x).fired and not randomized_outputs(model, x).fired
+    assert softmax_outputs(Probabilities(), x).fired and not softmax_outputs(model, x).fired
+    assert zero_gradients(Quantized(), x, y).fired and not zero_gradients(model, x, y).fired
+
+
+def test_attack_result_checks_follow_their_definitions():
+    assert black_box_beats_white_box({"apgd-ce": 0.5, "apgd-t": 0.45, "square": 0.40}).fired
+    assert not black_box_beats_white_box({"apgd-ce": 0.5, "apgd-t": 0.45, "square": 0.45}).fired
+    assert not black_box_beats_white_box({"apgd-ce": 0.5}).fired
+    assert not accuracy_not_falling_with_eps([0, 2 / 255, 8 / 255, 1.0], [0.9, 0.7, 0.4, 0.0]).fired
+    assert accuracy_not_falling_with_eps([0, 2 / 255, 8 / 255], [0.9, 0.6, 0.7]).fired
+    assert accuracy_not_falling_with_eps([0, 8 / 255, 1.0], [0.9, 0.4, 0.3]).fired

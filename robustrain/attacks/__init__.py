@@ -4,9 +4,10 @@ from .apgd import APGD
 from .apgd_t import APGDT
 from .autoattack import AutoAttack, AutoAttackResult
 from .base import Attack, running_mode
+from .checks import Flag
 from .fab import FAB
 from .fgsm import FGSM
 from .pgd import PGD
 from .square import Square
 
-__all__ = ["APGD", "APGDT", "Attack", "AutoAttack", "AutoAttackResult", "FAB", "FGSM", "PGD", "Square", "running_mode"]
+__all__ = ["APGD", "APGDT", "Attack", "AutoAttack", "AutoAttackResult", "FAB", "FGSM", "Flag", "PGD", "Square", "running_mode"]
