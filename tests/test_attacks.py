@@ -183,7 +183,6 @@ def test_apgd_is_at_least_as_strong_as_pgd_and_respects_the_ball(digits_all):
 
 def test_pgd_with_dlr_loss_attacks(digits_model):
     model, test = digits_model
-    x, y = test.images.float() / 255, test.labels
     assert accuracy(model, test, attack=PGD(0.1, 0.025, 20, loss="dlr")) < accuracy(model, test) - 0.2
 
 

@@ -2,7 +2,6 @@ import csv
 import dataclasses
 import gzip
 import hashlib
-import io
 import pickle
 import tarfile
 from pathlib import Path

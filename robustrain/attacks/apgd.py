@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import ConfigError
 from .base import Attack, ModelMode
 from .losses import cross_entropy, dlr
+from .norms import Norm, project, steepest, unit
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -46,7 +47,7 @@ def checkpoints(steps: int) -> list[int]:
 class APGD(Attack):
     """APGD on the cross-entropy ("ce", APGD-CE) or the DLR loss ("dlr")."""
 
-    def __init__(self, eps: float, steps: int = 100, *, norm: Literal["linf", "l2"] = "linf",
+    def __init__(self, eps: float, steps: int = 100, *, norm: Norm = "linf",
                  loss: Literal["ce", "dlr"] = "ce", restarts: int = 1, rho: float = 0.75,
                  model_mode: ModelMode = "eval"):
         super().__init__(model_mode)
@@ -84,7 +85,7 @@ class APGD(Attack):
             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One APGD run: (an adversarial example per image where one was found, which were found)."""
         shape = (-1,) + (1,) * (x.dim() - 1)
-        x_adv = self._project(x, x + self.eps * self._normalize(self._start(x, generator)))
+        x_adv = project(x, x + self.eps * unit(self._start(x, generator), self.norm), self.eps, self.norm)
         loss, grad, logits = self._loss_and_grad(model, x_adv, y, loss_fn)
         fooled = logits.argmax(1) != y
         found = torch.where(fooled.view(shape), x_adv, x)
@@ -97,8 +98,9 @@ class APGD(Attack):
         for i in range(self.steps):
             with torch.no_grad():
                 momentum = 0.75 if i > 0 else 1.0
-                z = self._project(x, x_adv + step.view(shape) * self._direction(grad))
-                moved = self._project(x, x_adv + momentum * (z - x_adv) + (1 - momentum) * (x_adv - previous_x))
+                z = project(x, x_adv + step.view(shape) * steepest(grad, self.norm), self.eps, self.norm)
+                moved = project(x, x_adv + momentum * (z - x_adv) + (1 - momentum) * (x_adv - previous_x), self.eps,
+                                self.norm)
                 previous_x, x_adv = x_adv, moved
             loss, grad, logits = self._loss_and_grad(model, x_adv, y, loss_fn)
             with torch.no_grad():
@@ -135,20 +137,3 @@ class APGD(Attack):
         if self.norm == "linf":
             return (2 * torch.rand(x.shape, generator=generator) - 1).to(x)
         return torch.randn(x.shape, generator=generator).to(x)
-
-    def _normalize(self, t: torch.Tensor) -> torch.Tensor:
-        flat = t.flatten(1)
-        size = flat.abs().max(1).values if self.norm == "linf" else flat.norm(dim=1)
-        return t / (size.view((-1,) + (1,) * (t.dim() - 1)) + 1e-12)
-
-    def _direction(self, grad: torch.Tensor) -> torch.Tensor:
-        return grad.sign() if self.norm == "linf" else self._normalize(grad)
-
-    def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        delta = x_adv - x
-        if self.norm == "linf":
-            delta = delta.clamp(-self.eps, self.eps)
-        else:
-            size = delta.flatten(1).norm(dim=1).view((-1,) + (1,) * (x.dim() - 1))
-            delta = delta * torch.clamp(self.eps / (size + 1e-12), max=1.0)
-        return (x + delta).clamp(0, 1)

@@ -8,12 +8,11 @@ uses 9 targets (fewer where the dataset has fewer classes) and 100 steps.
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
-
 from ..errors import ConfigError
 from .apgd import APGD
 from .base import ModelMode
 from .losses import targeted_dlr
+from .norms import Norm
 
 
 def _target_loss(rank: int):
@@ -25,7 +24,7 @@ def _target_loss(rank: int):
 
 
 class APGDT(APGD):
-    def __init__(self, eps: float, steps: int = 100, *, norm: Literal["linf", "l2"] = "linf", targets: int = 9,
+    def __init__(self, eps: float, steps: int = 100, *, norm: Norm = "linf", targets: int = 9,
                  restarts: int = 1, rho: float = 0.75, model_mode: ModelMode = "eval"):
         super().__init__(eps, steps, norm=norm, loss="dlr", restarts=restarts, rho=rho, model_mode=model_mode)
         if targets < 1:

@@ -24,9 +24,8 @@ from .apgd import APGD
 from .apgd_t import APGDT
 from .base import Attack, ModelMode, attacking
 from .fab import FAB
+from .norms import Norm
 from .square import Square
-
-Norm = Literal["linf", "l2"]
 
 
 def named_attack(name: str, eps: float, norm: Norm, restarts: int = 1) -> Attack:

@@ -16,13 +16,13 @@ the first begin at a random point at half the radius eps.
 
 from __future__ import annotations
 
-from typing import Literal
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from .base import Attack, ModelMode
+from .norms import Norm, size
 
 
 def project_linf(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -79,7 +79,7 @@ def project_l2(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tenso
 class FAB(Attack):
     """FAB-T (targeted, `targets` classes, AutoAttack's default) or untargeted FAB."""
 
-    def __init__(self, eps: float, steps: int = 100, *, norm: Literal["linf", "l2"] = "linf", targeted: bool = True,
+    def __init__(self, eps: float, steps: int = 100, *, norm: Norm = "linf", targeted: bool = True,
                  targets: int = 9, restarts: int = 1, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9,
                  model_mode: ModelMode = "eval"):
         super().__init__(model_mode)
@@ -105,15 +105,11 @@ class FAB(Attack):
                 target = None
                 if rank is not None:
                     target = clean_logits[index].argsort(1, descending=True)[:, rank - 1]
-                found, size = self._run(model, x[index], y[index], target, restart > 0, generator)
-                fooled = size <= self.eps
+                found, distance = self._run(model, x[index], y[index], target, restart > 0, generator)
+                fooled = distance <= self.eps
                 adversarial[index[fooled]] = found[fooled]
                 robust[index[fooled]] = False
         return adversarial
-
-    def _size(self, d: torch.Tensor) -> torch.Tensor:
-        flat = d.flatten(1)
-        return flat.abs().max(1).values if self.norm == "linf" else flat.norm(dim=1)
 
     def _linearise(self, model, x1, y, target):
         """(f_k - f_y at x1, its gradient) for the class k whose linearised boundary is closest
@@ -143,7 +139,7 @@ class FAB(Attack):
         if random_start:
             noise = (2 * torch.rand(x.shape, generator=generator) - 1 if self.norm == "linf"
                      else torch.randn(x.shape, generator=generator)).to(x)
-            x1 = (x + 0.5 * self.eps * noise / self._size(noise).view(shape)).clamp(0, 1)
+            x1 = (x + 0.5 * self.eps * noise / size(noise, self.norm).view(shape)).clamp(0, 1)
         best, best_size = x.clone(), torch.full((n,), float("inf"), device=x.device)
         flat_x = x.flatten(1)
         for _ in range(self.steps):
@@ -153,13 +149,13 @@ class FAB(Attack):
                 b = (w * x1.flatten(1)).sum(1) - gap
                 steps = project(torch.cat([x1.flatten(1), flat_x]), torch.cat([w, w]), torch.cat([b, b]))
                 d1, d0 = steps[:n].view_as(x), steps[n:].view_as(x)
-                a1, a0 = self._size(d1).clamp_min(1e-8), self._size(d0).clamp_min(1e-8)
+                a1, a0 = size(d1, self.norm).clamp_min(1e-8), size(d0, self.norm).clamp_min(1e-8)
                 alpha = (a1 / (a1 + a0)).clamp(0, self.alpha_max).view(shape)
                 x1 = ((x1 + self.eta * d1) * (1 - alpha) + (x + self.eta * d0) * alpha).clamp(0, 1)
                 adversarial = model(x1).argmax(1) != y
-                size = self._size(x1 - x)
-                smaller = adversarial & (size < best_size)
+                distance = size(x1 - x, self.norm)
+                smaller = adversarial & (distance < best_size)
                 best = torch.where(smaller.view(shape), x1, best)
-                best_size = torch.where(smaller, size, best_size)
+                best_size = torch.where(smaller, distance, best_size)
                 x1 = torch.where(adversarial.view(shape), x + (x1 - x) * self.beta, x1)
         return best, best_size

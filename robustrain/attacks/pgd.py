@@ -17,8 +17,8 @@ from torch import nn
 from ..errors import ConfigError
 from .base import Attack, ModelMode
 from .losses import LOSSES
+from .norms import Norm, per_image, project, steepest, unit
 
-Norm = Literal["linf", "l2"]
 RandomStart = Literal["uniform", "normal", "none"]
 
 
@@ -85,13 +85,13 @@ class PGD(Attack):
     def _attack_once(self, model, x, y, reference, generator) -> torch.Tensor:
         loss_fn = LOSSES[self.loss]
         sign = -1.0 if self.targeted else 1.0
-        x_adv = self._project(x, (x + self._start(x, generator)).clamp(0, 1))
+        x_adv = project(x, x + self._start(x, generator), self.eps, self.norm)
         for _ in range(self.steps):
             x_adv.requires_grad_(True)
             loss = loss_fn(model(x_adv), y, reference).sum()
             (grad,) = torch.autograd.grad(sign * loss, x_adv)
             with torch.no_grad():
-                x_adv = self._project(x, x_adv + self.alpha * self._direction(grad))
+                x_adv = project(x, x_adv + self.alpha * steepest(grad, self.norm), self.eps, self.norm)
         return x_adv.detach()
 
     def _start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -101,24 +101,6 @@ class PGD(Attack):
             return 0.001 * torch.randn(x.shape, generator=generator).to(x)
         if self.norm == "linf":
             return (torch.rand(x.shape, generator=generator).to(x) * 2 - 1) * self.eps
-        direction = torch.randn(x.shape, generator=generator).to(x)
+        direction = unit(torch.randn(x.shape, generator=generator).to(x), "l2")
         radius = torch.rand(x.shape[0], generator=generator).to(x) * self.eps
-        return direction / _l2(direction)[:, None, None, None] * radius[:, None, None, None]
-
-    def _direction(self, grad: torch.Tensor) -> torch.Tensor:
-        if self.norm == "linf":
-            return grad.sign()
-        return grad / _l2(grad).clamp_min(1e-12)[:, None, None, None]
-
-    def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        delta = x_adv - x
-        if self.norm == "linf":
-            delta = delta.clamp(-self.eps, self.eps)
-        else:
-            scale = (self.eps / _l2(delta).clamp_min(1e-12)).clamp(max=1.0)
-            delta = delta * scale[:, None, None, None]
-        return (x + delta).clamp(0, 1)
-
-
-def _l2(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1)
+        return direction * per_image(radius, direction)

@@ -13,13 +13,13 @@ It needs no gradients, so it is immune to gradient masking: AutoAttack runs it l
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from .base import Attack, ModelMode
+from .norms import Norm, per_image, size
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,7 @@ def meta_pattern(side: int, generator: torch.Generator | None) -> torch.Tensor:
 
 
 class Square(Attack):
-    def __init__(self, eps: float, queries: int = 5000, *, norm: Literal["linf", "l2"] = "linf", p_init: float = 0.8,
+    def __init__(self, eps: float, queries: int = 5000, *, norm: Norm = "linf", p_init: float = 0.8,
                  restarts: int = 1, model_mode: ModelMode = "eval"):
         super().__init__(model_mode)
         if eps < 0 or queries < 1 or restarts < 1 or not 0 < p_init <= 1:
@@ -111,7 +111,7 @@ class Square(Attack):
             # Vertical stripes of +-eps, one sign per column and channel.
             return (x + self.eps * self._signs((n, c, 1, w), generator, x.device)).clamp(0, 1)
         delta = torch.zeros_like(x)
-        side = h // 5
+        side = max(h // 5, 1)
         offset = (h - side * 5) // 2
         for row in range(offset, offset + side * (h // side), side):
             for col in range(offset, offset + side * (w // side), side):
@@ -155,4 +155,4 @@ class Square(Attack):
 
 
 def _l2(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    return per_image(size(t, "l2"), t)
