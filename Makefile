@@ -17,4 +17,5 @@ demo: $(STAMP)
 	$(VENV)/bin/robustrain demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check --quiet --select F,E9 robustrain tests scripts
 	$(VENV)/bin/python -m pytest -q
