@@ -240,3 +240,24 @@ def test_bf16_autocast_and_adamw_train_on_cpu(tmp_path):
     assert 0 <= results["clean_acc"] <= 1
     saved = final_tensors(tmp_path / "run")
     assert {"optimizer/0/exp_avg", "optimizer/0/exp_avg_sq", "optimizer/0/step"} <= set(saved)
+
+
+def test_train_limit_takes_a_fixed_subset_covering_every_class(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from robustrain.train.trainer import load_training_data
+
+    for split in ("train", "test"):
+        for label in range(3):
+            (tmp_path / "data" / split / f"c{label}").mkdir(parents=True)
+            for i in range(20):
+                Image.fromarray(np.full((4, 4, 3), 10 * label + i, np.uint8)).save(
+                    tmp_path / "data" / split / f"c{label}" / f"{i:02d}.png")
+    config = tiny_config(tmp_path / "run", {"name": "standard"},
+                         data={"name": "imagefolder", "root": str(tmp_path / "data"), "train_limit": 15})
+    train_set, _ = load_training_data(from_dict(RunConfig, config))
+    again, _ = load_training_data(from_dict(RunConfig, {**config, "seed": 7}))
+    assert len(train_set) == 15 and torch.equal(train_set.images, again.images)
+    # The folder lists 20 images of class 0 first: the first 15 would all be class 0.
+    assert torch.bincount(train_set.labels, minlength=3).min() >= 2

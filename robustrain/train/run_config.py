@@ -15,7 +15,7 @@ from .schedules import ScheduleConfig
 @dataclass(frozen=True)
 class DataConfig:
     """name/root/download: as `load_dataset`. augment: training augmentation.
-    train_limit: train on the first N training images only (CPU-sized experiments)."""
+    train_limit: train on a fixed random subset of N training images (CPU-sized experiments)."""
 
     name: str = "digits"
     root: str | None = None

@@ -70,8 +70,10 @@ def load_training_data(config: RunConfig) -> tuple[ImageDataset, ImageDataset]:
     if data.train_limit is not None:
         if data.train_limit < 1:
             raise ConfigError(f"data.train_limit must be at least 1, got {data.train_limit}.")
-        train_set = dataclasses.replace(train_set, images=train_set.images[:data.train_limit],
-                                        labels=train_set.labels[:data.train_limit])
+        # A fixed random subset (not the first N, which an ImageFolder sorts by class), the
+        # same for every run seed so that runs with different seeds see the same images.
+        keep = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:data.train_limit].sort().values
+        train_set = dataclasses.replace(train_set, images=train_set.images[keep], labels=train_set.labels[keep])
     return train_set, test_set
 
 
