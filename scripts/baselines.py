@@ -1,12 +1,15 @@
 """Train the CPU-sized baselines on CIFAR-10 and write docs/results/baselines.md.
 
     python scripts/baselines.py            # from the project root, in the project's venv
+    python scripts/baselines.py --no-train # only render the runs that have finished
 
 Each run goes to runs/baselines/<method>; a finished run is not trained again and a
 stopped one is resumed, so the script can be re-run after an interruption.
 """
 
 from __future__ import annotations
+
+import sys
 
 from common import ROOT, ensure_run, provenance
 
@@ -15,7 +18,8 @@ DOC = ROOT / "docs/results/baselines.md"
 
 
 def main() -> None:
-    rows = [(m, ensure_run(f"configs/cpu/{m}_cifar10.yaml", f"runs/baselines/{m}")) for m in METHODS]
+    train = "--no-train" not in sys.argv[1:]
+    rows = [(m, ensure_run(f"configs/cpu/{m}_cifar10.yaml", f"runs/baselines/{m}", train=train)) for m in METHODS]
     DOC.write_text(render(rows))
     print(f"wrote {DOC.relative_to(ROOT)}")
 
@@ -42,6 +46,9 @@ def render(rows) -> str:
         "|---|---|---|---|---|---|",
     ]
     for method, r in rows:
+        if r is None:
+            lines.append(f"| {method} | not run yet | | | | |")
+            continue
         cost = r["cost"]
         lines.append(f"| {method} | {100 * r['clean_acc']:.2f}% | {100 * r['pgd']['acc']:.2f}% | "
                      f"{cost['forward_backward_per_image']:.0f} | {cost['train_time_s'] / 60:.1f} min | "
@@ -51,6 +58,8 @@ def render(rows) -> str:
     lines += ["", "## Reading", ""]
     for method in METHODS[1:]:
         r = results[method]
+        if r is None:
+            continue
         lines.append(f"- {method}: PGD-20 accuracy {100 * (r['pgd']['acc'] - standard['pgd']['acc']):+.2f} points and "
                      f"clean accuracy {100 * (r['clean_acc'] - standard['clean_acc']):+.2f} points against standard "
                      f"training, at {r['cost']['forward_backward_per_image']:.0f}x its passes.")

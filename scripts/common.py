@@ -13,10 +13,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ensure_run(config: str, run: str, *overrides: str) -> dict:
-    """Train `config` into `run` unless it has finished; resume it if it was stopped. Returns its results."""
+def ensure_run(config: str, run: str, *overrides: str, train: bool = True) -> dict | None:
+    """Train `config` into `run` unless it has finished; resume it if it was stopped. Returns its
+    results; with train=False, returns None for a run that has not finished instead of training it."""
     folder = ROOT / run
     if not (folder / "results.json").is_file():
+        if not train:
+            return None
         if (folder / "config.yaml").is_file():
             argv = ["train", "--resume", run, "--no-progress"]
         else:
