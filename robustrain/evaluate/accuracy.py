@@ -20,8 +20,9 @@ def accuracy(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 500, 
     correct = torch.zeros((), dtype=torch.int64, device=device)
     with running_mode(model, "eval"):
         for start in range(0, n, batch_size):
-            x = dataset.images[start:start + batch_size][: n - start].to(device).float().div_(255)
-            y = dataset.labels[start:start + batch_size][: n - start].to(device)
+            end = min(start + batch_size, n)
+            x = dataset.images[start:end].to(device).float().div_(255)
+            y = dataset.labels[start:end].to(device)
             if attack is not None:
                 x = attack(model, x, y, generator)
             with torch.no_grad():
