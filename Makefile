@@ -3,14 +3,16 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test
+.PHONY: demo test bench
 
 # torchattacks is the independent reference for the attack tests; its metadata asks for
 # torchvision, which it does not import and which has no CPU build, hence --no-deps.
+# imagecorruptions-imaug ships the frost textures of the reference generator; only its files
+# are read, hence --no-deps as well.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
-	$(VENV)/bin/python -m pip install --quiet --no-deps -c constraints.txt torchattacks
+	$(VENV)/bin/python -m pip install --quiet --no-deps -c constraints.txt torchattacks imagecorruptions-imaug
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -19,3 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check --quiet --select F,E9 robustrain tests scripts
 	$(VENV)/bin/python -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(VENV)/bin/python bench/speed.py

@@ -1,0 +1,75 @@
+"""Blur corruptions: defocus, glass, motion, zoom (benchmark) and gaussian (extra)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import ops
+from .random import integers, uniform
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    return ops.gaussian_blur(x, sigma).clamp(0, 1)
+
+
+def glass_blur(x: torch.Tensor, params: tuple[float, int, int], generator: torch.Generator) -> torch.Tensor:
+    """Blur, shuffle pixels locally, blur again: frosted glass.
+
+    The reference walks the image from the bottom-right corner and swaps each pixel with a neighbour
+    (dx, dy) drawn from [-delta, delta), one pixel after another; a swapped pixel can be carried on by
+    a later swap, so the walk is kept sequential (over positions) and batched over images.
+    Between the blurs the image is stored as 8-bit (truncated), as in the reference.
+    """
+    sigma, delta, iterations = params
+    n, channels, height, width = x.shape
+    blurred = ops.truncate_to_uint8(ops.gaussian_blur(x, sigma)).to(x.dtype) / 255
+    positions = [(h, w) for h in range(height - delta, delta, -1) for w in range(width - delta, delta, -1)]
+    offsets = integers((iterations, len(positions), 2, n), -delta, delta, generator, torch.device("cpu"))
+    source = torch.arange(height * width).repeat(n, 1)
+    images = torch.arange(n)
+    for step in range(iterations):
+        for k, (h, w) in enumerate(positions):
+            dx, dy = offsets[step, k]
+            here = h * width + w
+            there = (h + dy) * width + (w + dx)
+            moved = source[:, here].clone()
+            source[:, here] = source[images, there]
+            source[images, there] = moved
+    index = source.to(x.device).unsqueeze(1).expand(n, channels, -1)
+    shuffled = blurred.reshape(n, channels, -1).gather(2, index).reshape(x.shape)
+    return ops.gaussian_blur(shuffled, sigma).clamp(0, 1)
+
+
+def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
+    """The reference's anti-aliased disk: an indicator of x² + y² <= r², normalized, then cv2.GaussianBlur."""
+    if radius <= 8:
+        half, blur_size = 8, 3
+    else:
+        half, blur_size = int(radius), 5
+    coords = torch.arange(-half, half + 1, dtype=torch.float64)
+    disk = ((coords[None, :] ** 2 + coords[:, None] ** 2) <= radius**2).double()
+    disk /= disk.sum()
+    taps = torch.arange(blur_size, dtype=torch.float64) - (blur_size - 1) / 2
+    gauss = torch.exp(-taps**2 / (2 * alias_blur**2))
+    gauss /= gauss.sum()
+    return ops.filter2d(disk[None, None], gauss[:, None] * gauss[None, :], "mirror")[0, 0]
+
+
+def defocus_blur(x: torch.Tensor, params: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    radius, alias_blur = params
+    return ops.filter2d(x, disk_kernel(radius, alias_blur), "mirror").clamp(0, 1)
+
+
+def motion_blur(x: torch.Tensor, params: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """ImageMagick motion blur at an angle drawn from [-45, 45] degrees per image; 8-bit output."""
+    radius, sigma = params
+    angles = uniform((x.shape[0],), -45, 45, generator, torch.empty((), dtype=torch.float64))
+    return ops.quantize(ops.motion_blur(x, radius, sigma, angles))
+
+
+def zoom_blur(x: torch.Tensor, factors: tuple[float, ...], generator: torch.Generator) -> torch.Tensor:
+    """The mean of the image and its centre zooms by each factor."""
+    total = x.clone()
+    for factor in factors:
+        total += ops.clipped_zoom(x, factor)
+    return (total / (len(factors) + 1)).clamp(0, 1)

@@ -1,0 +1,100 @@
+"""The 19 corruptions of CIFAR-10-C by name, and the one function that applies any of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..errors import ConfigError
+from . import blur, digital, noise, spatter, weather
+from .tables import TABLES, table_for
+
+
+@dataclass(frozen=True)
+class Corruption:
+    name: str
+    group: str
+    benchmark: bool
+    apply: Callable[[torch.Tensor, object, torch.Generator], torch.Tensor]
+
+
+_ALL = (
+    Corruption("gaussian_noise", "noise", True, noise.gaussian_noise),
+    Corruption("shot_noise", "noise", True, noise.shot_noise),
+    Corruption("impulse_noise", "noise", True, noise.impulse_noise),
+    Corruption("defocus_blur", "blur", True, blur.defocus_blur),
+    Corruption("glass_blur", "blur", True, blur.glass_blur),
+    Corruption("motion_blur", "blur", True, blur.motion_blur),
+    Corruption("zoom_blur", "blur", True, blur.zoom_blur),
+    Corruption("snow", "weather", True, weather.snow),
+    Corruption("frost", "weather", True, weather.frost),
+    Corruption("fog", "weather", True, weather.fog),
+    Corruption("brightness", "weather", True, weather.brightness),
+    Corruption("contrast", "digital", True, digital.contrast),
+    Corruption("elastic_transform", "digital", True, digital.elastic_transform),
+    Corruption("pixelate", "digital", True, digital.pixelate),
+    Corruption("jpeg_compression", "digital", True, digital.jpeg_compression),
+    Corruption("speckle_noise", "noise", False, noise.speckle_noise),
+    Corruption("gaussian_blur", "blur", False, blur.gaussian_blur),
+    Corruption("spatter", "weather", False, spatter.spatter),
+    Corruption("saturate", "digital", False, digital.saturate),
+)
+CORRUPTIONS = {c.name: c for c in _ALL}
+BENCHMARK = tuple(c.name for c in _ALL if c.benchmark)
+EXTRA = tuple(c.name for c in _ALL if not c.benchmark)
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+def get_corruption(name: str) -> Corruption:
+    if name not in CORRUPTIONS:
+        raise ConfigError(f"unknown corruption {name!r}; expected one of {', '.join(CORRUPTIONS)}")
+    return CORRUPTIONS[name]
+
+
+def corrupt(x: torch.Tensor, name: str, severity: int, *, generator: torch.Generator | None = None,
+            table: str | None = None) -> torch.Tensor:
+    """Corrupt a batch of RGB images (N, 3, H, W) in [0, 1]; returns float images in [0, 1].
+
+    table: "cifar" or "imagenet" severity parameters; by default chosen from the image size.
+    generator: a CPU generator for every random draw (a fresh one seeded 0 when None).
+    """
+    corruption = get_corruption(name)
+    if severity not in SEVERITIES:
+        raise ConfigError(f"severity {severity!r} is not one of {SEVERITIES}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ConfigError(f"corruptions take RGB batches of shape (N, 3, H, W); got shape {tuple(x.shape)}")
+    table = table or table_for(*x.shape[-2:])
+    if table not in TABLES:
+        raise ConfigError(f"unknown severity table {table!r}; expected one of {', '.join(TABLES)}")
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    params = TABLES[table][name][severity - 1]
+    with torch.no_grad():
+        return corruption.apply(x.float(), params, generator)
+
+
+def chunk_seed(seed: int, name: str, severity: int, chunk: int) -> int:
+    """Seed of one chunk of a corrupted dataset: fixed by position, so any chunk can be made alone."""
+    return (seed * 1_000_003 + list(CORRUPTIONS).index(name) * 104_729 + severity * 7_919 + chunk) % (2**63 - 1)
+
+
+CHUNK = 500
+
+
+def corrupt_uint8(images: torch.Tensor, name: str, severity: int, *, seed: int = 0, table: str | None = None,
+                  start: int = 0) -> torch.Tensor:
+    """Corrupt uint8 images (N, 3, H, W) the way the released files store them (8-bit, truncated).
+
+    Randomness is drawn per chunk of CHUNK images counted from `start` (which must be a multiple of
+    CHUNK), so the result does not depend on how a dataset is split into calls.
+    """
+    if start % CHUNK:
+        raise ValueError(f"start {start} must be a multiple of {CHUNK}")
+    out = torch.empty_like(images)
+    for offset in range(0, images.shape[0], CHUNK):
+        generator = torch.Generator().manual_seed(chunk_seed(seed, name, severity, (start + offset) // CHUNK))
+        batch = images[offset:offset + CHUNK].float() / 255
+        out[offset:offset + CHUNK] = (corrupt(batch, name, severity, generator=generator, table=table)
+                                      .clamp(0, 1).mul(255).to(torch.uint8))
+    return out
