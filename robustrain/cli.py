@@ -17,6 +17,10 @@ EXAMPLES = """examples:
   robustrain train --config configs/cpu/standard_cifar10.yaml --set optim.lr=0.05 --set method.steps=7 --out runs/x
   robustrain train --resume runs/at          # continue a stopped or killed run
   robustrain list                            # models, methods, datasets
+  robustrain eval runs/at --suite quick      # clean, corruptions, PGD-20 in about a minute
+  robustrain eval runs/at --suite standard   # 15 corruptions x 5 severities, PGD-20, AutoAttack
+  robustrain report runs/standard runs/at --out docs/results/report
+  robustrain corrupt --data cifar10 --data-root ~/data --out ~/data/CIFAR-10-C
 """
 
 # Command-line flags and the configuration key each one sets.
@@ -83,6 +87,44 @@ def build_parser() -> argparse.ArgumentParser:
                           help="any setting, e.g. schedule.peak_fraction=0.8 or schedule.decay_shape=exponential")
     schedule.add_argument("--plot", metavar="PNG", help="also draw the curve into this PNG file")
 
+    evaluate = commands.add_parser(
+        "eval", help="measure a trained run: clean, corruptions, attacks (a suite)",
+        description="Evaluate a run folder (or one of its checkpoints/*.safetensors) with a suite. Results go to "
+                    "RUN/eval/SUITE.json after every measurement; running the command again resumes.")
+    evaluate.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="run folder or checkpoint file")
+    evaluate.add_argument("--suite", default="quick", help="quick, standard or full (default quick)")
+    evaluate.add_argument("--eps", help="attack radius (default: the run's threat.eps), e.g. 8/255")
+    evaluate.add_argument("--norm", help="linf or l2 (default: the run's threat.norm)")
+    evaluate.add_argument("--out", metavar="FILE", help="results file (default RUN/eval/SUITE.json)")
+    evaluate.add_argument("--corruptions-dir", metavar="DIR",
+                          help="released CIFAR-10-C style files (<corruption>.npy, labels.npy) to use instead of "
+                               "generating the corruptions")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    evaluate.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default 500)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the image subsets, corruptions and attacks")
+    evaluate.add_argument("--no-progress", action="store_true", help="no line per measurement")
+
+    report = commands.add_parser(
+        "report", help="runs side by side: Markdown, JSON and plots from their evaluations",
+        description="Write report.md, report.json and PNG plots for evaluated runs (see `robustrain eval`).")
+    report.add_argument("runs", nargs="+", metavar="RUN", help="run folders evaluated with --suite SUITE")
+    report.add_argument("--suite", default="standard", help="which evaluation of each run (default standard)")
+    report.add_argument("--names", help="comma-separated labels for the runs (default: folder names)")
+    report.add_argument("--out", metavar="DIR", required=True, help="folder for report.md, report.json, *.png")
+
+    corrupt = commands.add_parser(
+        "corrupt", help="write CIFAR-10-C style corruption files for a test set",
+        description="Corrupt a dataset's test split in the released CIFAR-10-C layout: <corruption>.npy "
+                    "(uint8, 5N x H x W x 3, severity-major) and labels.npy. Existing files are kept (resumable).")
+    corrupt.add_argument("--data", required=True, help="dataset name, e.g. cifar10")
+    corrupt.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
+    corrupt.add_argument("--out", metavar="DIR", required=True, help="folder to write the .npy files into")
+    corrupt.add_argument("--corruptions", default="all",
+                         help="all, benchmark (the 15), extra (the 4) or comma-separated names (default all)")
+    corrupt.add_argument("--table", help="severity table: cifar or imagenet (default: by image size)")
+    corrupt.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    corrupt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
     commands.add_parser("list", help="list models, methods and datasets")
     return parser
 
@@ -138,6 +180,46 @@ def _schedule(args: argparse.Namespace) -> None:
         print(f"plot written to {args.plot}")
 
 
+def _eval(args: argparse.Namespace) -> None:
+    from .config import parse_float
+    from .evaluate import evaluate
+    from .report import summary_lines
+    from .train import resolve_device
+    from .train.load import load_run
+
+    run = load_run(args.run)
+    eps = parse_float(args.eps, "--eps") if args.eps is not None else run.config.threat.eps
+    norm = args.norm or run.config.threat.norm
+    out = Path(args.out) if args.out else run.folder / "eval" / f"{args.suite}.json"
+    results = evaluate(run.model, run.test_set, args.suite, eps=eps, norm=norm, out=out,
+                       device=resolve_device(args.device), batch_size=args.batch_size, seed=args.seed,
+                       corruptions_dir=args.corruptions_dir, progress=not args.no_progress)
+    print("\n".join(summary_lines(results["summary"])))
+    print(f"results in {out}")
+
+
+def _corrupt(args: argparse.Namespace) -> None:
+    from .corruptions import BENCHMARK, CORRUPTIONS, EXTRA, write_corrupted
+    from .data import load_dataset
+    from .train import resolve_device
+
+    groups = {"all": tuple(CORRUPTIONS), "benchmark": BENCHMARK, "extra": EXTRA}
+    names = groups.get(args.corruptions) or tuple(n.strip() for n in args.corruptions.split(",") if n.strip())
+    test_set = load_dataset(args.data, args.data_root, "test")
+    written = write_corrupted(args.out, test_set.images, test_set.labels, names, seed=args.seed, table=args.table,
+                              device=resolve_device(args.device),
+                              on_done=lambda name, severity: print(f"{name} severity {severity} done", flush=True))
+    print(f"wrote {len(written)} files to {args.out} ({len(names) - len(written)} were there already)")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    paths = write_report([Path(r) for r in args.runs], Path(args.out), suite=args.suite, names=names)
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
 def _list() -> None:
     from .data import DATASETS
     from .methods import METHODS
@@ -157,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
             _train(args)
         elif args.command == "schedule":
             _schedule(args)
+        elif args.command == "eval":
+            _eval(args)
+        elif args.command == "report":
+            _report(args)
+        elif args.command == "corrupt":
+            _corrupt(args)
         elif args.command == "demo":
             from .demo import run_demo
 

@@ -1,4 +1,4 @@
-"""Clean and adversarial accuracy of any `x -> logits` module on a dataset."""
+"""Clean and adversarial accuracy of any `x -> logits` module."""
 
 from __future__ import annotations
 
@@ -9,6 +9,25 @@ from ..attacks import Attack, running_mode
 from ..data import ImageDataset
 
 
+def correct_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
+                 device: torch.device | str = "cpu", attack: Attack | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per image, whether the model classifies it correctly (under `attack` if given); bool on the CPU.
+
+    images: uint8 (N, C, H, W). The model runs in eval mode (restored afterwards).
+    """
+    correct = []
+    with running_mode(model, "eval"):
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device).float().div_(255)
+            y = labels[start:start + batch_size].to(device)
+            if attack is not None:
+                x = attack(model, x, y, generator)
+            with torch.no_grad():
+                correct.append((model(x).argmax(1) == y).cpu())
+    return torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
+
+
 def accuracy(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 500, device: torch.device | str = "cpu",
              attack: Attack | None = None, seed: int = 0, limit: int | None = None) -> float:
     """Top-1 accuracy in [0, 1] on the first `limit` images (all when None), under `attack` if given.
@@ -16,15 +35,6 @@ def accuracy(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 500, 
     The model runs in eval mode (restored afterwards); attack randomness is seeded.
     """
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    generator = torch.Generator().manual_seed(seed)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    with running_mode(model, "eval"):
-        for start in range(0, n, batch_size):
-            end = min(start + batch_size, n)
-            x = dataset.images[start:end].to(device).float().div_(255)
-            y = dataset.labels[start:end].to(device)
-            if attack is not None:
-                x = attack(model, x, y, generator)
-            with torch.no_grad():
-                correct += (model(x).argmax(1) == y).sum()
-    return correct.item() / n
+    mask = correct_mask(model, dataset.images[:n], dataset.labels[:n], batch_size=batch_size, device=device,
+                        attack=attack, generator=torch.Generator().manual_seed(seed))
+    return mask.sum().item() / n
