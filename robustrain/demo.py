@@ -6,13 +6,18 @@ import tempfile
 from pathlib import Path
 
 from .config import from_dict
-from .train import RunConfig, train
+from .corruptions import BENCHMARK, SEVERITIES
+from .evaluate import Suite, evaluate
+from .train import RunConfig, resolve_device, train
+from .train.load import load_run
 
 DEMO_EPS = 0.1
 DEMO_RUNS = {
     "standard": {"name": "standard"},
     "pgd_at": {"name": "pgd_at", "steps": 10},
 }
+# The 15 benchmark corruptions x 5 severities on the whole test set (grey digits are corrupted as RGB).
+DEMO_SUITE = Suite("demo", BENCHMARK, SEVERITIES, None, (), None, ())
 
 
 def demo_config(method: dict, out: Path, epochs: int, device: str, seed: int) -> RunConfig:
@@ -36,6 +41,10 @@ def run_demo(out: str | None = None, epochs: int = 15, device: str = "auto", see
     for label, method in DEMO_RUNS.items():
         print(f"training {label} on digits ({epochs} epochs) -> {root / label}")
         results[label] = train(demo_config(method, root / label, epochs, device, seed), progress=progress)
+        run = load_run(root / label)
+        evaluation = evaluate(run.model, run.test_set, DEMO_SUITE, out=root / label / "eval" / "demo.json",
+                              device=resolve_device(device), seed=seed, progress=False)
+        results[label]["corruption_error"] = evaluation["summary"]["model"]["mean_corruption_error"]
     print()
     print(format_table(results))
     return results
@@ -44,9 +53,12 @@ def run_demo(out: str | None = None, epochs: int = 15, device: str = "auto", see
 def format_table(results: dict[str, dict]) -> str:
     first = next(iter(results.values()))["pgd"]
     header = f"PGD-{first['steps']} acc (eps {first['eps']:g}, {first['norm']})"
-    lines = [f"| method   | clean acc | {header} | fwd+bwd passes per image |",
-             f"|----------|-----------|{'-' * (len(header) + 2)}|--------------------------|"]
+    corruption = "mean corruption error (15 x 5)"
+    lines = [f"| method   | clean acc | {header} | {corruption} | fwd+bwd passes per image |",
+             f"|----------|-----------|{'-' * (len(header) + 2)}|{'-' * (len(corruption) + 2)}|"
+             "--------------------------|"]
     for label, r in results.items():
         lines.append(f"| {label:<8} | {100 * r['clean_acc']:8.1f}% | {100 * r['pgd']['acc']:{len(header) - 1}.1f}% "
+                     f"| {100 * r['corruption_error']:{len(corruption) - 1}.1f}% "
                      f"| {r['cost']['forward_backward_per_image']:24.0f} |")
     return "\n".join(lines)

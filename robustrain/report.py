@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from .corruptions import BENCHMARK
+from .errors import RobustrainError
+from .io import atomic_write_text
+
 ATTACK_LABELS = {"fgsm": "FGSM", "pgd20": "PGD-20", "autoattack": "AutoAttack"}
 
 
@@ -14,8 +21,8 @@ def summary_lines(summary: dict) -> list[str]:
     lines = []
     for condition, s in summary.items():
         parts = [f"clean {_pct(s['clean_accuracy'])}%"]
-        if "mean_corruption_error" in s:
-            parts.append(f"mean corruption error {_pct(s['mean_corruption_error'])}%")
+        if "corruption_error" in s:
+            parts.append(f"corruption error {_pct(s['corruption_error'])}%")
         if "mce" in s:
             parts.append(f"mCE {_pct(s['mce'])}%")
         for name, acc in s["attack_accuracy"].items():
@@ -25,3 +32,127 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"{condition}: " + ", ".join(parts))
         lines += [f"  warning: {f['name']}: {f['detail']}" for f in s["gradient_masking"] if f["fired"]]
     return lines
+
+
+def load_evaluation(run: Path, suite: str) -> dict:
+    path = run / "eval" / f"{suite}.json"
+    if not path.is_file():
+        raise RobustrainError(f"{run} has no {path.relative_to(run)}; run `robustrain eval {run} --suite {suite}` first")
+    evaluation = json.loads(path.read_text())
+    if "summary" not in evaluation:
+        raise RobustrainError(f"the evaluation in {path} did not finish; run `robustrain eval {run} --suite {suite}` "
+                              "again to complete it")
+    return evaluation
+
+
+def _robust_key(summary: dict) -> str | None:
+    for name in ("autoattack", "pgd20", "fgsm"):
+        if name in summary["attack_accuracy"]:
+            return name
+    return None
+
+
+def _corruption_means(summary: dict) -> dict[str, float]:
+    return {n: 1 - sum(a) / len(a) for n, a in summary["corruption_accuracy"].items()}
+
+
+def _protocol_lines(evaluation: dict) -> list[str]:
+    """The settings every number of one evaluation was measured under, read from its entries."""
+    header, entries = evaluation["header"], evaluation["entries"]
+    lines = [f"threat model: {header['threat']['norm']}, eps {header['threat']['eps'] * 255:.4g}/255; "
+             f"dataset {header['dataset']['name']} {header['dataset']['split']} ({header['dataset']['images']} images); "
+             f"seed {header['seed']}"]
+    seen = set()
+    for key, entry in entries.items():
+        p = entry["protocol"]
+        if p["kind"] == "attack" and not key.split("/")[-2:-1] == ["curve"]:
+            text = ", ".join(f"{k} {v}" for k, v in p.items() if k not in ("kind",))
+            if text not in seen:
+                seen.add(text)
+                lines.append(f"{key.split('/')[-1]}: {text}")
+        elif p["kind"] == "corruption" and "corruption" not in seen:
+            seen.add("corruption")
+            source = p.get("generated") or p.get("files")
+            lines.append(f"corruptions: {p['images']} test images each (subset seed {p['subset_seed']}), "
+                         f"source {json.dumps(source)}")
+    return lines
+
+
+def write_report(runs: list[Path], out: Path, *, suite: str = "standard", names: list[str] | None = None) -> list[Path]:
+    """report.md, report.json and plots comparing evaluated runs; returns the written paths."""
+    from .plots import plot_curves, plot_grouped_bars, plot_scatter
+
+    if names is not None and len(names) != len(runs):
+        raise RobustrainError(f"--names gives {len(names)} labels for {len(runs)} runs")
+    names = names or [run.name for run in runs]
+    evaluations = {name: load_evaluation(run, suite) for name, run in zip(names, runs)}
+    rows = [(f"{name}" + (f" [{condition}]" if condition != "model" else ""), name, summary)
+            for name, evaluation in evaluations.items() for condition, summary in evaluation["summary"].items()]
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    robust = {label: _robust_key(s) for label, _, s in rows}
+    tradeoff = {}
+    for label, name, s in rows:
+        if robust[label] is not None:
+            tradeoff.setdefault(name, []).append((100 * s["clean_accuracy"], 100 * s["attack_accuracy"][robust[label]]))
+    attack_names = sorted({k for k in robust.values() if k}, key=list(ATTACK_LABELS).index)
+    if tradeoff:
+        plot_scatter(tradeoff, "clean accuracy (%)", f"robust accuracy (%), {' / '.join(ATTACK_LABELS[a] for a in attack_names)}",
+                     "Accuracy against adversarial robustness", out / "clean_vs_robust.png")
+        written.append(out / "clean_vs_robust.png")
+    corruption = {}
+    for label, name, s in rows:
+        if "corruption_error" in s:
+            corruption.setdefault(name, []).append((100 * s["clean_accuracy"], 100 * s["corruption_error"]))
+    if corruption:
+        plot_scatter(corruption, "clean accuracy (%)", f"corruption error (%), suite {suite}",
+                     "Accuracy against corruption error (lower is better)", out / "clean_vs_corruption.png")
+        written.append(out / "clean_vs_corruption.png")
+    corruption_names = [n for n in BENCHMARK if all(n in s["corruption_accuracy"] for _, _, s in rows)]
+    corruption_names += [n for n in rows[0][2]["corruption_accuracy"] if n not in corruption_names
+                         and all(n in s["corruption_accuracy"] for _, _, s in rows)]
+    if corruption_names:
+        plot_grouped_bars(corruption_names, {label: [100 * _corruption_means(s)[n] for n in corruption_names]
+                                             for label, _, s in rows},
+                          "error (%), mean over the severities", "Error per corruption", out / "corruption_errors.png")
+        written.append(out / "corruption_errors.png")
+    curves = {label: [(255 * e, 100 * a) for e, a in s["eps_curve"]] for label, _, s in rows if len(s["eps_curve"]) > 1}
+    if curves:
+        norm = next(iter(evaluations.values()))["header"]["threat"]["norm"]
+        plot_curves(curves, f"eps ({norm}, in units of 1/255)", "PGD-20 robust accuracy (%)",
+                    "Robust accuracy against the attack radius", out / "accuracy_vs_eps.png")
+        written.append(out / "accuracy_vs_eps.png")
+
+    table = ["| run | clean acc. | corruption error | " + " | ".join(ATTACK_LABELS[a] for a in attack_names)
+             + " | worst case | gradient-masking flags | eval time |",
+             "|---|---:|---:|" + "---:|" * len(attack_names) + "---:|---|---:|"]
+    for label, name, s in rows:
+        fired = [f["name"] for f in s["gradient_masking"] if f["fired"]]
+        seconds = sum(e["seconds"] for e in evaluations[name]["entries"].values())
+        table.append(f"| {label} | {_pct(s['clean_accuracy'])} | {_pct(s.get('corruption_error'))} | "
+                     + " | ".join(_pct(s["attack_accuracy"].get(a)) for a in attack_names)
+                     + f" | {_pct(s.get('worst_case_accuracy'))} | {', '.join(fired) or 'none'} | {seconds / 60:.1f} min |")
+    per_corruption = ["| run | " + " | ".join(n.replace("_", " ") for n in corruption_names) + " |",
+                      "|---|" + "---:|" * len(corruption_names)]
+    for label, _, s in rows:
+        means = _corruption_means(s)
+        per_corruption.append(f"| {label} | " + " | ".join(f"{100 * means[n]:.1f}" for n in corruption_names) + " |")
+    markdown = [f"# Evaluation report (suite {suite})", "",
+                "Accuracies and errors in %. Corruption error: the unnormalized mean error over the suite's "
+                "corruptions and severities (suite standard: the 15 benchmark corruptions x 5 severities, the "
+                "CIFAR convention). Worst case: images that survive every attack of the suite.", "", *table, "", "## Error per corruption (mean over severities, %)", "",
+                *per_corruption, ""]
+    markdown += [f"![{p.stem}]({p.name})" for p in written]
+    markdown += ["", "## Gradient-masking checks", ""]
+    for label, _, s in rows:
+        markdown += [f"- {label}: " + "; ".join(f"{f['name']}: {'FIRED, ' if f['fired'] else ''}{f['detail']}"
+                                                 for f in s["gradient_masking"])]
+    markdown += ["", "## Protocols", ""]
+    for name, evaluation in evaluations.items():
+        markdown += [f"- {name}: " + "; ".join(_protocol_lines(evaluation))]
+    atomic_write_text(out / "report.md", "\n".join(markdown) + "\n")
+    report = {"suite": suite, "runs": {name: {"folder": str(run), **evaluations[name]}
+                                       for name, run in zip(names, runs)}}
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
+    return [out / "report.md", out / "report.json", *written]

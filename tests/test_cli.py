@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -81,6 +82,7 @@ def test_demo_prints_clean_and_pgd_accuracy_of_both_models(tmp_path, capsys):
     assert main(["demo", "--epochs", "2", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "| standard |" in out and "| pgd_at   |" in out and "PGD-20 acc (eps 0.1, linf)" in out
+    assert "mean corruption error (15 x 5)" in out
     assert (tmp_path / "standard" / "results.json").is_file() and (tmp_path / "pgd_at" / "results.json").is_file()
 
 
@@ -98,3 +100,35 @@ def test_schedule_command_prints_and_plots_the_curve(tmp_path, capsys):
     assert rows["0%"] == 0 and rows["80%"] == 0.1 and rows["90%"] == 0.05 and rows["100%"] == 0
     assert main(["schedule", "--schedule", "slow_start_fast_decay", "--set", "schedule.peak_fraction=0.3"]) == 2
     assert "no faster than the rise" in capsys.readouterr().err
+
+
+def test_eval_report_and_corrupt_commands(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--model", "small_cnn", "--epochs", "1", "--set", "model.width=4",
+                 "--set", "eval.pgd_steps=1",
+                 "--device", "cpu", "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--suite", "quick", "--device", "cpu", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "clean" in out and "PGD-20" in out and (run / "eval" / "quick.json").is_file()
+    results = json.loads((run / "eval" / "quick.json").read_text())
+    assert results["header"]["threat"] == {"norm": "linf", "eps": 8 / 255}  # the run's threat model
+    assert main(["report", str(run), "--suite", "quick", "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "report.md").is_file()
+    corrupted = tmp_path / "digits-c"
+    assert main(["corrupt", "--data", "digits", "--corruptions", "contrast,fog", "--out", str(corrupted),
+                 "--device", "cpu"]) == 0
+    assert sorted(p.name for p in corrupted.iterdir()) == ["contrast.npy", "fog.npy", "labels.npy"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "/nonexistent/run"], "is neither a run folder nor"),
+    (["report", "/nonexistent/run", "--out", "x"], "has no eval/standard.json"),
+    (["corrupt", "--data", "digits", "--corruptions", "rain", "--out", "x"], "unknown corruption 'rain'"),
+])
+def test_eval_report_corrupt_errors_are_one_sentence(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()

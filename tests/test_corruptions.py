@@ -64,12 +64,20 @@ def test_severity_table_follows_the_image_size_and_can_be_overridden():
 @pytest.mark.parametrize("call, message", [
     (lambda x: corrupt(x, "rain", 1), "unknown corruption 'rain'"),
     (lambda x: corrupt(x, "fog", 6), "severity 6"),
-    (lambda x: corrupt(x[:, :1], "fog", 1), "RGB batches"),
+    (lambda x: corrupt(x[:, :2], "fog", 1), "RGB or grey batches"),
     (lambda x: corrupt(x, "fog", 1, table="tiny"), "unknown severity table 'tiny'"),
 ])
 def test_bad_arguments_are_named(call, message):
     with pytest.raises(ConfigError, match=message):
         call(images(1).float())
+
+
+def test_grey_images_are_corrupted_as_equal_rgb_channels_and_returned_grey():
+    grey = images(2)[:, :1].float()
+    y = corrupt(grey, "contrast", 3)
+    assert y.shape == grey.shape
+    rgb = corrupt(grey.expand(-1, 3, -1, -1), "contrast", 3)
+    assert torch.allclose(y, rgb[:, :1], atol=1e-6)  # equal channels stay equal, so grey = any channel
 
 
 # --- noise: the statistics the parameters define -------------------------------------------------

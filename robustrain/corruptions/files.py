@@ -16,7 +16,7 @@ from .registry import SEVERITIES, corrupt_uint8, get_corruption
 
 
 def load_corrupted(folder: str | Path, name: str, severity: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 3, H, W) uint8 and labels (N,) int64 of one corruption at one severity."""
+    """Images (N, C, H, W) uint8 and labels (N,) int64 of one corruption at one severity."""
     get_corruption(name)
     if severity not in SEVERITIES:
         raise DataError(f"severity {severity!r} is not one of {SEVERITIES}")
@@ -30,8 +30,9 @@ def load_corrupted(folder: str | Path, name: str, severity: int) -> tuple[torch.
         labels = np.load(labels_path, mmap_mode="r", allow_pickle=False)
     except ValueError as error:
         raise DataError(f"{images_path} or {labels_path} is not a readable .npy array: {error}") from None
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise DataError(f"{images_path} holds {images.dtype} of shape {images.shape}; expected uint8 (5 N, H, W, 3)")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DataError(f"{images_path} holds {images.dtype} of shape {images.shape}; expected uint8 (5 N, H, W, 3) "
+                        "(or 1 channel for grey data)")
     if images.shape[0] % len(SEVERITIES) or labels.shape != (images.shape[0],):
         raise DataError(f"{images_path} has {images.shape[0]} images and {labels_path} {labels.shape[0]} labels; "
                         "expected 5 N images and as many labels")

@@ -9,6 +9,7 @@ import torch
 
 from ..errors import ConfigError
 from . import blur, digital, noise, spatter, weather
+from .ops import rgb_to_gray
 from .tables import TABLES, table_for
 
 
@@ -55,7 +56,10 @@ def get_corruption(name: str) -> Corruption:
 
 def corrupt(x: torch.Tensor, name: str, severity: int, *, generator: torch.Generator | None = None,
             table: str | None = None) -> torch.Tensor:
-    """Corrupt a batch of RGB images (N, 3, H, W) in [0, 1]; returns float images in [0, 1].
+    """Corrupt a batch of images (N, C, H, W) in [0, 1]; returns float images in [0, 1].
+
+    The corruptions are defined on RGB images. Grey images (C = 1) are corrupted as RGB images with
+    three equal channels and turned back to grey with the luma weights (cv2's RGB2GRAY).
 
     table: "cifar" or "imagenet" severity parameters; by default chosen from the image size.
     generator: a CPU generator for every random draw (a fresh one seeded 0 when None).
@@ -63,14 +67,16 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *, generator: torch.Gener
     corruption = get_corruption(name)
     if severity not in SEVERITIES:
         raise ConfigError(f"severity {severity!r} is not one of {SEVERITIES}")
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ConfigError(f"corruptions take RGB batches of shape (N, 3, H, W); got shape {tuple(x.shape)}")
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ConfigError(f"corruptions take RGB or grey batches of shape (N, 3 or 1, H, W); got shape {tuple(x.shape)}")
     table = table or table_for(*x.shape[-2:])
     if table not in TABLES:
         raise ConfigError(f"unknown severity table {table!r}; expected one of {', '.join(TABLES)}")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     params = TABLES[table][name][severity - 1]
     with torch.no_grad():
+        if x.shape[1] == 1:
+            return rgb_to_gray(corruption.apply(x.float().expand(-1, 3, -1, -1), params, generator)).clamp(0, 1)
         return corruption.apply(x.float(), params, generator)
 
 

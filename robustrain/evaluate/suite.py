@@ -241,10 +241,12 @@ def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, sto
         checks = checks + [vars(masking.black_box_beats_white_box(after))]
 
     summary = {"clean_accuracy": clean["accuracy"], "corruption_accuracy": corruption_accuracy,
-               "attack_accuracy": attack_accuracy, "eps_curve": curve, "gradient_masking": checks}
+               "attack_accuracy": attack_accuracy, "eps_curve": [list(point) for point in curve], "gradient_masking": checks}
     if robust_masks:
         summary["worst_case_accuracy"] = share(torch.stack(list(robust_masks.values())).all(0))
     errors = {n: [1 - a for a in accs] for n, accs in corruption_accuracy.items()}
+    if errors:
+        summary["corruption_error"] = mean_corruption_error(errors, list(errors))
     complete = all(n in errors and len(errors[n]) == 5 for n in BENCHMARK)
     if complete:
         summary["mean_corruption_error"] = mean_corruption_error(errors)
