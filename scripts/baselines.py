@@ -1,27 +1,57 @@
-"""Train the CPU-sized baselines on CIFAR-10 and write docs/results/baselines.md.
+"""Train and evaluate the CPU-sized baselines on CIFAR-10 and write docs/results/baselines.md.
 
     python scripts/baselines.py            # from the project root, in the project's venv
-    python scripts/baselines.py --no-train # only render the runs that have finished
+    python scripts/baselines.py --no-train # only render the runs and evaluations that have finished
 
-Each run goes to runs/baselines/<method>; a finished run is not trained again and a
-stopped one is resumed, so the script can be re-run after an interruption.
+Each run goes to runs/baselines/<method> and is evaluated with the standard suite
+(runs/baselines/<method>/eval/standard.json); a finished run or evaluation is not repeated and a
+stopped one is resumed, so the script can be re-run after an interruption. The side-by-side report
+goes to docs/results/baselines-eval/.
 """
 
 from __future__ import annotations
 
 import sys
 
-from common import ROOT, ensure_run, provenance
+from common import ROOT, ensure_evaluation, ensure_run, provenance
+
+from robustrain.report import write_report
 
 METHODS = ("standard", "pgd_at", "trades", "fast_at")
 DOC = ROOT / "docs/results/baselines.md"
+REPORT = ROOT / "docs/results/baselines-eval"
 
 
 def main() -> None:
     train = "--no-train" not in sys.argv[1:]
     rows = [(m, ensure_run(f"configs/cpu/{m}_cifar10.yaml", f"runs/baselines/{m}", train=train)) for m in METHODS]
-    DOC.write_text(render(rows))
+    evaluated = [m for m, r in rows if r is not None and ensure_evaluation(f"runs/baselines/{m}", "standard", train)]
+    text = render(rows)
+    if evaluated:
+        write_report([ROOT / "runs/baselines" / m for m in evaluated], REPORT, suite="standard")
+        text += render_evaluation(evaluated)
+    DOC.write_text(text)
     print(f"wrote {DOC.relative_to(ROOT)}")
+
+
+def render_evaluation(methods: list[str]) -> str:
+    """The report's tables, pointing at its plots, with the commands that made them."""
+    report = (REPORT / "report.md").read_text().split("\n")
+    body = [line.replace("](", f"]({REPORT.name}/") if line.startswith("![") else line for line in report[1:]]
+    body = [line.replace("## ", "### ") for line in body]
+    return "\n".join([
+        "", "## Evaluation with the standard suite", "",
+        "Made by the same script, which runs for each method",
+        "",
+        "    robustrain eval runs/baselines/<method> --suite standard",
+        "    robustrain report " + " ".join(f"runs/baselines/{m}" for m in methods)
+        + f" --suite standard --out docs/results/{REPORT.name}",
+        "",
+        "The eval time column is the time of the measurements of each run on this machine (2 CPU threads,",
+        "sometimes beside other jobs). Corruptions are generated on the fly from the JPEG test images with",
+        "the CIFAR table and seed 0 (see docs/corruptions.md); they are statistically, not bitwise, the",
+        "released CIFAR-10-C.",
+        *body]) + "\n"
 
 
 def render(rows) -> str:

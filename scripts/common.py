@@ -29,6 +29,20 @@ def ensure_run(config: str, run: str, *overrides: str, train: bool = True) -> di
     return json.loads((folder / "results.json").read_text())
 
 
+def ensure_evaluation(run: str, suite: str, evaluate: bool = True) -> bool:
+    """Evaluate `run` with `suite` (resuming a stopped evaluation); with evaluate=False only say
+    whether a finished evaluation is there."""
+    path = ROOT / run / "eval" / f"{suite}.json"
+    if path.is_file() and "summary" in json.loads(path.read_text()):
+        return True
+    if not evaluate:
+        return False
+    argv = ["eval", run, "--suite", suite, "--no-progress"]
+    print("$ robustrain", " ".join(argv), flush=True)
+    subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=ROOT, check=True)
+    return True
+
+
 def provenance() -> str:
     """One line naming the code and the machine a results page was made with."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)

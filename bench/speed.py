@@ -1,0 +1,110 @@
+"""Speed against the reference libraries on this machine, from one run (`make bench`).
+
+1. Corruptions: per-image time of robustrain's batched tensor corruptions against the
+   `imagecorruptions` package (per image, NumPy/OpenCV/scikit-image/numba), all 19 corruptions,
+   severity 3, 32x32 CIFAR-10 test images. The two use different severity tables (imagecorruptions
+   has only ImageNet's), so this compares the cost of the algorithms, not identical outputs.
+2. Attacks: images per second of PGD-20 and APGD-CE (100 steps) against torchattacks on the same
+   model, images, eps and settings.
+
+Timings are wall-clock medians of repeated runs after a warm-up (numba compiles glass blur on its
+first call). imagecorruptions is timed in a child process: once numba and OpenCV have started their
+own thread pools, torch in the same process slows down many times over, which would flatter the
+reference. The thread count is printed with the results: it changes both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robustrain.attacks import APGD, PGD
+from robustrain.corruptions import CORRUPTIONS, corrupt
+from robustrain.data import load_dataset
+from robustrain.models import create_model
+
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
+
+
+def median_seconds(work, repeats: int) -> float:
+    work()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def reference_seconds_per_image(hwc: np.ndarray, repeats: int) -> dict[str, float]:
+    from imagecorruptions import corrupt as reference_corrupt
+
+    return {name: median_seconds(lambda: [reference_corrupt(img, corruption_name=name, severity=3) for img in hwc],
+                                 repeats) / len(hwc) for name in CORRUPTIONS}
+
+
+def corruption_table(images: torch.Tensor, batch: int, reference_images: int, repeats: int) -> list[str]:
+    x = images[:batch].float() / 255
+    hwc = images[:reference_images].permute(0, 2, 3, 1).numpy()
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        reference = pool.apply(reference_seconds_per_image, (hwc, repeats))
+    lines = ["| corruption | robustrain batched (ms/image) | imagecorruptions (ms/image) | speed-up |",
+             "|---|---:|---:|---:|"]
+    ours_total = theirs_total = 0.0
+    for name in CORRUPTIONS:
+        ours = median_seconds(lambda: corrupt(x, name, 3), repeats) / batch
+        theirs = reference[name]
+        ours_total, theirs_total = ours_total + ours, theirs_total + theirs
+        lines.append(f"| {name} | {1e3 * ours:.3f} | {1e3 * theirs:.3f} | {theirs / ours:.1f}x |")
+    lines.append(f"| **all 19, one image each** | {1e3 * ours_total:.2f} | {1e3 * theirs_total:.2f} | "
+                 f"**{theirs_total / ours_total:.1f}x** |")
+    return lines
+
+
+def attack_table(images: torch.Tensor, labels: torch.Tensor, repeats: int) -> list[str]:
+    import torchattacks
+
+    torch.manual_seed(0)
+    model = create_model("small_cnn", 10, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26), width=16).eval()
+    x, y = images.float() / 255, labels
+    eps = 8 / 255
+    pairs = {
+        "PGD-20 (step 2/255, random start)": (
+            lambda: PGD(eps, 2 / 255, 20)(model, x, y, torch.Generator().manual_seed(0)),
+            lambda: torchattacks.PGD(model, eps=eps, alpha=2 / 255, steps=20, random_start=True)(x, y)),
+        "APGD-CE (100 steps)": (
+            lambda: APGD(eps, 100, loss="ce")(model, x, y, torch.Generator().manual_seed(0)),
+            lambda: torchattacks.APGD(model, eps=eps, steps=100, loss="ce", n_restarts=1, seed=0)(x, y)),
+    }
+    lines = ["| attack | robustrain (images/s) | torchattacks (images/s) | ratio |", "|---|---:|---:|---:|"]
+    for label, (ours, theirs) in pairs.items():
+        ours_s, theirs_s = median_seconds(ours, repeats), median_seconds(theirs, repeats)
+        lines.append(f"| {label} | {len(x) / ours_s:.0f} | {len(x) / theirs_s:.0f} | {theirs_s / ours_s:.2f}x |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=str(SHARED_CIFAR), help="CIFAR-10 folder (default ../shared/data)")
+    parser.add_argument("--batch", type=int, default=500, help="images per robustrain corruption call")
+    parser.add_argument("--reference-images", type=int, default=50, help="images per imagecorruptions timing")
+    parser.add_argument("--attack-images", type=int, default=256, help="images per attack timing")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    test_set = load_dataset("cifar10", args.data_root, "test")
+    keep = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(0))[:max(args.batch, args.attack_images)]
+    images, labels = test_set.images[keep], test_set.labels[keep]
+    print(f"torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} threads, CPU\n")
+    print("\n".join(corruption_table(images, args.batch, args.reference_images, args.repeats)))
+    print()
+    print("\n".join(attack_table(images[:args.attack_images], labels[:args.attack_images], args.repeats)))
+
+
+if __name__ == "__main__":
+    main()
