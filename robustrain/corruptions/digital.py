@@ -65,7 +65,7 @@ def elastic_transform(x: torch.Tensor, params: tuple[float, float, float], gener
     half_side = min(height, width) // 3
     points = torch.stack([centre + half_side, torch.stack([centre[0] + half_side, centre[1] - half_side]),
                           centre - half_side]).expand(n, 3, 2)
-    moved = points + uniform((n, 3, 2), -affine, affine, generator, points).float().double()
+    moved = points + uniform((n, 3, 2), -affine, affine, generator, points)
     forward = affine_from_points(points, moved)
     linear, shift = forward[:, :, :2], forward[:, :, 2:]
     inverse_linear = torch.linalg.inv(linear)
@@ -77,8 +77,8 @@ def elastic_transform(x: torch.Tensor, params: tuple[float, float, float], gener
     warped = ops.sample_bilinear(x, source[:, 1], source[:, 0], "mirror")
 
     def displacement() -> torch.Tensor:
-        noise = uniform((n, 1, height, width), -1, 1, generator, x.double())
-        return (ops.gaussian_blur(noise, sigma, border="reflect", truncate=3.0) * alpha).to(x)[:, 0]
+        noise = uniform((n, 1, height, width), -1, 1, generator, x)
+        return ops.gaussian_blur(noise, sigma, border="reflect", truncate=3.0)[:, 0] * alpha
 
     shift_cols = displacement()
     shift_rows = displacement()

@@ -14,15 +14,15 @@ def gaussian_noise(x: torch.Tensor, sigma: float, generator: torch.Generator) ->
 
 def shot_noise(x: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
     """Poisson(rate x) / rate: photon noise whose variance x / rate grows with brightness."""
-    counts = torch.poisson(x.detach().double().cpu() * rate, generator=generator)
+    counts = torch.poisson(x.detach().float().cpu() * rate, generator=generator)
     return (counts / rate).to(x).clamp(0, 1)
 
 
 def impulse_noise(x: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
     """skimage's salt-and-pepper: each value flips with probability `amount`, to 1 or 0 with equal odds."""
-    flipped = uniform(x.shape, 0, 1, generator, x) < amount
-    salted = uniform(x.shape, 0, 1, generator, x) < 0.5
-    return torch.where(flipped, salted.to(x.dtype), x)
+    draw = uniform(x.shape, 0, 1, generator, x)
+    # one draw decides both: below amount / 2 salt, between amount / 2 and amount pepper
+    return torch.where(draw < amount, (draw < amount / 2).to(x.dtype), x)
 
 
 def speckle_noise(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:

@@ -41,10 +41,22 @@ def pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, border: s
 def filter2d(x: torch.Tensor, kernel: torch.Tensor, border: str) -> torch.Tensor:
     """Correlate every channel with a 2-D kernel (cv2.filter2D; odd kernel sizes, anchor at the centre)."""
     kh, kw = kernel.shape
+    height, width = x.shape[-2:]
     padded = pad(x, kh // 2, kh // 2, kw // 2, kw // 2, border)
+    taps = kernel.nonzero().tolist()
+    if len(taps) <= SHIFTED_SUM_TAPS:
+        # A sum of shifted copies beats PyTorch's depthwise convolution on the CPU by several times
+        # for the few-tap kernels here (separable Gaussians, small disks).
+        out = torch.zeros_like(x)
+        for i, j in taps:
+            out += float(kernel[i, j]) * padded[..., i:i + height, j:j + width]
+        return out
     channels = x.shape[1]
     weight = kernel.to(x).expand(channels, 1, kh, kw)
     return F.conv2d(padded, weight, groups=channels)
+
+
+SHIFTED_SUM_TAPS = 49
 
 
 def gaussian_kernel1d(sigma: float, truncate: float) -> torch.Tensor:
@@ -80,17 +92,18 @@ def sample_bilinear(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, bor
     """Bilinear samples at real-valued pixel coordinates (N, H', W'); outside pixels follow `border`.
 
     This is scipy.ndimage.map_coordinates(order=1) and cv2.remap/warpAffine(INTER_LINEAR): a pixel's
-    value sits at its integer coordinate.
+    value sits at its integer coordinate. grid_sample's reflection about the pixel edges
+    (align_corners=False) is "reflect", about the outer pixel centres (align_corners=True) "mirror".
     """
     height, width = x.shape[-2:]
-    top, left = rows.floor(), cols.floor()
-    dy, dx = (rows - top).unsqueeze(1), (cols - left).unsqueeze(1)
-    top, left = top.long(), left.long()
-    r0, r1 = fold_index(top, height, border), fold_index(top + 1, height, border)
-    c0, c1 = fold_index(left, width, border), fold_index(left + 1, width, border)
-    upper = gather_pixels(x, r0, c0) * (1 - dx) + gather_pixels(x, r0, c1) * dx
-    lower = gather_pixels(x, r1, c0) * (1 - dx) + gather_pixels(x, r1, c1) * dx
-    return upper * (1 - dy) + lower * dy
+    if border == "reflect":
+        grid = torch.stack([(2 * cols + 1) / width - 1, (2 * rows + 1) / height - 1], -1)
+        return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="reflection", align_corners=False)
+    if border not in ("mirror", "nearest"):
+        raise ValueError(f"border {border!r} is not one of {BORDERS}")
+    grid = torch.stack([2 * cols / max(width - 1, 1) - 1, 2 * rows / max(height - 1, 1) - 1], -1)
+    padding = "reflection" if border == "mirror" else "border"
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding, align_corners=True)
 
 
 def clipped_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""Random draws for the corruptions: made on the CPU from a CPU generator, so a seed gives the same
-corrupted images on every device; the result is moved to the images' device and dtype."""
+"""Random draws for the corruptions: made in float32 on the CPU from a CPU generator, so a seed gives
+the same corrupted images on every device; the result is moved to the images' device and dtype."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import torch
 
 def uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator,
             like: torch.Tensor) -> torch.Tensor:
-    return (torch.rand(shape, generator=generator, dtype=torch.float64) * (high - low) + low).to(like)
+    return (torch.rand(shape, generator=generator) * (high - low) + low).to(like)
 
 
 def normal(shape: tuple[int, ...], mean: float, std: float, generator: torch.Generator,
            like: torch.Tensor) -> torch.Tensor:
-    return (torch.randn(shape, generator=generator, dtype=torch.float64) * std + mean).to(like)
+    return (torch.randn(shape, generator=generator) * std + mean).to(like)
 
 
 def integers(shape: tuple[int, ...], low: int, high: int, generator: torch.Generator,

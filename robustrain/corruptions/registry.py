@@ -46,6 +46,9 @@ CORRUPTIONS = {c.name: c for c in _ALL}
 BENCHMARK = tuple(c.name for c in _ALL if c.benchmark)
 EXTRA = tuple(c.name for c in _ALL if not c.benchmark)
 SEVERITIES = (1, 2, 3, 4, 5)
+# Raised whenever a change alters the images a seed gives; evaluation results record it, so
+# results stored by older code are measured again rather than mixed with new ones.
+GENERATOR_VERSION = 2
 
 
 def get_corruption(name: str) -> Corruption:

@@ -7,6 +7,8 @@ batched tensor form with OpenCV's rounding; see `canny`, `chamfer_distance` and 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -61,26 +63,33 @@ def canny(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
         edges = grown
 
 
-CHAMFER_5X5 = {1: 1.0, 2: 1.4, 5: 2.1969}
+STEPS_5X5 = {  # cv2's DIST_L2 5x5 mask: move -> cost
+    1.0: [(-1, 0), (1, 0), (0, -1), (0, 1)],
+    1.4: [(-1, -1), (-1, 1), (1, -1), (1, 1)],
+    2.1969: [(dr, dc) for dr in (-2, -1, 1, 2) for dc in (-2, -1, 1, 2) if abs(dr) != abs(dc)],
+}
 
 
 def chamfer_distance(zero: torch.Tensor, cap: float) -> torch.Tensor:
     """cv2.distanceTransform(DIST_L2, 5) capped at `cap`: distance to the nearest `zero` pixel.
 
     OpenCV's 5x5 mask weighs steps by 1 (edge), 1.4 (diagonal) and 2.1969 (knight's move); the
-    distance is the cheapest path of such steps, found here by relaxation. Every step costs at least
-    1, so ceil(cap) + 1 rounds settle all distances below the cap.
+    distance is the cheapest path of such steps, found here by relaxation until nothing changes.
+    Distances are held at cap + 1 at most, which is all the cap needs and ends the relaxation early.
     """
-    inf = torch.full_like(zero, float("inf"), dtype=torch.float64)
-    distance = torch.where(zero, torch.zeros_like(inf), inf)
-    steps = [(dr, dc, CHAMFER_5X5[dr * dr + dc * dc]) for dr in range(-2, 3) for dc in range(-2, 3)
-             if dr * dr + dc * dc in CHAMFER_5X5]
+    distance = torch.where(zero, 0.0, float("inf")).float()
     height, width = zero.shape[-2:]
-    for _ in range(int(cap) + 2):
+    while True:
         padded = F.pad(distance, (2, 2, 2, 2), value=float("inf"))
-        for dr, dc, cost in steps:
-            distance = torch.minimum(distance, padded[..., 2 + dr:2 + dr + height, 2 + dc:2 + dc + width] + cost)
-    return distance.clamp(max=cap)
+        updated = distance
+        for cost, moves in STEPS_5X5.items():
+            nearest = functools.reduce(torch.minimum, [padded[..., 2 + dr:2 + dr + height, 2 + dc:2 + dc + width]
+                                                       for dr, dc in moves])
+            updated = torch.minimum(updated, nearest + cost)
+        updated = updated.clamp(max=cap + 1)
+        if torch.equal(updated, distance):
+            return distance.clamp(max=cap)
+        distance = updated
 
 
 def equalize_hist(x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +111,7 @@ def equalize_hist(x: torch.Tensor) -> torch.Tensor:
 
 def water(x: torch.Tensor, liquid: torch.Tensor, strength: float) -> torch.Tensor:
     """Pale turquoise drops whose shading comes from an embossed distance-to-edge map."""
-    liquid8 = ops.truncate_to_uint8(liquid).double()
+    liquid8 = ops.truncate_to_uint8(liquid).to(x.dtype)
     distance = chamfer_distance(canny(liquid8 / 255, 50, 150), 20.0)
     distance = ops.box_blur3(distance).floor()
     distance = equalize_hist(distance)
@@ -127,8 +136,8 @@ def spatter(x: torch.Tensor, params: tuple[float, ...], generator: torch.Generat
     """params = (liquid mean, liquid std, liquid blur sigma, threshold, strength or mud sigma, mode)."""
     mean, std, blur_sigma, threshold, strength, mode = params
     n, _, height, width = x.shape
-    liquid = ops.gaussian_blur(normal((n, 1, height, width), mean, std, generator, x.double()), blur_sigma)
+    liquid = ops.gaussian_blur(normal((n, 1, height, width), mean, std, generator, x), blur_sigma)
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     if mode == 0:
         return water(x, liquid, strength)
-    return mud(x, liquid.to(x.dtype), threshold, strength)
+    return mud(x, liquid, threshold, strength)

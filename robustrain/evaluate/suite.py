@@ -20,7 +20,7 @@ from torch import nn
 
 from ..attacks import FGSM, PGD, AutoAttack
 from ..attacks import checks as masking
-from ..corruptions import BENCHMARK, corrupt_uint8, load_corrupted, table_for
+from ..corruptions import BENCHMARK, GENERATOR_VERSION, corrupt_uint8, load_corrupted, table_for
 from ..data import ImageDataset
 from ..errors import ConfigError
 from ..io import atomic_write_text
@@ -177,7 +177,7 @@ def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, sto
     for name in suite.corruptions:
         for severity in suite.severities:
             source = {"files": str(corruptions_dir)} if corruptions_dir is not None else \
-                {"generated": {"table": table, "seed": seed}}
+                {"generated": {"table": table, "seed": seed, "version": GENERATOR_VERSION}}
             protocol = {"kind": "corruption", "corruption": name, "severity": severity,
                         "images": len(corruption_subset), "subset_seed": seed, **source}
 
