@@ -24,4 +24,4 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[bench]'
-	$(VENV)/bin/python bench/speed.py
+	$(VENV)/bin/python bench/speed.py --out docs/results/bench.md
