@@ -6,7 +6,9 @@
    table, so the speed-up compares robustrain run with that same table (same work); the time with
    the CIFAR table, which is what CIFAR evaluations use, is shown beside it.
 2. Attacks: images per second of PGD-20 and APGD-CE (100 steps) against torchattacks on the same
-   model, images, eps and settings.
+   model, images, eps and settings. The model is a trained run (default: the PGD-AT baseline, so
+   that most images stay robust for many steps, as in a real evaluation); without one, an untrained
+   small CNN, on which APGD stops early for the many misclassified images.
 
 Timings are wall-clock medians of repeated runs after a warm-up (numba compiles glass blur on its
 first call). imagecorruptions is timed in a child process: once numba and OpenCV have started their
@@ -33,8 +35,10 @@ from robustrain.attacks import APGD, PGD
 from robustrain.corruptions import CORRUPTIONS, corrupt
 from robustrain.data import load_dataset
 from robustrain.models import create_model
+from robustrain.train.load import load_run
 
-SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg"
 
 
 def median_seconds(work, repeats: int) -> float:
@@ -74,11 +78,17 @@ def corruption_table(images: torch.Tensor, batch: int, reference_images: int, re
     return lines
 
 
-def attack_table(images: torch.Tensor, labels: torch.Tensor, repeats: int) -> list[str]:
-    import torchattacks
-
+def bench_model(run: Path) -> tuple[torch.nn.Module, str]:
+    if (run / "checkpoints" / "latest.json").is_file():
+        return load_run(run).model.eval(), f"the trained run {run}"
     torch.manual_seed(0)
     model = create_model("small_cnn", 10, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26), width=16).eval()
+    return model, f"an untrained small CNN ({run} was not found)"
+
+
+def attack_table(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, repeats: int) -> list[str]:
+    import torchattacks
+
     x, y = images.float() / 255, labels
     eps = 8 / 255
     pairs = {
@@ -102,6 +112,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="images per robustrain corruption call")
     parser.add_argument("--reference-images", type=int, default=50, help="images per imagecorruptions timing")
     parser.add_argument("--attack-images", type=int, default=128, help="images per attack timing")
+    parser.add_argument("--run", default=str(ROOT / "runs/baselines/pgd_at"), help="trained run whose model is attacked")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs after one warm-up; the median counts")
     parser.add_argument("--out", metavar="FILE", help="also write the tables, with this command, to a Markdown file")
     args = parser.parse_args()
@@ -114,7 +125,9 @@ def main() -> None:
     print(machine + "\n")
     corruptions = corruption_table(images, args.batch, args.reference_images, args.repeats)
     print("\n".join(corruptions) + "\n")
-    attacks = attack_table(images[:args.attack_images], labels[:args.attack_images], args.repeats)
+    model, described = bench_model(Path(args.run))
+    attacks = attack_table(model, images[:args.attack_images], labels[:args.attack_images], args.repeats)
+    print(f"attacks on {described}")
     print("\n".join(attacks))
     if args.out:
         command = "python bench/speed.py " + " ".join(sys.argv[1:])
@@ -122,7 +135,7 @@ def main() -> None:
                 "the defaults).", "", machine, "", "## Corruptions, severity 3, CIFAR-10 test images (32x32)", "",
                 f"robustrain corrupts batches of {args.batch} images; imagecorruptions one image at a time "
                 f"({args.reference_images} images, in a child process).", "", *corruptions, "",
-                f"## Attacks, small CNN (width 16), {args.attack_images} images, eps 8/255", "", *attacks, ""]
+                f"## Attacks on {described}, {args.attack_images} images, eps 8/255", "", *attacks, ""]
         Path(args.out).write_text("\n".join(page))
 
 
