@@ -80,7 +80,8 @@ def corruption_table(images: torch.Tensor, batch: int, reference_images: int, re
 
 def bench_model(run: Path) -> tuple[torch.nn.Module, str]:
     if (run / "checkpoints" / "latest.json").is_file():
-        return load_run(run).model.eval(), f"the trained run {run}"
+        shown = run.resolve().relative_to(ROOT) if run.resolve().is_relative_to(ROOT) else run
+        return load_run(run).model.eval(), f"the trained run {shown}"
     torch.manual_seed(0)
     model = create_model("small_cnn", 10, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26), width=16).eval()
     return model, f"an untrained small CNN ({run} was not found)"
