@@ -56,26 +56,44 @@ def _corruption_means(summary: dict) -> dict[str, float]:
     return {n: 1 - sum(a) / len(a) for n, a in summary["corruption_accuracy"].items()}
 
 
+def _radius(eps: float, norm: str) -> str:
+    return f"{eps * 255:.4g}/255" if norm == "linf" else f"{eps:.4g}"
+
+
+def _describe(key: str, p: dict) -> str:
+    """One protocol entry in words."""
+    if p["kind"] == "corruption":
+        source = p["files"] if "files" in p else "generated with the {table} table, seed {seed}, generator v{version}" \
+            .format(**p["generated"])
+        return f"corruptions: {p['images']} test images each (subset seed {p['subset_seed']}), {source}"
+    norm = "L-inf" if p["norm"] == "linf" else "L2"
+    head = f"{key.split('/')[-1]}: {norm}, eps {_radius(p['eps'], p['norm'])}"
+    if p["attack"] == "autoattack":
+        body = f"AutoAttack {p['version']} ({', '.join(p['components'])})"
+    else:
+        body = (f"{p.get('steps', 1)} step(s) of {_radius(p['step_size'], p['norm'])}, {p.get('restarts', 1)} "
+                f"restart(s), {p.get('random_start', 'no')} random start, {p.get('loss', 'ce').upper()} loss")
+    return f"{head}, {body}, {p['images']} images (subset seed {p['subset_seed']}), attack seed {p['seed']}"
+
+
 def _protocol_lines(evaluation: dict) -> list[str]:
     """The settings every number of one evaluation was measured under, read from its entries."""
-    header, entries = evaluation["header"], evaluation["entries"]
-    lines = [f"threat model: {header['threat']['norm']}, eps {header['threat']['eps'] * 255:.4g}/255; "
-             f"dataset {header['dataset']['name']} {header['dataset']['split']} ({header['dataset']['images']} images); "
-             f"seed {header['seed']}"]
-    seen = set()
-    for key, entry in entries.items():
-        p = entry["protocol"]
-        if p["kind"] == "attack" and not key.split("/")[-2:-1] == ["curve"]:
-            text = ", ".join(f"{k} {v}" for k, v in p.items() if k not in ("kind",))
-            if text not in seen:
-                seen.add(text)
-                lines.append(f"{key.split('/')[-1]}: {text}")
-        elif p["kind"] == "corruption" and "corruption" not in seen:
-            seen.add("corruption")
-            source = p.get("generated") or p.get("files")
-            lines.append(f"corruptions: {p['images']} test images each (subset seed {p['subset_seed']}), "
-                         f"source {json.dumps(source)}")
+    header = evaluation["header"]
+    lines = [f"data: {header['dataset']['name']} {header['dataset']['split']}, {header['dataset']['images']} images; "
+             f"clean accuracy on all of them"]
+    for key, entry in evaluation["entries"].items():
+        kind = entry["protocol"]["kind"]
+        if kind == "attack" or (kind == "corruption" and not any(line.startswith("corruptions") for line in lines)):
+            lines.append(_describe(key, entry["protocol"]))
     return lines
+
+
+def _flag_line(label: str, flags: list[dict]) -> str:
+    fired = [f"**{f['name']}**: {f['detail']}" for f in flags if f["fired"]]
+    if fired:
+        return f"- {label}: " + "; ".join(fired)
+    curve = next((f["detail"] for f in flags if f["name"] == "accuracy not falling with eps"), None)
+    return f"- {label}: none of the {len(flags)} checks fired" + (f" ({curve.rstrip('.')})" if curve else "") + "."
 
 
 def write_report(runs: list[Path], out: Path, *, suite: str = "standard", names: list[str] | None = None) -> list[Path]:
@@ -96,9 +114,10 @@ def write_report(runs: list[Path], out: Path, *, suite: str = "standard", names:
     for label, name, s in rows:
         if robust[label] is not None:
             tradeoff.setdefault(name, []).append((100 * s["clean_accuracy"], 100 * s["attack_accuracy"][robust[label]]))
-    attack_names = sorted({k for k in robust.values() if k}, key=list(ATTACK_LABELS).index)
+    attack_names = sorted({k for _, _, s in rows for k in s["attack_accuracy"]}, key=list(ATTACK_LABELS).index)
     if tradeoff:
-        plot_scatter(tradeoff, "clean accuracy (%)", f"robust accuracy (%), {' / '.join(ATTACK_LABELS[a] for a in attack_names)}",
+        strongest = sorted({k for k in robust.values() if k}, key=list(ATTACK_LABELS).index)
+        plot_scatter(tradeoff, "clean accuracy (%)", f"robust accuracy (%), {' / '.join(ATTACK_LABELS[a] for a in strongest)}",
                      "Accuracy against adversarial robustness", out / "clean_vs_robust.png")
         written.append(out / "clean_vs_robust.png")
     corruption = {}
@@ -145,12 +164,14 @@ def write_report(runs: list[Path], out: Path, *, suite: str = "standard", names:
                 *per_corruption, ""]
     markdown += [f"![{p.stem}]({p.name})" for p in written]
     markdown += ["", "## Gradient-masking checks", ""]
-    for label, _, s in rows:
-        markdown += [f"- {label}: " + "; ".join(f"{f['name']}: {'FIRED, ' if f['fired'] else ''}{f['detail']}"
-                                                 for f in s["gradient_masking"])]
+    markdown += [_flag_line(label, s["gradient_masking"]) for label, _, s in rows]
     markdown += ["", "## Protocols", ""]
-    for name, evaluation in evaluations.items():
-        markdown += [f"- {name}: " + "; ".join(_protocol_lines(evaluation))]
+    protocols = {name: _protocol_lines(evaluation) for name, evaluation in evaluations.items()}
+    if len({tuple(lines) for lines in protocols.values()}) == 1:
+        markdown += ["Every run:", ""] + [f"- {line}" for line in next(iter(protocols.values()))]
+    else:
+        for name, lines in protocols.items():
+            markdown += [f"{name}:", ""] + [f"- {line}" for line in lines] + [""]
     atomic_write_text(out / "report.md", "\n".join(markdown) + "\n")
     report = {"suite": suite, "runs": {name: {"folder": str(run), **evaluations[name]}
                                        for name, run in zip(names, runs)}}

@@ -221,19 +221,19 @@ def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, sto
     if "pgd20" in suite.attacks:
         curve.append((eps, attack_accuracy["pgd20"]))
     for multiple in suite.eps_curve:
-        attack = PGD(eps * multiple, eps * multiple / 4, 20, norm=norm)
-        protocol = {"kind": "attack", "attack": "pgd", "norm": norm, "eps": eps * multiple, "steps": 20,
-                    "step_size": eps * multiple / 4, "restarts": 1, **subset_protocol, "seed": seed}
+        attack, details = _attack("pgd20", eps * multiple, norm)
+        protocol = {"kind": "attack", "norm": norm, "eps": eps * multiple, **details, **subset_protocol, "seed": seed}
         result = store.measure(f"{prefix}curve/pgd20/{multiple:g}x", protocol, lambda attack=attack: {
             "accuracy": share(mask_of(attack_images, attack_labels, attack))})
         curve.append((eps * multiple, result["accuracy"]))
     if curve:
         huge = HUGE_EPS[norm]
         sanity_images = min(SANITY_IMAGES, len(attack_subset))
-        protocol = {"kind": "attack", "attack": "pgd", "norm": norm, "eps": huge, "steps": 20, "step_size": huge / 4,
-                    "restarts": 1, "images": sanity_images, "subset_seed": seed, "seed": seed}
+        attack, details = _attack("pgd20", huge, norm)
+        protocol = {"kind": "attack", "norm": norm, "eps": huge, **details, "images": sanity_images,
+                    "subset_seed": seed, "seed": seed}
         result = store.measure(prefix + "checks/huge_eps", protocol, lambda: {"accuracy": share(mask_of(
-            attack_images[:sanity_images], attack_labels[:sanity_images], PGD(huge, huge / 4, 20, norm=norm)))})
+            attack_images[:sanity_images], attack_labels[:sanity_images], attack))})
         curve.sort()
         checks = checks + [vars(masking.accuracy_not_falling_with_eps(
             [e for e, _ in curve] + [huge], [a for _, a in curve] + [result["accuracy"]]))]
