@@ -191,7 +191,7 @@ def test_report_puts_runs_side_by_side_with_plots(tmp_path):
     markdown = (tmp_path / "report" / "report.md").read_text()
     clean = json.loads((runs[1] / "eval" / "tiny.json").read_text())["summary"]["model"]["clean_accuracy"]
     assert "| second | " + f"{100 * clean:.2f}" in markdown
-    assert "steps 20" in markdown
+    assert "pgd20: L-inf, eps 8/255, 20 step(s) of 2/255, 1 restart(s), uniform random start" in markdown
 
 
 def test_report_on_an_unevaluated_run_says_what_to_run(tmp_path):
