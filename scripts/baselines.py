@@ -11,6 +11,7 @@ goes to docs/results/baselines-eval/.
 
 from __future__ import annotations
 
+import json
 import sys
 
 from common import ROOT, ensure_evaluation, ensure_run, provenance
@@ -34,6 +35,30 @@ def main() -> None:
     print(f"wrote {DOC.relative_to(ROOT)}")
 
 
+def reading(methods: list[str]) -> list[str]:
+    """What the numbers say, computed from them."""
+    summaries = {m: json.loads((ROOT / "runs/baselines" / m / "eval/standard.json").read_text())["summary"]["model"]
+                 for m in methods}
+    lines = ["", "### Reading", ""]
+    standard = summaries.get("standard")
+    for method, s in summaries.items():
+        attacks = s["attack_accuracy"]
+        parts = []
+        if "pgd20" in attacks and "autoattack" in attacks:
+            parts.append(f"AutoAttack is {100 * (attacks['pgd20'] - attacks['autoattack']):.1f} points below PGD-20")
+        if standard is not None and method != "standard":
+            parts.append(f"corruption error {100 * (s['corruption_error'] - standard['corruption_error']):+.2f} points "
+                         f"and clean accuracy {100 * (s['clean_accuracy'] - standard['clean_accuracy']):+.2f} points "
+                         "against standard training")
+        if standard is not None and method != "standard":
+            better = [name.replace("_", " ") for name, accuracy in s["corruption_accuracy"].items()
+                      if sum(accuracy) > sum(standard["corruption_accuracy"][name])]
+            parts.append("lower error than standard training under " + (", ".join(better) or "no corruption"))
+        if parts:
+            lines.append(f"- {method}: " + "; ".join(parts) + ".")
+    return lines
+
+
 def render_evaluation(methods: list[str]) -> str:
     """The report's tables, pointing at its plots, with the commands that made them."""
     report = (REPORT / "report.md").read_text().split("\n")
@@ -51,7 +76,7 @@ def render_evaluation(methods: list[str]) -> str:
         "sometimes beside other jobs). Corruptions are generated on the fly from the JPEG test images with",
         "the CIFAR table and seed 0 (see docs/corruptions.md); they are statistically, not bitwise, the",
         "released CIFAR-10-C.",
-        *body]) + "\n"
+        *body, *reading(methods)]) + "\n"
 
 
 def render(rows) -> str:
