@@ -113,6 +113,10 @@ def test_eval_report_and_corrupt_commands(tmp_path, capsys):
     assert "clean" in out and "PGD-20" in out and (run / "eval" / "quick.json").is_file()
     results = json.loads((run / "eval" / "quick.json").read_text())
     assert results["header"]["threat"] == {"norm": "linf", "eps": 8 / 255}  # the run's threat model
+    checkpoint = next((run / "checkpoints").glob("epoch-*.safetensors"))
+    assert main(["eval", str(checkpoint), "--suite", "quick", "--eps", "0.1", "--out", str(tmp_path / "e.json"),
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["header"]["threat"]["eps"] == 0.1
     assert main(["report", str(run), "--suite", "quick", "--out", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "report.md").is_file()
     corrupted = tmp_path / "digits-c"

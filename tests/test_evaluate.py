@@ -15,7 +15,7 @@ from robustrain.models import create_model
 from robustrain.nn import Condition
 from robustrain.report import write_report
 
-TINY = Suite("tiny", ("gaussian_noise", "contrast"), (1, 5), None, ("pgd20",), 24, (0.5,))
+TINY = Suite("tiny", ("gaussian_noise", "contrast"), (1, 5), None, ("fgsm", "pgd20"), 24, (0.5,))
 
 
 def dataset(n=32, size=16, seed=0):
@@ -82,7 +82,10 @@ def test_suite_numbers_match_direct_counts_and_carry_their_protocol(tmp_path):
     assert summary["clean_accuracy"] == pytest.approx(expected_clean)
     assert set(summary["corruption_accuracy"]) == {"gaussian_noise", "contrast"}
     assert len(summary["corruption_accuracy"]["contrast"]) == 2
-    assert summary["worst_case_accuracy"] <= summary["attack_accuracy"]["pgd20"] <= 1
+    masks = [torch.tensor([c == "1" for c in results["entries"][f"attack/{a}"]["result"]["robust"]])
+             for a in ("fgsm", "pgd20")]
+    assert summary["worst_case_accuracy"] == pytest.approx((masks[0] & masks[1]).float().mean().item())
+    assert results["entries"]["attack/fgsm"]["protocol"]["step_size"] == 8 / 255
     pgd = results["entries"]["attack/pgd20"]["protocol"]
     assert pgd == {"kind": "attack", "norm": "linf", "eps": 8 / 255, "attack": "pgd", "steps": 20,
                    "step_size": 2 / 255, "restarts": 1, "random_start": "uniform", "loss": "ce", "images": 24,
