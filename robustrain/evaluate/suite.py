@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..attacks import FGSM, PGD, AutoAttack
+from ..attacks import FGSM, PGD, Attack, AutoAttack
 from ..attacks import checks as masking
 from ..corruptions import BENCHMARK, GENERATOR_VERSION, corrupt_uint8, load_corrupted, table_for
 from ..data import ImageDataset
@@ -99,7 +99,8 @@ def _bits(mask: torch.Tensor) -> str:
     return "".join("1" if b else "0" for b in mask.tolist())
 
 
-def _attack(name: str, eps: float, norm: str):
+def _attack(name: str, eps: float, norm: str) -> tuple[Attack, dict]:
+    """A suite attack and the settings that go into its protocol."""
     if name == "fgsm":
         if norm != "linf":
             raise ConfigError(f"fgsm is an L-infinity attack; the threat model's norm is {norm!r}")
@@ -152,9 +153,9 @@ def evaluate(model: nn.Module, dataset: ImageDataset, suite: str | Suite = "stan
 
 def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, store: Measurements, prefix: str, *,
                         eps, norm, device, batch_size, seed, table, corruptions_dir) -> dict:
-    def mask_of(images, labels, attack=None, attack_seed=seed) -> torch.Tensor:
+    def mask_of(images, labels, attack=None) -> torch.Tensor:
         return correct_mask(net, images, labels, batch_size=batch_size, device=device, attack=attack,
-                            generator=torch.Generator().manual_seed(attack_seed))
+                            generator=torch.Generator().manual_seed(seed))
 
     attack_subset = fixed_subset(len(dataset), suite.attack_images, seed)
     attack_images, attack_labels = dataset.images[attack_subset], dataset.labels[attack_subset]
