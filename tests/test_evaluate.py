@@ -123,7 +123,7 @@ def test_released_files_give_the_same_numbers_as_generated_corruptions(tmp_path)
     assert generated == from_files
 
 
-def test_every_condition_of_a_conditioned_model_is_evaluated():
+def test_every_condition_of_a_conditioned_model_is_evaluated_and_reported(tmp_path):
     class TwoSettings(nn.Module):
         """A conditioned model: route 1 adds a constant to class 0's logit."""
 
@@ -150,9 +150,13 @@ def test_every_condition_of_a_conditioned_model_is_evaluated():
             return self.model(x, self.cond)
 
     data = dataset()
-    summary = evaluate(TwoSettings(), data, Suite("c", (), (), None, (), None, ()), progress=False)["summary"]
+    suite = Suite("c", ("contrast",), (1,), None, ("pgd20",), 8, ())
+    summary = evaluate(TwoSettings(), data, suite, out=tmp_path / "run" / "eval" / "c.json", progress=False)["summary"]
     assert set(summary) == {"plain", "biased"}
     assert summary["biased"]["clean_accuracy"] == pytest.approx((data.labels == 0).float().mean().item())
+    write_report([tmp_path / "run"], tmp_path / "report", suite="c", names=["oat"])
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| oat [plain] |" in markdown and "| oat [biased] |" in markdown
 
 
 def test_gradient_masking_is_flagged_for_a_softmax_model():
@@ -200,3 +204,13 @@ def test_report_puts_runs_side_by_side_with_plots(tmp_path):
 def test_report_on_an_unevaluated_run_says_what_to_run(tmp_path):
     with pytest.raises(RobustrainError, match="robustrain eval"):
         write_report([tmp_path], tmp_path / "out", suite="standard")
+
+
+def test_imagenet_sized_data_also_gets_the_alexnet_normalized_mce():
+    data = dataset(n=2, size=40)  # above 32x32: the ImageNet severity table and mCE apply
+    summary = evaluate(model(), data, Suite("i", BENCHMARK, (1, 2, 3, 4, 5), None, (), None, ()),
+                       progress=False)["summary"]["model"]
+    errors = {n: [1 - a for a in accs] for n, accs in summary["corruption_accuracy"].items()}
+    by_hand = sum(sum(errors[n]) / 5 / ALEXNET_ERRORS[n] for n in BENCHMARK) / 15
+    assert summary["mce"] == pytest.approx(by_hand)
+    assert summary["mean_corruption_error"] == pytest.approx(sum(sum(e) for e in errors.values()) / 75)
