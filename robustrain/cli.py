@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--suite", default="quick", help="quick, standard or full (default quick)")
     evaluate.add_argument("--eps", help="attack radius (default: the run's threat.eps), e.g. 8/255")
     evaluate.add_argument("--norm", help="linf or l2 (default: the run's threat.norm)")
-    evaluate.add_argument("--out", metavar="FILE", help="results file (default RUN/eval/SUITE.json)")
+    evaluate.add_argument("--out", metavar="FILE", help="results file (default RUN/eval/SUITE.json for the run's own "
+                                                        "threat model, RUN/eval/SUITE-NORM-epsE.json for another)")
     evaluate.add_argument("--corruptions-dir", metavar="DIR",
                           help="released CIFAR-10-C style files (<corruption>.npy, labels.npy) to use instead of "
                                "generating the corruptions")
@@ -190,7 +191,9 @@ def _eval(args: argparse.Namespace) -> None:
     run = load_run(args.run)
     eps = parse_float(args.eps, "--eps") if args.eps is not None else run.config.threat.eps
     norm = args.norm or run.config.threat.norm
-    out = Path(args.out) if args.out else run.folder / "eval" / f"{args.suite}.json"
+    own_threat = eps == run.config.threat.eps and norm == run.config.threat.norm
+    default_name = args.suite if own_threat else f"{args.suite}-{norm}-eps{eps * 255:.4g}"
+    out = Path(args.out) if args.out else run.folder / "eval" / f"{default_name}.json"
     results = evaluate(run.model, run.test_set, args.suite, eps=eps, norm=norm, out=out,
                        device=resolve_device(args.device), batch_size=args.batch_size, seed=args.seed,
                        corruptions_dir=args.corruptions_dir, progress=not args.no_progress)

@@ -113,6 +113,8 @@ def test_eval_report_and_corrupt_commands(tmp_path, capsys):
     assert "clean" in out and "PGD-20" in out and (run / "eval" / "quick.json").is_file()
     results = json.loads((run / "eval" / "quick.json").read_text())
     assert results["header"]["threat"] == {"norm": "linf", "eps": 8 / 255}  # the run's threat model
+    assert main(["eval", str(run), "--suite", "quick", "--eps", "4/255", "--device", "cpu", "--no-progress"]) == 0
+    assert (run / "eval" / "quick-linf-eps4.json").is_file()  # another threat model: another file
     checkpoint = next((run / "checkpoints").glob("epoch-*.safetensors"))
     assert main(["eval", str(checkpoint), "--suite", "quick", "--eps", "0.1", "--out", str(tmp_path / "e.json"),
                  "--device", "cpu", "--no-progress"]) == 0

@@ -96,7 +96,7 @@ def test_suite_numbers_match_direct_counts_and_carry_their_protocol(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["summary"] == results["summary"]
 
 
-def test_an_interrupted_evaluation_resumes_and_new_weights_start_over(tmp_path):
+def test_an_interrupted_evaluation_resumes_and_other_results_are_never_overwritten(tmp_path):
     data, out = dataset(), tmp_path / "r.json"
     counting = CountingModel(model())
     first = evaluate(counting, data, TINY, out=out, progress=False)
@@ -109,9 +109,12 @@ def test_an_interrupted_evaluation_resumes_and_new_weights_start_over(tmp_path):
     out.write_text(json.dumps(saved))
     evaluate(counting, data, TINY, out=out, progress=False)
     assert 0 < counting.calls <= 2  # one batch of 32 images, after checks that are also cached
-    other = CountingModel(model(seed=1))
-    evaluate(other, data, TINY, out=out, progress=False)
-    assert other.calls > 20  # other weights: nothing is reused
+    kept = out.read_text()
+    with pytest.raises(RobustrainError, match="holds an evaluation with other weights_sha256"):
+        evaluate(CountingModel(model(seed=1)), data, TINY, out=out, progress=False)
+    with pytest.raises(RobustrainError, match="other threat"):
+        evaluate(counting, data, TINY, eps=4 / 255, out=out, progress=False)
+    assert out.read_text() == kept
 
 
 def test_released_files_give_the_same_numbers_as_generated_corruptions(tmp_path):

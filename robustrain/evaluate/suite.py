@@ -3,7 +3,8 @@
 Every measurement is an entry of the results file, stored with its exact protocol (images, seed,
 eps, norm, steps, restarts, corruption table or files). The file is rewritten after each entry, and
 an entry already there with the same protocol, for the same weights, is not measured again: an
-interrupted evaluation resumes where it stopped.
+interrupted evaluation resumes where it stopped. A results file of other weights or settings is
+never overwritten.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..attacks import FGSM, PGD, Attack, AutoAttack
 from ..attacks import checks as masking
 from ..corruptions import BENCHMARK, GENERATOR_VERSION, corrupt_uint8, load_corrupted, table_for
 from ..data import ImageDataset
-from ..errors import ConfigError
+from ..errors import ConfigError, RobustrainError
 from ..io import atomic_write_text
 from ..nn import Condition
 from .accuracy import correct_mask
@@ -63,11 +64,16 @@ class Measurements:
         self.path, self.header, self.log = path, header, log
         self.entries: dict[str, dict] = {}
         if path is not None and path.is_file():
-            saved = json.loads(path.read_text())
-            if saved.get("header") == header:
-                self.entries = saved.get("entries", {})
-            else:
-                log(f"{path} was made for other weights, data or settings; measuring again")
+            try:
+                saved = json.loads(path.read_text())
+            except ValueError:
+                raise RobustrainError(f"{path} is not a results file (not JSON); move it away or choose another "
+                                      "output file") from None
+            if saved.get("header") != header:
+                different = [k for k in header if saved.get("header", {}).get(k) != header[k]]
+                raise RobustrainError(f"{path} holds an evaluation with other {', '.join(different)}; choose another "
+                                      "output file, or delete it to measure again")
+            self.entries = saved.get("entries", {})
 
     def measure(self, key: str, protocol: dict, run: Callable[[], dict]) -> dict:
         saved = self.entries.get(key)
