@@ -91,7 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="measure a trained run: clean, corruptions, attacks (a suite)",
         description="Evaluate a run folder (or one of its checkpoints/*.safetensors) with a suite. Results go to "
                     "RUN/eval/SUITE.json after every measurement; running the command again resumes.")
-    evaluate.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="run folder or checkpoint file")
+    evaluate.add_argument("run", metavar="RUN_OR_CHECKPOINT",
+                          help="run folder, one of its checkpoint files, or a state dict (.safetensors, .pt) of a "
+                               "model trained elsewhere (then give --model and --data)")
+    evaluate.add_argument("--model", help="for a state dict: the registered model it belongs to, e.g. resnet18")
+    evaluate.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                          help="for a state dict: a model option, e.g. width=16")
+    evaluate.add_argument("--data", help="for a state dict: the dataset whose test split to use, e.g. cifar10")
+    evaluate.add_argument("--data-root", metavar="DIR", help="for a state dict: folder holding the dataset")
+    evaluate.add_argument("--rename", action="append", default=[], metavar="PATTERN=REPLACEMENT",
+                          help="for a state dict: rename keys by regular expression, e.g. '^module\\.='")
     evaluate.add_argument("--suite", default="quick", help="quick, standard or full (default quick)")
     evaluate.add_argument("--eps", help="attack radius (default: the run's threat.eps), e.g. 8/255")
     evaluate.add_argument("--norm", help="linf or l2 (default: the run's threat.norm)")
@@ -186,19 +195,42 @@ def _eval(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
     from .report import summary_lines
     from .train import resolve_device
-    from .train.load import load_run
+    from .train.load import load_run, load_weights
 
-    run = load_run(args.run)
+    if not Path(args.run).exists():
+        raise RobustrainError(f"{args.run} does not exist; expected a run folder, a checkpoint or a state-dict file")
+    foreign = [f"--{name.replace('_', '-')}" for name in ("model", "data", "data_root") if getattr(args, name)]
+    foreign += ["--model-option"] * bool(args.model_option) + ["--rename"] * bool(args.rename)
+    if _is_run_path(Path(args.run)):
+        if foreign:
+            raise RobustrainError(f"{args.run} is a run; it names its model and data itself, drop {', '.join(foreign)}")
+        run = load_run(args.run)
+    else:
+        if not (args.model and args.data):
+            raise RobustrainError(f"{args.run} is not a run folder or one of its checkpoints; to evaluate a state dict, "
+                                  "give --model and --data")
+        model = {"name": args.model}
+        for assignment in args.model_option:
+            set_dotted(model, assignment)
+        renames = tuple(tuple(r.split("=", 1)) if "=" in r else (r, "") for r in args.rename)
+        run = load_weights(args.run, model, {"name": args.data, "root": args.data_root}, renames)
     eps = parse_float(args.eps, "--eps") if args.eps is not None else run.config.threat.eps
     norm = args.norm or run.config.threat.norm
     own_threat = eps == run.config.threat.eps and norm == run.config.threat.norm
     default_name = args.suite if own_threat else f"{args.suite}-{norm}-eps{eps * 255:.4g}"
+    if not _is_run_path(Path(args.run)):
+        default_name = f"{Path(args.run).stem}-{default_name}"
     out = Path(args.out) if args.out else run.folder / "eval" / f"{default_name}.json"
     results = evaluate(run.model, run.test_set, args.suite, eps=eps, norm=norm, out=out,
                        device=resolve_device(args.device), batch_size=args.batch_size, seed=args.seed,
                        corruptions_dir=args.corruptions_dir, progress=not args.no_progress)
     print("\n".join(summary_lines(results["summary"])))
     print(f"results in {out}")
+
+
+def _is_run_path(path: Path) -> bool:
+    return path.is_dir() or (path.suffix == ".safetensors" and path.parent.name == "checkpoints"
+                             and (path.parent.parent / "config.yaml").is_file())
 
 
 def _corrupt(args: argparse.Namespace) -> None:

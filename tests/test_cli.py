@@ -3,7 +3,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from robustrain.cli import main
 
@@ -120,6 +122,17 @@ def test_eval_report_and_corrupt_commands(tmp_path, capsys):
                  "--device", "cpu", "--no-progress"]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["header"]["threat"]["eps"] == 0.1
     assert main(["report", str(run), "--suite", "quick", "--out", str(tmp_path / "report")]) == 0
+    # the same weights as a foreign state dict, saved as DataParallel would name them
+    weights = load_file(checkpoint)
+    torch.save({"state_dict": {"module." + k[len("model/"):]: v for k, v in weights.items()
+                               if k.startswith("model/")}}, tmp_path / "mine.pt")
+    assert main(["eval", str(tmp_path / "mine.pt"), "--suite", "quick", "--device", "cpu", "--no-progress"]) == 2
+    assert "give --model and --data" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "mine.pt"), "--model", "small_cnn", "--model-option", "width=4", "--data",
+                 "digits", "--rename", "^module\\.=", "--suite", "quick", "--device", "cpu", "--no-progress"]) == 0
+    foreign = json.loads((tmp_path / "eval" / "mine-quick.json").read_text())
+    assert foreign["header"]["weights_sha256"] == results["header"]["weights_sha256"]
+    assert foreign["summary"] == results["summary"]
     assert (tmp_path / "report" / "report.md").is_file()
     corrupted = tmp_path / "digits-c"
     assert main(["corrupt", "--data", "digits", "--corruptions", "contrast,fog", "--out", str(corrupted),
@@ -128,7 +141,7 @@ def test_eval_report_and_corrupt_commands(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["eval", "/nonexistent/run"], "is neither a run folder nor"),
+    (["eval", "/nonexistent/run"], "/nonexistent/run does not exist"),
     (["report", "/nonexistent/run", "--out", "x"], "has no eval/standard.json"),
     (["corrupt", "--data", "digits", "--corruptions", "rain", "--out", "x"], "unknown corruption 'rain'"),
 ])

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from ..config import from_dict
 from ..data import ImageDataset, load_dataset
-from ..errors import RobustrainError
+from ..errors import ConfigError, RobustrainError
 from ..models import Classifier
 from .checkpoint import load_latest
+from .init import InitConfig, load_initial_weights
 from .run_config import RunConfig
 from .trainer import build_model, load_run_config
 
@@ -21,6 +23,23 @@ class TrainedRun:
     config: RunConfig
     model: Classifier
     test_set: ImageDataset
+
+
+def load_weights(path: str | Path, model: dict, data: dict, key_map: tuple[tuple[str, str], ...] = ()) -> TrainedRun:
+    """A model trained elsewhere: a state dict (.safetensors, .pt) of a registered model.
+
+    model: {"name": ..., **options}; data: {"name": ..., "root": ...} (the test split is loaded and
+    supplies the input normalisation when the weights do not carry it). key_map renames keys, as
+    `init.key_map` does for training.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a file; expected a run folder, a checkpoint or a state-dict file")
+    config = from_dict(RunConfig, {"model": model, "data": data, "out": str(path.parent)})
+    test_set = load_dataset(config.data.name, config.data.root, "test", download=config.data.download)
+    built = build_model(config, test_set.info)
+    load_initial_weights(built, InitConfig(path=str(path), key_map=key_map))
+    return TrainedRun(path.parent, config, built, test_set)
 
 
 def load_run(path: str | Path) -> TrainedRun:
