@@ -197,11 +197,14 @@ def _eval(args: argparse.Namespace) -> None:
     from .train import resolve_device
     from .train.load import load_run, load_weights
 
-    if not Path(args.run).exists():
+    path = Path(args.run)
+    if not path.exists():
         raise RobustrainError(f"{args.run} does not exist; expected a run folder, a checkpoint or a state-dict file")
-    foreign = [f"--{name.replace('_', '-')}" for name in ("model", "data", "data_root") if getattr(args, name)]
-    foreign += ["--model-option"] * bool(args.model_option) + ["--rename"] * bool(args.rename)
-    if _is_run_path(Path(args.run)):
+    state_dict_flags = {"--model": args.model, "--data": args.data, "--data-root": args.data_root,
+                        "--model-option": args.model_option, "--rename": args.rename}
+    foreign = [flag for flag, value in state_dict_flags.items() if value]
+    is_run = _is_run_path(path)
+    if is_run:
         if foreign:
             raise RobustrainError(f"{args.run} is a run; it names its model and data itself, drop {', '.join(foreign)}")
         run = load_run(args.run)
@@ -218,8 +221,8 @@ def _eval(args: argparse.Namespace) -> None:
     norm = args.norm or run.config.threat.norm
     own_threat = eps == run.config.threat.eps and norm == run.config.threat.norm
     default_name = args.suite if own_threat else f"{args.suite}-{norm}-eps{eps * 255:.4g}"
-    if not _is_run_path(Path(args.run)):
-        default_name = f"{Path(args.run).stem}-{default_name}"
+    if not is_run:
+        default_name = f"{path.stem}-{default_name}"
     out = Path(args.out) if args.out else run.folder / "eval" / f"{default_name}.json"
     results = evaluate(run.model, run.test_set, args.suite, eps=eps, norm=norm, out=out,
                        device=resolve_device(args.device), batch_size=args.batch_size, seed=args.seed,

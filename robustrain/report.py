@@ -132,8 +132,9 @@ def write_report(runs: list[Path], out: Path, *, suite: str = "standard", names:
     corruption_names += [n for n in rows[0][2]["corruption_accuracy"] if n not in corruption_names
                          and all(n in s["corruption_accuracy"] for _, _, s in rows)]
     if corruption_names:
-        plot_grouped_bars(corruption_names, {label: [100 * _corruption_means(s)[n] for n in corruption_names]
-                                             for label, _, s in rows},
+        means = {label: _corruption_means(s) for label, _, s in rows}
+        plot_grouped_bars(corruption_names, {label: [100 * means[label][n] for n in corruption_names]
+                                             for label in means},
                           "error (%), mean over the severities", "Error per corruption", out / "corruption_errors.png")
         written.append(out / "corruption_errors.png")
     curves = {label: [(255 * e, 100 * a) for e, a in s["eps_curve"]] for label, _, s in rows if len(s["eps_curve"]) > 1}

@@ -59,13 +59,14 @@ def write_corrupted(folder: str | Path, images: torch.Tensor, labels: torch.Tens
     if not labels_path.exists():
         repeated = np.tile(labels.numpy().astype(label_dtype), len(SEVERITIES))
         atomic_write(labels_path, lambda tmp: _save(tmp, repeated))
+    images = images.to(device)
     for name in names:
         path = folder / f"{name}.npy"
         if path.exists():
             continue
         blocks = []
         for severity in SEVERITIES:
-            corrupted = corrupt_uint8(images.to(device), name, severity, seed=seed, table=table)
+            corrupted = corrupt_uint8(images, name, severity, seed=seed, table=table)
             blocks.append(corrupted.permute(0, 2, 3, 1).cpu().numpy())
             if on_done is not None:
                 on_done(name, severity)

@@ -9,7 +9,8 @@ import torch
 
 from ..errors import ConfigError
 from . import blur, digital, noise, spatter, weather
-from .ops import rgb_to_gray
+from ..data.loader import stream_seed
+from .ops import rgb_to_gray, truncate_to_uint8
 from .tables import TABLES, table_for
 
 
@@ -84,8 +85,11 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *, generator: torch.Gener
 
 
 def chunk_seed(seed: int, name: str, severity: int, chunk: int) -> int:
-    """Seed of one chunk of a corrupted dataset: fixed by position, so any chunk can be made alone."""
-    return (seed * 1_000_003 + list(CORRUPTIONS).index(name) * 104_729 + severity * 7_919 + chunk) % (2**63 - 1)
+    """Seed of one chunk of a corrupted dataset: fixed by position, so any chunk can be made alone.
+
+    The data loader's seed mixing, with the severity in the epoch's place and the corruption as the stream.
+    """
+    return (stream_seed(seed, severity, list(CORRUPTIONS).index(name)) + chunk) % (2**63 - 1)
 
 
 CHUNK = 500
@@ -104,6 +108,6 @@ def corrupt_uint8(images: torch.Tensor, name: str, severity: int, *, seed: int =
     for offset in range(0, images.shape[0], CHUNK):
         generator = torch.Generator().manual_seed(chunk_seed(seed, name, severity, (start + offset) // CHUNK))
         batch = images[offset:offset + CHUNK].float() / 255
-        out[offset:offset + CHUNK] = (corrupt(batch, name, severity, generator=generator, table=table)
-                                      .clamp(0, 1).mul(255).to(torch.uint8))
+        out[offset:offset + CHUNK] = truncate_to_uint8(corrupt(batch, name, severity, generator=generator,
+                                                               table=table))
     return out

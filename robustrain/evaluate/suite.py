@@ -21,7 +21,7 @@ from torch import nn
 
 from ..attacks import FGSM, PGD, Attack, AutoAttack
 from ..attacks import checks as masking
-from ..corruptions import BENCHMARK, GENERATOR_VERSION, corrupt_uint8, load_corrupted, table_for
+from ..corruptions import BENCHMARK, GENERATOR_VERSION, SEVERITIES, corrupt_uint8, load_corrupted, table_for
 from ..data import ImageDataset
 from ..errors import ConfigError, RobustrainError
 from ..io import atomic_write_text
@@ -106,17 +106,19 @@ def _bits(mask: torch.Tensor) -> str:
 
 
 def _attack(name: str, eps: float, norm: str) -> tuple[Attack, dict]:
-    """A suite attack and the settings that go into its protocol."""
+    """A suite attack and its settings, the attack's part of a measurement's protocol."""
+    threat = {"kind": "attack", "norm": norm, "eps": eps}
     if name == "fgsm":
         if norm != "linf":
             raise ConfigError(f"fgsm is an L-infinity attack; the threat model's norm is {norm!r}")
-        return FGSM(eps), {"attack": "fgsm", "step_size": eps}
+        return FGSM(eps), {**threat, "attack": "fgsm", "step_size": eps}
     if name == "pgd20":
-        return PGD(eps, eps / 4, 20, norm=norm), {"attack": "pgd", "steps": 20, "step_size": eps / 4,
+        return PGD(eps, eps / 4, 20, norm=norm), {**threat, "attack": "pgd", "steps": 20, "step_size": eps / 4,
                                                    "restarts": 1, "random_start": "uniform", "loss": "ce"}
     if name == "autoattack":
         attack = AutoAttack(eps, norm=norm, version="standard")
-        return attack, {"attack": "autoattack", "version": "standard", "components": [n for n, _ in attack.attacks]}
+        return attack, {**threat, "attack": "autoattack", "version": "standard",
+                        "components": [n for n, _ in attack.attacks]}
     raise ConfigError(f"unknown suite attack {name!r}; expected fgsm, pgd20 or autoattack")
 
 
@@ -165,7 +167,7 @@ def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, sto
 
     attack_subset = fixed_subset(len(dataset), suite.attack_images, seed)
     attack_images, attack_labels = dataset.images[attack_subset], dataset.labels[attack_subset]
-    subset_protocol = {"images": len(attack_subset), "subset_seed": seed}
+    subset_protocol = {"images": len(attack_subset), "subset_seed": seed, "seed": seed}
 
     def model_checks() -> dict:
         x = attack_images[:batch_size].to(device).float() / 255
@@ -180,11 +182,12 @@ def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, sto
                           lambda: {"accuracy": share(mask_of(dataset.images, dataset.labels))})
 
     corruption_subset = fixed_subset(len(dataset), suite.corruption_images, seed)
+    clean_images = dataset.images[corruption_subset].to(device)
+    source = {"files": str(corruptions_dir)} if corruptions_dir is not None else \
+        {"generated": {"table": table, "seed": seed, "version": GENERATOR_VERSION}}
     corruption_accuracy: dict[str, list[float]] = {}
     for name in suite.corruptions:
         for severity in suite.severities:
-            source = {"files": str(corruptions_dir)} if corruptions_dir is not None else \
-                {"generated": {"table": table, "seed": seed, "version": GENERATOR_VERSION}}
             protocol = {"kind": "corruption", "corruption": name, "severity": severity,
                         "images": len(corruption_subset), "subset_seed": seed, **source}
 
@@ -196,8 +199,7 @@ def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, sto
                                           f"the test set has {len(dataset)}")
                     images, labels = images[corruption_subset], labels[corruption_subset]
                 else:
-                    images = corrupt_uint8(dataset.images[corruption_subset].to(device), name, severity, seed=seed,
-                                           table=table)
+                    images = corrupt_uint8(clean_images, name, severity, seed=seed, table=table)
                     labels = dataset.labels[corruption_subset]
                 return {"accuracy": share(mask_of(images, labels))}
 
@@ -207,7 +209,7 @@ def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, sto
     robust_masks, attack_accuracy, after = {}, {}, None
     for name in suite.attacks:
         attack, details = _attack(name, eps, norm)
-        protocol = {"kind": "attack", "norm": norm, "eps": eps, **details, **subset_protocol, "seed": seed}
+        protocol = {**details, **subset_protocol}
         if name == "autoattack":
             def run_autoattack(attack=attack) -> dict:
                 result = attack.run(net, attack_images.to(device).float() / 255, attack_labels.to(device),
@@ -229,7 +231,7 @@ def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, sto
         curve.append((eps, attack_accuracy["pgd20"]))
     for multiple in suite.eps_curve:
         attack, details = _attack("pgd20", eps * multiple, norm)
-        protocol = {"kind": "attack", "norm": norm, "eps": eps * multiple, **details, **subset_protocol, "seed": seed}
+        protocol = {**details, **subset_protocol}
         result = store.measure(f"{prefix}curve/pgd20/{multiple:g}x", protocol, lambda attack=attack: {
             "accuracy": share(mask_of(attack_images, attack_labels, attack))})
         curve.append((eps * multiple, result["accuracy"]))
@@ -237,8 +239,7 @@ def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, sto
         huge = HUGE_EPS[norm]
         sanity_images = min(SANITY_IMAGES, len(attack_subset))
         attack, details = _attack("pgd20", huge, norm)
-        protocol = {"kind": "attack", "norm": norm, "eps": huge, **details, "images": sanity_images,
-                    "subset_seed": seed, "seed": seed}
+        protocol = {**details, **subset_protocol, "images": sanity_images}
         result = store.measure(prefix + "checks/huge_eps", protocol, lambda: {"accuracy": share(mask_of(
             attack_images[:sanity_images], attack_labels[:sanity_images], attack))})
         curve.sort()
@@ -254,7 +255,7 @@ def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, sto
     errors = {n: [1 - a for a in accs] for n, accs in corruption_accuracy.items()}
     if errors:
         summary["corruption_error"] = mean_corruption_error(errors, list(errors))
-    complete = all(n in errors and len(errors[n]) == 5 for n in BENCHMARK)
+    complete = all(n in errors and len(errors[n]) == len(SEVERITIES) for n in BENCHMARK)
     if complete:
         summary["mean_corruption_error"] = mean_corruption_error(errors)
         if table == "imagenet":
