@@ -39,12 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
-        "train", help="train a model with a method (standard, pgd_at, trades, fast_at)",
+        "train", help="train a model with a method (standard, pgd_at, trades, fast_at, oat)",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
         description="Train one run. Settings come from --config (YAML), then the flags below, then --set; "
                     "the resolved configuration is saved as RUN/config.yaml.")
     train.add_argument("--config", metavar="FILE", help="YAML file with the run's settings (see configs/)")
-    train.add_argument("--method", help="training method: standard, pgd_at, trades, fast_at")
+    train.add_argument("--method", help="training method: standard, pgd_at, trades, fast_at, oat")
     train.add_argument("--model", help="model name, e.g. small_cnn, resnet18, wrn34_10 (see `robustrain list`)")
     train.add_argument("--data", help="dataset: cifar10, cifar100, svhn, mnist, fashion_mnist, imagefolder, digits")
     train.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
@@ -168,8 +168,10 @@ def _train(args: argparse.Namespace) -> None:
         return
     config = from_dict(RunConfig, _settings(args))
     results = train(config, progress=not args.no_progress)
-    print(f"clean accuracy {100 * results['clean_acc']:.2f}%, PGD-{results['pgd']['steps']} accuracy "
-          f"{100 * results['pgd']['acc']:.2f}% (results in {Path(config.out) / 'results.json'})")
+    for setting, measured in results.get("conditions", {"": results}).items():
+        print(f"{setting + ': ' if setting else ''}clean accuracy {100 * measured['clean_acc']:.2f}%, "
+              f"PGD-{measured['pgd']['steps']} accuracy {100 * measured['pgd']['acc']:.2f}%")
+    print(f"results in {Path(config.out) / 'results.json'}")
 
 
 def _schedule(args: argparse.Namespace) -> None:

@@ -60,6 +60,13 @@ def _radius(eps: float, norm: str) -> str:
     return f"{eps * 255:.4g}/255" if norm == "linf" else f"{eps:.4g}"
 
 
+def _series(name: str, condition: str) -> str:
+    """The trade-off line a row belongs to: a run, or one width of a slimmable run; the λ
+    settings of a conditioned model are the points along its line."""
+    rest = [part for part in condition.split(",") if not part.startswith("lambda=") and part != "model"]
+    return name + (f" [{','.join(rest)}]" if rest else "")
+
+
 def _describe(key: str, p: dict) -> str:
     """One protocol entry in words."""
     if p["kind"] == "corruption":
@@ -104,16 +111,20 @@ def write_report(runs: list[Path], out: Path, *, suite: str = "standard", names:
         raise RobustrainError(f"--names gives {len(names)} labels for {len(runs)} runs")
     names = names or [run.name for run in runs]
     evaluations = {name: load_evaluation(run, suite) for name, run in zip(names, runs)}
+    settings = [(name, condition, summary) for name, evaluation in evaluations.items()
+                for condition, summary in evaluation["summary"].items()]
     rows = [(f"{name}" + (f" [{condition}]" if condition != "model" else ""), name, summary)
-            for name, evaluation in evaluations.items() for condition, summary in evaluation["summary"].items()]
+            for name, condition, summary in settings]
+    series = {label: _series(name, condition) for (label, _, _), (name, condition, _) in zip(rows, settings)}
     out.mkdir(parents=True, exist_ok=True)
     written = []
 
     robust = {label: _robust_key(s) for label, _, s in rows}
     tradeoff = {}
-    for label, name, s in rows:
+    for label, _, s in rows:
         if robust[label] is not None:
-            tradeoff.setdefault(name, []).append((100 * s["clean_accuracy"], 100 * s["attack_accuracy"][robust[label]]))
+            tradeoff.setdefault(series[label], []).append(
+                (100 * s["clean_accuracy"], 100 * s["attack_accuracy"][robust[label]]))
     attack_names = sorted({k for _, _, s in rows for k in s["attack_accuracy"]}, key=list(ATTACK_LABELS).index)
     if tradeoff:
         strongest = sorted({k for k in robust.values() if k}, key=list(ATTACK_LABELS).index)

@@ -261,3 +261,19 @@ def test_train_limit_takes_a_fixed_subset_covering_every_class(tmp_path):
     assert len(train_set) == 15 and torch.equal(train_set.images, again.images)
     # The folder lists 20 images of class 0 first: the first 15 would all be class 0.
     assert torch.bincount(train_set.labels, minlength=3).min() >= 2
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_config_resolves_and_builds_its_model_and_method(path):
+    from robustrain.config import load_yaml
+    from robustrain.data import DatasetInfo
+    from robustrain.train.trainer import build_model
+
+    config = from_dict(RunConfig, load_yaml(path))
+    info = DatasetInfo(name=config.data.name, num_classes=10, channels=3, image_size=(32, 32),
+                       mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    model = build_model(config, info)
+    method = create_method(config.method["name"], {k: v for k, v in config.method.items() if k != "name"},
+                           config.threat)
+    method.check_model(model)

@@ -28,13 +28,22 @@ def correct_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *
     return torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
 
 
+def fixed_subset(total: int, size: int | None, seed: int) -> torch.Tensor:
+    """Indices of a seeded random subset, sorted; every image when `size` is None or too large.
+    (Never the first `size` images: image folders are often sorted by class.)"""
+    if size is None or size >= total:
+        return torch.arange(total)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+
+
 def accuracy(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 500, device: torch.device | str = "cpu",
              attack: Attack | None = None, seed: int = 0, limit: int | None = None) -> float:
-    """Top-1 accuracy in [0, 1] on the first `limit` images (all when None), under `attack` if given.
+    """Top-1 accuracy in [0, 1] on a fixed random subset of `limit` images (`fixed_subset` with
+    `seed`; all images when None), under `attack` if given.
 
     The model runs in eval mode (restored afterwards); attack randomness is seeded.
     """
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    mask = correct_mask(model, dataset.images[:n], dataset.labels[:n], batch_size=batch_size, device=device,
+    subset = fixed_subset(len(dataset), limit, seed)
+    mask = correct_mask(model, dataset.images[subset], dataset.labels[subset], batch_size=batch_size, device=device,
                         attack=attack, generator=torch.Generator().manual_seed(seed))
-    return mask.sum().item() / n
+    return mask.sum().item() / len(subset)

@@ -26,7 +26,7 @@ from ..data import ImageDataset
 from ..errors import ConfigError, RobustrainError
 from ..io import atomic_write_text
 from ..nn import Condition
-from .accuracy import correct_mask
+from .accuracy import correct_mask, fixed_subset
 from .metrics import mce, mean_corruption_error
 from .suites import Suite, get_suite
 
@@ -44,17 +44,10 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def fixed_subset(total: int, size: int | None, seed: int) -> torch.Tensor:
-    """Indices of a seeded random subset, sorted; every image when `size` is None or too large."""
-    if size is None or size >= total:
-        return torch.arange(total)
-    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:size].sort().values
-
-
 def conditions_of(model: nn.Module) -> dict[str, Condition | None]:
     """A conditioned model (OAT's λ, OATS' widths) lists its test-time settings in `evaluation_conditions()`."""
     listed = getattr(model, "evaluation_conditions", None)
-    return dict(listed()) if callable(listed) else {"": None}
+    return (dict(listed()) if callable(listed) else {}) or {"": None}
 
 
 class Measurements:

@@ -6,11 +6,12 @@ from ..config import from_dict
 from ..errors import ConfigError
 from .base import Method, StepContext, StepOutput, Threat
 from .fast_at import FastAT
+from .oat import OAT
 from .pgd_at import PGDAT
 from .standard import Standard
 from .trades import TRADES
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT, OAT)}
 
 
 def create_method(name: str, options: dict | None, threat: Threat) -> Method:

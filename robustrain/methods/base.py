@@ -61,5 +61,8 @@ class Method(nn.Module):
         self.options = options
         self.threat = threat
 
+    def check_model(self, model: nn.Module) -> None:
+        """Raise ConfigError if `model` cannot be trained by this method (called before training)."""
+
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> StepOutput:
         raise NotImplementedError

@@ -47,6 +47,9 @@ class PGDAT(Method):
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         lam = self.options.adv_weight
+        if lam == 0:
+            logits = model(x)
+            return StepOutput(ctx.cross_entropy(logits, y), logits)
         x_adv = self.attack(model, x, y, ctx.generator)
         adv_logits = model(x_adv)
         loss = lam * ctx.cross_entropy(adv_logits, y)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn import DEFAULT, Condition, Normalize
+from ..nn import DEFAULT, Condition, LambdaCodes, Normalize, SlimmableConv2d
 
 
 class Classifier(nn.Module):
@@ -15,6 +15,10 @@ class Classifier(nn.Module):
 
     Subclasses implement `features(x, cond)`, the penultimate representation of
     normalised images, and set `self.fc`, the linear head.
+
+    A conditioned model (built with the registry's `lambdas` and/or `widths` options) also
+    holds `lambda_codes` (OAT's λ grid and encoding) and `widths` (OATS' sub-network
+    widths); `bind(lam=..., width=...)` turns one of its settings into a plain classifier.
     """
 
     fc: nn.Linear
@@ -22,6 +26,8 @@ class Classifier(nn.Module):
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         self.normalize = Normalize(mean, std)
+        self.lambda_codes: LambdaCodes | None = None
+        self.widths: tuple[float, ...] = (1.0,)
 
     def features(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         raise NotImplementedError
@@ -33,9 +39,39 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
         return self.fc(self.penultimate(x, cond))
 
-    def bind(self, cond: Condition) -> "BoundClassifier":
-        """A plain `x -> logits` module that always runs this model under `cond`."""
-        return BoundClassifier(self, cond)
+    def condition(self, lam: float | None = None, width: float = 1.0) -> Condition:
+        """The condition of one test-time setting: λ's code and BN route, and a width."""
+        if width not in self.widths:
+            raise ValueError(f"width {width} is not one of this model's widths {list(self.widths)}.")
+        if self.lambda_codes is None:
+            if lam is not None:
+                raise ValueError(f"λ = {lam} was given but this model is not conditioned on λ (no `lambdas` option).")
+            return Condition(width=width)
+        if lam is None:
+            raise ValueError(f"this model is conditioned on λ; choose one of {self.lambda_codes.values.tolist()}.")
+        index = torch.tensor(self.lambda_codes.index(lam), device=self.lambda_codes.values.device)
+        return Condition(route=int(self.lambda_codes.route(index)), code=self.lambda_codes.encode(index), width=width)
+
+    def bind(self, cond: Condition | None = None, *, lam: float | None = None, width: float = 1.0) -> "BoundClassifier":
+        """A plain `x -> logits` module that always runs this model under `cond`, or under the
+        setting (lam, width) of a conditioned model."""
+        if cond is not None and (lam is not None or width != 1.0):
+            raise ValueError("bind takes either a Condition or lam/width, not both.")
+        return BoundClassifier(self, cond if cond is not None else self.condition(lam, width))
+
+    def evaluation_conditions(self) -> dict[str, Condition]:
+        """Every test-time setting of a conditioned model, by name ({} for a plain model):
+        "lambda=0.2", "width=0.5", or "width=0.5,lambda=0.2"."""
+        lambdas = self.lambda_codes.values.tolist() if self.lambda_codes is not None else [None]
+        if lambdas == [None] and self.widths == (1.0,):
+            return {}
+        named = {}
+        for width in sorted(self.widths):
+            for lam in lambdas:
+                parts = ([f"width={width:g}"] if len(self.widths) > 1 else []) + \
+                        ([f"lambda={lam:g}"] if lam is not None else [])
+                named[",".join(parts)] = self.condition(lam, width)
+        return named
 
 
 class BoundClassifier(nn.Module):
@@ -59,9 +95,9 @@ class ConditionedSequential(nn.ModuleList):
         return x
 
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> SlimmableConv2d:
+    return SlimmableConv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
 
 
-def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> SlimmableConv2d:
+    return SlimmableConv2d(in_channels, out_channels, 1, stride=stride, bias=False)

@@ -6,6 +6,8 @@ import inspect
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from ..nn import LambdaCodes, NormSpec
+from ..nn.slimmable import check_widths
 from .base import Classifier
 from .resnet import Bottleneck, BasicBlock, CifarResNet, PreActResNet, ResNet, WideResNet
 from .small import SmallCNN
@@ -29,14 +31,46 @@ _MODELS: dict[str, Callable[..., Classifier]] = {
 }
 
 
+def conditioning(num_routes: int | None = None, lambdas: Sequence[float] | None = None, encoding: str = "rand",
+                 encoding_dim: int = 128, dual_bn: bool = True, film_residual: bool = False,
+                 widths: Sequence[float] | None = None) -> tuple[NormSpec, LambdaCodes | None]:
+    """The options every registered model has for conditioned training, as (NormSpec, λ codes).
+
+    num_routes: BatchNorm branches per site, chosen per sample by `Condition.route` (default 1,
+        or 2 for an OAT model with dual BN).
+    lambdas: OAT's grid Λ; given, the model is conditioned on λ: a FiLM layer after every
+        main-path BN, fed `encoding` ("rand", "onehot", "dct" of `encoding_dim` dimensions, or
+        "scalar"), and dual BN (route 0 for λ = 0, route 1 otherwise) unless dual_bn is False.
+    film_residual: FiLM as h * (1 + Δmu) + Δsigma instead of the OAT code's h * mu + sigma.
+    widths: OATS' sub-network width multipliers (must include 1.0); every BN site keeps its own
+        branches per width.
+    """
+    codes = LambdaCodes(lambdas, encoding, encoding_dim, dual_bn) if lambdas is not None else None
+    if codes is None and (encoding, encoding_dim, dual_bn, film_residual) != ("rand", 128, True, False):
+        raise ValueError("encoding, encoding_dim, dual_bn and film_residual configure λ conditioning; give `lambdas` "
+                         "too.")
+    routes = codes.num_routes if codes is not None else 1
+    if num_routes is not None and codes is not None and num_routes != routes:
+        raise ValueError(f"num_routes {num_routes} contradicts dual_bn={dual_bn} of the λ conditioning "
+                         f"(which needs {routes}); leave num_routes out.")
+    spec = NormSpec(num_routes if num_routes is not None else routes, check_widths(widths or (1.0,)),
+                    codes.dim if codes is not None else 0, film_residual)
+    return spec, codes
+
+
+CONDITIONING_OPTIONS = inspect.signature(conditioning).parameters
+
+
 def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
 def model_options(name: str) -> dict[str, inspect.Parameter]:
-    """The keyword options `create_model(name, ...)` accepts beyond the common ones."""
+    """The keyword options `create_model(name, ...)` accepts beyond the common ones: the
+    constructor's own and the conditioning options every model has (see `conditioning`)."""
     params = inspect.signature(_lookup(name)).parameters.values()
-    return {p.name: p for p in params if p.name not in ("num_classes", "mean", "std")}
+    own = {p.name: p for p in params if p.name not in ("num_classes", "mean", "std", "norm")}
+    return {**own, **CONDITIONING_OPTIONS}
 
 
 def create_model(name: str, num_classes: int, *, mean: Sequence[float] | None = None,
@@ -44,7 +78,8 @@ def create_model(name: str, num_classes: int, *, mean: Sequence[float] | None = 
     """Build a registered model that takes images in [0, 1].
 
     mean/std: per-channel input statistics; CIFAR-10's when omitted (RGB only).
-    options: the constructor's own keyword options (in_channels, num_routes, width, ...).
+    options: the constructor's own keyword options (in_channels, width, dropout, ...) and the
+        conditioning options of `conditioning` (num_routes, lambdas, encoding, widths, ...).
     """
     constructor = _lookup(name)
     if num_classes < 2:
@@ -60,7 +95,11 @@ def create_model(name: str, num_classes: int, *, mean: Sequence[float] | None = 
         mean, std = CIFAR10_MEAN, CIFAR10_STD
     if not len(mean) == len(std) == in_channels:
         raise ValueError(f"mean and std must have {in_channels} entries (in_channels), got {len(mean)} and {len(std)}.")
-    return constructor(num_classes=num_classes, mean=mean, std=std, **options)
+    chosen = {k: options.pop(k) for k in list(options) if k in CONDITIONING_OPTIONS}
+    norm, codes = conditioning(**chosen)
+    model = constructor(num_classes=num_classes, mean=mean, std=std, norm=norm, **options)
+    model.lambda_codes, model.widths = codes, norm.widths
+    return model
 
 
 def _lookup(name: str) -> Callable[..., Classifier]:

@@ -10,24 +10,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import DEFAULT, Condition, RoutedBatchNorm2d
+from ..nn import DEFAULT, Condition, NormSpec, SlimmableLinear, channels_at
 from .base import Classifier, ConditionedSequential, conv1x1, conv3x3
 
 
 class Shortcut(nn.Module):
     """Identity, or a strided 1x1 projection followed by BN when the shape changes."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, num_routes: int, with_bn: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, norm: NormSpec, with_bn: bool = True):
         super().__init__()
         self.needed = stride != 1 or in_channels != out_channels
         if self.needed:
             self.conv = conv1x1(in_channels, out_channels, stride)
-            self.bn = RoutedBatchNorm2d(out_channels, num_routes) if with_bn else None
+            self.bn = norm(out_channels, film=False) if with_bn else None
 
     def forward(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         if not self.needed:
             return x
-        x = self.conv(x)
+        x = self.conv(x, cond)
         return self.bn(x, cond) if self.bn is not None else x
 
 
@@ -37,81 +37,83 @@ class ZeroPadShortcut(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
         self.stride = stride
-        self.extra = out_channels - in_channels
+        self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+        extra = channels_at(self.out_channels, cond.width) - x.shape[1]
+        return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
 
 
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_channels: int, channels: int, stride: int, num_routes: int, zero_pad_shortcut: bool = False):
+    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec, zero_pad_shortcut: bool = False):
         super().__init__()
         self.conv1 = conv3x3(in_channels, channels, stride)
-        self.bn1 = RoutedBatchNorm2d(channels, num_routes)
+        self.bn1 = norm(channels)
         self.conv2 = conv3x3(channels, channels)
-        self.bn2 = RoutedBatchNorm2d(channels, num_routes)
+        self.bn2 = norm(channels)
         if zero_pad_shortcut and (stride != 1 or in_channels != channels):
             self.shortcut = ZeroPadShortcut(in_channels, channels, stride)
         else:
-            self.shortcut = Shortcut(in_channels, channels, stride, num_routes)
+            self.shortcut = Shortcut(in_channels, channels, stride, norm)
 
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x), cond))
-        out = self.bn2(self.conv2(out), cond)
+        out = F.relu(self.bn1(self.conv1(x, cond), cond))
+        out = self.bn2(self.conv2(out, cond), cond)
         return F.relu(out + self.shortcut(x, cond))
 
 
 class ZeroPadBasicBlock(BasicBlock):
-    def __init__(self, in_channels: int, channels: int, stride: int, num_routes: int):
-        super().__init__(in_channels, channels, stride, num_routes, zero_pad_shortcut=True)
+    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec):
+        super().__init__(in_channels, channels, stride, norm, zero_pad_shortcut=True)
 
 
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, in_channels: int, channels: int, stride: int, num_routes: int):
+    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec):
         super().__init__()
         out_channels = channels * self.expansion
         self.conv1 = conv1x1(in_channels, channels)
-        self.bn1 = RoutedBatchNorm2d(channels, num_routes)
+        self.bn1 = norm(channels)
         self.conv2 = conv3x3(channels, channels, stride)
-        self.bn2 = RoutedBatchNorm2d(channels, num_routes)
+        self.bn2 = norm(channels)
         self.conv3 = conv1x1(channels, out_channels)
-        self.bn3 = RoutedBatchNorm2d(out_channels, num_routes)
-        self.shortcut = Shortcut(in_channels, out_channels, stride, num_routes)
+        self.bn3 = norm(out_channels)
+        self.shortcut = Shortcut(in_channels, out_channels, stride, norm)
 
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x), cond))
-        out = F.relu(self.bn2(self.conv2(out), cond))
-        out = self.bn3(self.conv3(out), cond)
+        out = F.relu(self.bn1(self.conv1(x, cond), cond))
+        out = F.relu(self.bn2(self.conv2(out, cond), cond))
+        out = self.bn3(self.conv3(out, cond), cond)
         return F.relu(out + self.shortcut(x, cond))
 
 
 class PreActBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_channels: int, channels: int, stride: int, num_routes: int):
+    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec, dropout: float = 0.0):
         super().__init__()
-        self.bn1 = RoutedBatchNorm2d(in_channels, num_routes)
+        self.dropout = dropout
+        self.bn1 = norm(in_channels)
         self.conv1 = conv3x3(in_channels, channels, stride)
-        self.bn2 = RoutedBatchNorm2d(channels, num_routes)
+        self.bn2 = norm(channels)
         self.conv2 = conv3x3(channels, channels)
-        self.shortcut = Shortcut(in_channels, channels, stride, num_routes, with_bn=False)
+        self.shortcut = Shortcut(in_channels, channels, stride, norm, with_bn=False)
 
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
         pre = F.relu(self.bn1(x, cond))
         # The projection shortcut sees the pre-activated input, as in He et al. (2016b).
         shortcut = self.shortcut(pre, cond) if self.shortcut.needed else x
-        out = self.conv1(pre)
-        out = self.conv2(F.relu(self.bn2(out, cond)))
+        out = F.relu(self.bn2(self.conv1(pre, cond), cond))
+        out = self.conv2(F.dropout(out, self.dropout, self.training), cond)
         return out + shortcut
 
 
 def make_stages(block: type[nn.Module], stage_blocks: Sequence[int], stage_channels: Sequence[int], in_channels: int,
-                num_routes: int) -> tuple[nn.ModuleList, int]:
+                norm: NormSpec, **block_options) -> tuple[nn.ModuleList, int]:
     """Stages of `block`; the first stage keeps the resolution, later ones halve it."""
     expansion = block.expansion
     stages = nn.ModuleList()
@@ -119,7 +121,7 @@ def make_stages(block: type[nn.Module], stage_blocks: Sequence[int], stage_chann
         blocks = ConditionedSequential()
         for b in range(count):
             stride = 2 if index > 0 and b == 0 else 1
-            blocks.append(block(in_channels, channels, stride, num_routes))
+            blocks.append(block(in_channels, channels, stride, norm, **block_options))
             in_channels = channels * expansion
         stages.append(blocks)
     return stages, in_channels
@@ -129,15 +131,15 @@ class ResNet(Classifier):
     """CIFAR ResNet-18/34/50 (stem 64 channels, stages 64-128-256-512)."""
 
     def __init__(self, block, stage_blocks: Sequence[int], num_classes: int, mean, std, in_channels: int = 3,
-                 num_routes: int = 1):
+                 norm: NormSpec = NormSpec()):
         super().__init__(mean, std)
         self.conv1 = conv3x3(in_channels, 64)
-        self.bn1 = RoutedBatchNorm2d(64, num_routes)
-        self.stages, width = make_stages(block, stage_blocks, (64, 128, 256, 512), 64, num_routes)
-        self.fc = nn.Linear(width, num_classes)
+        self.bn1 = norm(64)
+        self.stages, width = make_stages(block, stage_blocks, (64, 128, 256, 512), 64, norm)
+        self.fc = SlimmableLinear(width, num_classes)
 
     def features(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x), cond))
+        x = F.relu(self.bn1(self.conv1(x, cond), cond))
         for stage in self.stages:
             x = stage(x, cond)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
@@ -148,15 +150,15 @@ class PreActResNet(Classifier):
     PreAct-ResNet-18 of Rice et al.'s robust-overfitting study)."""
 
     def __init__(self, stage_blocks: Sequence[int], num_classes: int, mean, std, in_channels: int = 3,
-                 num_routes: int = 1):
+                 norm: NormSpec = NormSpec()):
         super().__init__(mean, std)
         self.conv1 = conv3x3(in_channels, 64)
-        self.stages, width = make_stages(PreActBlock, stage_blocks, (64, 128, 256, 512), 64, num_routes)
-        self.bn = RoutedBatchNorm2d(width, num_routes)
-        self.fc = nn.Linear(width, num_classes)
+        self.stages, width = make_stages(PreActBlock, stage_blocks, (64, 128, 256, 512), 64, norm)
+        self.bn = norm(width, film=False)
+        self.fc = SlimmableLinear(width, num_classes)
 
     def features(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
-        x = self.conv1(x)
+        x = self.conv1(x, cond)
         for stage in self.stages:
             x = stage(x, cond)
         x = F.relu(self.bn(x, cond))
@@ -166,33 +168,36 @@ class PreActResNet(Classifier):
 class CifarResNet(Classifier):
     """He et al. (2016a)'s CIFAR ResNet-(6n+2): 16-32-64 channels, zero-padding shortcuts."""
 
-    def __init__(self, depth: int, num_classes: int, mean, std, in_channels: int = 3, num_routes: int = 1):
+    def __init__(self, depth: int, num_classes: int, mean, std, in_channels: int = 3, norm: NormSpec = NormSpec()):
         super().__init__(mean, std)
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}.")
         n = (depth - 2) // 6
         self.conv1 = conv3x3(in_channels, 16)
-        self.bn1 = RoutedBatchNorm2d(16, num_routes)
-        self.stages, width = make_stages(ZeroPadBasicBlock, (n, n, n), (16, 32, 64), 16, num_routes)
-        self.fc = nn.Linear(width, num_classes)
+        self.bn1 = norm(16)
+        self.stages, width = make_stages(ZeroPadBasicBlock, (n, n, n), (16, 32, 64), 16, norm)
+        self.fc = SlimmableLinear(width, num_classes)
 
     features = ResNet.features
 
 
 class WideResNet(Classifier):
     """WRN-depth-k (Zagoruyko & Komodakis) with pre-activation blocks, as in the TRADES and
-    robust-overfitting code: stem conv 16, stages 16k-32k-64k, final BN-ReLU."""
+    robust-overfitting code: stem conv 16, stages 16k-32k-64k, final BN-ReLU. dropout: between
+    the two convolutions of each block (0.3 in the OAT code's WRN-16-8 and WRN-40-2)."""
 
     def __init__(self, depth: int, widen_factor: int, num_classes: int, mean, std, in_channels: int = 3,
-                 num_routes: int = 1):
+                 dropout: float = 0.0, norm: NormSpec = NormSpec()):
         super().__init__(mean, std)
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n+4 (16, 28, 34, 40, ...), got {depth}.")
         n = (depth - 4) // 6
         channels = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         self.conv1 = conv3x3(in_channels, 16)
-        self.stages, width = make_stages(PreActBlock, (n, n, n), channels, 16, num_routes)
-        self.bn = RoutedBatchNorm2d(width, num_routes)
-        self.fc = nn.Linear(width, num_classes)
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}.")
+        self.stages, width = make_stages(PreActBlock, (n, n, n), channels, 16, norm, dropout=dropout)
+        self.bn = norm(width, film=False)
+        self.fc = SlimmableLinear(width, num_classes)
 
     features = PreActResNet.features

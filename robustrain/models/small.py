@@ -6,18 +6,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import DEFAULT, Condition, RoutedBatchNorm2d
+from ..nn import DEFAULT, Condition, NormSpec, SlimmableLinear
 from .base import Classifier, conv3x3
 
 
 class ConvBNReLU(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, num_routes: int):
+    def __init__(self, in_channels: int, out_channels: int, norm: NormSpec):
         super().__init__()
         self.conv = conv3x3(in_channels, out_channels)
-        self.bn = RoutedBatchNorm2d(out_channels, num_routes)
+        self.bn = norm(out_channels)
 
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x), cond))
+        return F.relu(self.bn(self.conv(x, cond), cond))
 
 
 class SmallCNN(Classifier):
@@ -25,7 +25,8 @@ class SmallCNN(Classifier):
     stage but the last followed by 2x2 max-pooling, then global average pooling. Works
     for any input size of at least 4x4."""
 
-    def __init__(self, num_classes: int, mean, std, in_channels: int = 3, width: int = 32, num_routes: int = 1):
+    def __init__(self, num_classes: int, mean, std, in_channels: int = 3, width: int = 32,
+                 norm: NormSpec = NormSpec()):
         super().__init__(mean, std)
         if width < 1:
             raise ValueError(f"width must be a positive number of channels, got {width}.")
@@ -33,10 +34,10 @@ class SmallCNN(Classifier):
         layers = []
         previous = in_channels
         for c in channels:
-            layers += [ConvBNReLU(previous, c, num_routes), ConvBNReLU(c, c, num_routes)]
+            layers += [ConvBNReLU(previous, c, norm), ConvBNReLU(c, c, norm)]
             previous = c
         self.layers = nn.ModuleList(layers)
-        self.fc = nn.Linear(previous, num_classes)
+        self.fc = SlimmableLinear(previous, num_classes)
 
     def features(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         for index, layer in enumerate(self.layers):

@@ -1,12 +1,17 @@
-"""BatchNorm that follows the call's `Condition`: per-sample branches and frozen statistics."""
+"""BatchNorm that follows the call's `Condition`: per-sample branches, per-width branches,
+frozen statistics and an optional FiLM modulation."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .condition import DEFAULT, Condition
+from .film import FiLM
+from .slimmable import channels_at, check_widths
 
 
 def _normalize(bn: nn.BatchNorm2d, x: torch.Tensor, update_stats: bool) -> torch.Tensor:
@@ -18,26 +23,40 @@ def _normalize(bn: nn.BatchNorm2d, x: torch.Tensor, update_stats: bool) -> torch
 
 
 class RoutedBatchNorm2d(nn.Module):
-    """`num_routes` independent BatchNorm2d layers; each sample uses the one its route names.
+    """`num_routes` independent BatchNorm2d layers per width; each sample uses the one its route names.
 
-    With one route this is a plain BatchNorm2d (same parameters, same state-dict layout
-    under `branches.0`). Samples of different routes never share batch statistics.
+    With one route and one width this is a plain BatchNorm2d (same parameters, same state-dict
+    layout under `branches.0`). Samples of different routes never share batch statistics, and
+    each width of a slimmable network has its own layers (OATS' switchable dual BN): branch
+    `width_index * num_routes + route`. With `film_dim` > 0 a FiLM layer modulates the
+    normalised features with the call's code (OAT).
     """
 
-    def __init__(self, num_features: int, num_routes: int = 1, **bn_kwargs):
+    def __init__(self, num_features: int, num_routes: int = 1, widths: tuple[float, ...] = (1.0,),
+                 film_dim: int = 0, film_residual: bool = False, **bn_kwargs):
         super().__init__()
         if num_routes < 1:
             raise ValueError(f"num_routes must be at least 1, got {num_routes}.")
-        self.branches = nn.ModuleList(nn.BatchNorm2d(num_features, **bn_kwargs) for _ in range(num_routes))
+        self.widths = check_widths(widths)
+        self._num_routes = num_routes
+        self.branches = nn.ModuleList(nn.BatchNorm2d(channels_at(num_features, w), **bn_kwargs)
+                                      for w in self.widths for _ in range(num_routes))
+        self.film = FiLM(num_features, film_dim, film_residual) if film_dim > 0 else None
 
     @property
     def num_routes(self) -> int:
-        return len(self.branches)
+        return self._num_routes
 
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
+        first = self._width_index(cond.width) * self.num_routes
         route = cond.route
         if isinstance(route, int):
-            return _normalize(self._branch(route), x, cond.update_bn_stats)
+            out = _normalize(self.branches[first + self._check_route(route)], x, cond.update_bn_stats)
+        else:
+            out = self._per_sample(x, route, first, cond.update_bn_stats)
+        return self.film(out, cond.code) if self.film is not None else out
+
+    def _per_sample(self, x: torch.Tensor, route: torch.Tensor, first: int, update_stats: bool) -> torch.Tensor:
         if route.shape != (x.shape[0],):
             raise ValueError(f"route must have shape ({x.shape[0]},) for this batch, got {tuple(route.shape)}.")
         if route.numel() and not 0 <= int(route.min()) <= int(route.max()) < self.num_routes:
@@ -46,19 +65,44 @@ class RoutedBatchNorm2d(nn.Module):
         for r in range(self.num_routes):
             rows = (route == r).nonzero().squeeze(1)
             if rows.numel():
-                out[rows] = _normalize(self.branches[r], x[rows], cond.update_bn_stats)
+                out[rows] = _normalize(self.branches[first + r], x[rows], update_stats)
         return out
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A single-route layer also loads a plain BatchNorm2d's keys (prefix.weight, ...),
+        # A single-branch layer also loads a plain BatchNorm2d's keys (prefix.weight, ...),
         # so checkpoints of ordinary models load without renaming.
-        if self.num_routes == 1:
+        if len(self.branches) == 1:
             for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
                 if prefix + name in state_dict:
                     state_dict[f"{prefix}branches.0.{name}"] = state_dict.pop(prefix + name)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _branch(self, route: int) -> nn.BatchNorm2d:
+    def _check_route(self, route: int) -> int:
         if not 0 <= route < self.num_routes:
             raise ValueError(f"route {route} does not exist: this layer has routes 0..{self.num_routes - 1}.")
-        return self.branches[route]
+        return route
+
+    def _width_index(self, width: float) -> int:
+        try:
+            return self.widths.index(width)
+        except ValueError:
+            raise ValueError(f"width {width} is not one of this model's widths {list(self.widths)}.") from None
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """How a model builds its BatchNorm sites: routes (dual BN), widths (slimmable), FiLM.
+
+    `norm(channels)` builds a main-path site (FiLM-modulated when film_dim > 0);
+    `norm(channels, film=False)` a site FiLM never touches (shortcut BN, final BN), as in
+    the OAT code.
+    """
+
+    num_routes: int = 1
+    widths: tuple[float, ...] = (1.0,)
+    film_dim: int = 0
+    film_residual: bool = False
+
+    def __call__(self, channels: int, film: bool = True) -> RoutedBatchNorm2d:
+        return RoutedBatchNorm2d(channels, self.num_routes, self.widths, self.film_dim if film else 0,
+                                 self.film_residual)

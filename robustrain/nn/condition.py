@@ -1,7 +1,7 @@
 """The conditioning value that travels with a forward call.
 
 Methods that change how a network computes (which BatchNorm a sample uses, whether BN
-statistics may change, later a FiLM code, a width or channel masks) say so through a
+statistics may change, a FiLM code, a sub-network width, channel masks) say so through a
 `Condition` passed to `forward`, never through module-global switches: a module-global
 switch is shared by every sample of a batch and by every replica under DDP, which is
 exactly what breaks per-sample routing on several GPUs.
@@ -22,10 +22,16 @@ class Condition:
         for the whole batch. Branch 0 is the default (clean) branch.
     update_bn_stats: False normalises with the batch's own statistics in train mode but
         leaves the running statistics untouched (selective BN, subnet passes).
+    code: the FiLM input of a conditioned model (OAT's λ encoding): shape (batch, dim),
+        one row per sample, or (dim,) for the whole batch. None for unconditioned models.
+    width: the width multiplier of a slimmable model's sub-network (OATS); 1.0 is the
+        whole network.
     """
 
     route: torch.Tensor | int = 0
     update_bn_stats: bool = True
+    code: torch.Tensor | None = None
+    width: float = 1.0
 
 
 DEFAULT = Condition()

@@ -28,8 +28,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     """The evaluation that ends every run: clean accuracy on the whole test set and
-    PGD-`pgd_steps` (step `pgd_step_size`, eps/4 when unset; random start) on the first
-    `pgd_limit` test images (all when unset)."""
+    PGD-`pgd_steps` (step `pgd_step_size`, eps/4 when unset; random start) on a fixed random
+    subset of `pgd_limit` test images (all when unset). A conditioned model (OAT) is evaluated
+    in each of its settings."""
 
     pgd_steps: int = 20
     pgd_step_size: float | None = None

@@ -20,7 +20,7 @@ from ..attacks import PGD
 from ..config import from_dict, load_yaml, to_dict
 from ..data import DeviceLoader, ImageDataset, crop_flip, load_dataset, stream_seed
 from ..errors import ConfigError, RobustrainError
-from ..evaluate import accuracy
+from ..evaluate import accuracy, conditions_of
 from ..methods import StepContext, create_method
 from ..models import Classifier, create_model
 from ..io import atomic_write_text
@@ -124,6 +124,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         model = model.to(memory_format=torch.channels_last)
     method = create_method(config.method["name"], {k: v for k, v in config.method.items() if k != "name"},
                            config.threat).to(device)
+    method.check_model(model)
     optimizer = build_optimizer(config.optim, [model, method])
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     loader = DeviceLoader(train_set, config.batch_size, shuffle=True, seed=config.seed, last_batch=config.last_batch,
@@ -154,16 +155,19 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         totals = {"forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
                   "train_time_s": totals["train_time_s"] + record["epoch_time_s"],
                   "images": totals["images"] + record["images"]}
-        record["test_acc"] = accuracy(model, test_set, batch_size=config.eval.batch_size, device=device)
+        record["test_acc"] = _per_condition(model, lambda net: accuracy(
+            net, test_set, batch_size=config.eval.batch_size, device=device))
         with open(run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
         tensors, optimizer_json = pack_state({"model": model, "method": method}, optimizer)
         save_checkpoint(run_dir, epoch, tensors, {"epoch": epoch, "seed": config.seed, "optimizer": optimizer_json,
                                                   "scaler": scaler.state_dict(), "cost": totals,
                                                   "init_cost": init_cost, "config": to_dict(config)})
+        test = record["test_acc"]
+        shown = f"{test:.4f}" if isinstance(test, float) else \
+            f"{min(test.values()):.4f}-{max(test.values()):.4f} over {len(test)} settings"
         tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
-                   f"train acc {record['train_acc']:.4f}  test acc {record['test_acc']:.4f}  "
-                   f"{record['images_per_s']:.0f} img/s")
+                   f"train acc {record['train_acc']:.4f}  test acc {shown}  {record['images_per_s']:.0f} img/s")
     return _final_evaluation(run_dir, config, model, test_set, device, totals, init_cost)
 
 
@@ -214,18 +218,35 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
             **{k: v.item() / seen for k, v in logs_sum.items()}}
 
 
+def _per_condition(model: Classifier, measure):
+    """measure(model), or {setting: measure(bound model)} for a conditioned model (OAT, OATS)."""
+    conditions = conditions_of(model)
+    if not _conditioned(model):
+        return measure(model)
+    return {name: measure(model.bind(condition)) for name, condition in conditions.items()}
+
+
+def _conditioned(model: Classifier) -> bool:
+    return list(conditions_of(model)) != [""]
+
+
 def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device, totals, init_cost) -> dict:
     step = config.threat.step_size(config.eval.pgd_step_size)
     attack = PGD(config.threat.eps, step, config.eval.pgd_steps, norm=config.threat.norm,
                  restarts=config.eval.pgd_restarts)
-    clean = accuracy(model, test_set, batch_size=config.eval.batch_size, device=device)
-    robust = accuracy(model, test_set, batch_size=config.eval.batch_size, device=device, attack=attack,
-                      seed=config.seed, limit=config.eval.pgd_limit)
     images = len(test_set) if config.eval.pgd_limit is None else min(config.eval.pgd_limit, len(test_set))
+
+    def measure(net) -> dict:
+        clean = accuracy(net, test_set, batch_size=config.eval.batch_size, device=device)
+        robust = accuracy(net, test_set, batch_size=config.eval.batch_size, device=device, attack=attack,
+                          seed=config.seed, limit=config.eval.pgd_limit)
+        return {"clean_acc": clean, "pgd": {"acc": robust, "steps": config.eval.pgd_steps, "step_size": step,
+                                            "eps": config.threat.eps, "norm": config.threat.norm,
+                                            "restarts": config.eval.pgd_restarts, "images": images}}
+
+    measured = _per_condition(model, measure)
     results = {
-        "clean_acc": clean,
-        "pgd": {"acc": robust, "steps": config.eval.pgd_steps, "step_size": step, "eps": config.threat.eps,
-                "norm": config.threat.norm, "restarts": config.eval.pgd_restarts, "images": images},
+        **({"conditions": measured} if _conditioned(model) else measured),
         "test_images": len(test_set),
         "cost": {**totals, "images_per_s": totals["images"] / max(totals["train_time_s"], 1e-9),
                  "forward_backward_per_image": totals["forward_backward"] / max(totals["images"], 1)},
