@@ -70,8 +70,9 @@ def _series(name: str, condition: str) -> str:
 def _describe(key: str, p: dict) -> str:
     """One protocol entry in words."""
     if p["kind"] == "corruption":
+        # Results files written before the generator had versions are version 1.
         source = p["files"] if "files" in p else "generated with the {table} table, seed {seed}, generator v{version}" \
-            .format(**p["generated"])
+            .format(**{"version": 1, **p["generated"]})
         return f"corruptions: {p['images']} test images each (subset seed {p['subset_seed']}), {source}"
     norm = "L-inf" if p["norm"] == "linf" else "L2"
     head = f"{key.split('/')[-1]}: {norm}, eps {_radius(p['eps'], p['norm'])}"

@@ -30,13 +30,12 @@ def ensure_run(config: str, run: str, *overrides: str, train: bool = True) -> di
 
 
 def ensure_evaluation(run: str, suite: str, evaluate: bool = True) -> bool:
-    """Evaluate `run` with `suite` (resuming a stopped evaluation); with evaluate=False only say
-    whether a finished evaluation is there."""
+    """Evaluate `run` with `suite`: measures what is missing or was measured under another protocol
+    (e.g. an older corruption generator) and reuses the rest; with evaluate=False only say whether a
+    finished evaluation is there."""
     path = ROOT / run / "eval" / f"{suite}.json"
-    if path.is_file() and "summary" in json.loads(path.read_text()):
-        return True
     if not evaluate:
-        return False
+        return path.is_file() and "summary" in json.loads(path.read_text())
     argv = ["eval", run, "--suite", suite, "--no-progress"]
     print("$ robustrain", " ".join(argv), flush=True)
     subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=ROOT, check=True)

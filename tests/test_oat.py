@@ -299,3 +299,16 @@ def test_suite_and_trainer_evaluate_every_width_and_lambda(tmp_path):
     assert set(evaluation["summary"]) == expected
     metrics = json.loads((tmp_path / "oat" / "metrics.jsonl").read_text().splitlines()[0])
     assert set(metrics["test_acc"]) == expected
+
+
+# FiLM after the stem BN (where there is one) and both BNs of every block; none on shortcut BNs
+# or the final BN of pre-activation nets: ResNet-18 1 + 2 x 8, ResNet-34 1 + 2 x 16,
+# WRN-16-8 2 x 6, WRN-40-2 2 x 18.
+@pytest.mark.parametrize("name, films", [("resnet18", 17), ("resnet34", 33), ("wrn16_8", 12), ("wrn40_2", 36)])
+def test_oat_variants_of_the_paper_backbones_come_from_registry_options(name, films):
+    model = create_model(name, 10, lambdas=GRID, widths=[0.5, 1.0]).eval()
+    sites = [m for m in model.modules() if isinstance(m, RoutedBatchNorm2d)]
+    assert sum(m.film is not None for m in sites) == films
+    assert all(m.num_routes == 2 and len(m.branches) == 4 for m in sites)
+    with torch.no_grad():
+        assert model.bind(lam=0.2, width=0.5)(torch.rand(2, 3, 32, 32)).shape == (2, 10)
