@@ -39,12 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
-        "train", help="train a model with a method (standard, pgd_at, trades, fast_at, oat)",
+        "train", help="train a model with a method (standard, pgd_at, trades, fast_at, oat, adcorda)",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
         description="Train one run. Settings come from --config (YAML), then the flags below, then --set; "
                     "the resolved configuration is saved as RUN/config.yaml.")
     train.add_argument("--config", metavar="FILE", help="YAML file with the run's settings (see configs/)")
-    train.add_argument("--method", help="training method: standard, pgd_at, trades, fast_at, oat")
+    train.add_argument("--method", help="training method: standard, pgd_at, trades, fast_at, oat, adcorda")
     train.add_argument("--model", help="model name, e.g. small_cnn, resnet18, wrn34_10 (see `robustrain list`)")
     train.add_argument("--data", help="dataset: cifar10, cifar100, svhn, mnist, fashion_mnist, imagefolder, digits")
     train.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
@@ -121,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--suite", default="standard", help="which evaluation of each run (default standard)")
     report.add_argument("--names", help="comma-separated labels for the runs (default: folder names)")
     report.add_argument("--out", metavar="DIR", required=True, help="folder for report.md, report.json, *.png")
+
+    quantize = commands.add_parser(
+        "quantize", help="post-training k-bit weight quantization of a run, as a new run",
+        description="Quantize the newest weights of a run to K bits (symmetric, per output channel, every "
+                    "convolution and linear layer) and write them as a new run folder, evaluated like any run; "
+                    "train from it with --init (e.g. AdCorDA).")
+    quantize.add_argument("run", metavar="RUN", help="the full-precision run folder")
+    quantize.add_argument("--bits", type=int, required=True, help="weight bit-width, 2 to 8")
+    quantize.add_argument("--out", metavar="RUN", help="new run folder (default RUN-wKbit)")
+    quantize.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     corrupt = commands.add_parser(
         "corrupt", help="write CIFAR-10-C style corruption files for a test set",
@@ -252,6 +262,15 @@ def _corrupt(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files to {args.out} ({len(names) - len(written)} were there already)")
 
 
+def _quantize(args: argparse.Namespace) -> None:
+    from .train.quantize import quantize_run
+
+    out = args.out or f"{args.run.rstrip('/')}-w{args.bits}bit"
+    results = quantize_run(args.run, args.bits, out, args.device)
+    print(f"{args.bits}-bit weights: clean accuracy {100 * results['clean_acc']:.2f}%, PGD-{results['pgd']['steps']} "
+          f"accuracy {100 * results['pgd']['acc']:.2f}% (run in {out})")
+
+
 def _report(args: argparse.Namespace) -> None:
     from .report import write_report
 
@@ -285,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             _report(args)
         elif args.command == "corrupt":
             _corrupt(args)
+        elif args.command == "quantize":
+            _quantize(args)
         elif args.command == "demo":
             from .demo import run_demo
 

@@ -89,6 +89,8 @@ def _protocol_lines(evaluation: dict) -> list[str]:
     header = evaluation["header"]
     lines = [f"data: {header['dataset']['name']} {header['dataset']['split']}, {header['dataset']['images']} images; "
              f"clean accuracy on all of them"]
+    if "weight_bits" in header:
+        lines.append(f"weights: {header['weight_bits']}-bit (symmetric, per output channel)")
     for key, entry in evaluation["entries"].items():
         kind = entry["protocol"]["kind"]
         if kind == "attack" or (kind == "corruption" and not any(line.startswith("corruptions") for line in lines)):

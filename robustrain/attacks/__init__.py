@@ -5,9 +5,10 @@ from .apgd_t import APGDT
 from .autoattack import AutoAttack, AutoAttackResult
 from .base import Attack, running_mode
 from .checks import Flag
+from .correct import Correct
 from .fab import FAB
 from .fgsm import FGSM
 from .pgd import PGD
 from .square import Square
 
-__all__ = ["APGD", "APGDT", "Attack", "AutoAttack", "AutoAttackResult", "FAB", "FGSM", "Flag", "PGD", "Square", "running_mode"]
+__all__ = ["APGD", "APGDT", "Attack", "AutoAttack", "AutoAttackResult", "Correct", "FAB", "FGSM", "Flag", "PGD", "Square", "running_mode"]

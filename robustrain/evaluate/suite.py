@@ -139,6 +139,8 @@ def evaluate(model: nn.Module, dataset: ImageDataset, suite: str | Suite = "stan
     header = {"format": FORMAT, "suite": suite.name, "weights_sha256": model_fingerprint(model),
               "dataset": {"name": dataset.info.name, "split": dataset.split, "images": len(dataset)},
               "threat": {"norm": norm, "eps": eps}, "seed": seed, "batch_size": batch_size}
+    if getattr(model, "weight_bits", None) is not None:
+        header["weight_bits"] = model.weight_bits
     store = Measurements(Path(out) if out is not None else None, header, log)
     conditions = dict(conditions) if conditions is not None else conditions_of(model)
     summary = {}

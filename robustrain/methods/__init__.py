@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..config import from_dict
 from ..errors import ConfigError
+from .adcorda import AdCorDA
 from .base import Method, StepContext, StepOutput, Threat
 from .fast_at import FastAT
 from .oat import OAT
@@ -11,7 +12,7 @@ from .pgd_at import PGDAT
 from .standard import Standard
 from .trades import TRADES
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT, OAT)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT, OAT, AdCorDA)}
 
 
 def create_method(name: str, options: dict | None, threat: Threat) -> Method:

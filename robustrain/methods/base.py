@@ -48,6 +48,18 @@ class StepOutput:
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def logits_and_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, penultimate features) from one call of the model, so that the call is counted
+    and hooked like any other forward."""
+    captured = []
+    handle = model.fc.register_forward_hook(lambda module, args, output: captured.append(args[0]))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    return logits, captured[0]
+
+
 class Method(nn.Module):
     """A training method. Subclasses set `Options` (a dataclass of their hyper-parameters)
     and implement `step`. Being a module, a method may own parameters (auxiliary heads,
@@ -63,6 +75,12 @@ class Method(nn.Module):
 
     def check_model(self, model: nn.Module) -> None:
         """Raise ConfigError if `model` cannot be trained by this method (called before training)."""
+
+    def prepare(self, model: nn.Module, train_set, run_dir, device: torch.device, augment):
+        """The training set the run iterates over, made once before the first epoch (after the
+        initial weights are loaded) and kept in the run folder if it is not the given one: a phase
+        such as AdCorDA's correction. Default: the training set as it is."""
+        return train_set
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> StepOutput:
         raise NotImplementedError

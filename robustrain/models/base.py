@@ -19,6 +19,8 @@ class Classifier(nn.Module):
     A conditioned model (built with the registry's `lambdas` and/or `widths` options) also
     holds `lambda_codes` (OAT's λ grid and encoding) and `widths` (OATS' sub-network
     widths); `bind(lam=..., width=...)` turns one of its settings into a plain classifier.
+    `weight_bits` is the bit-width its convolutions and linear layers compute with (None: full
+    precision).
     """
 
     fc: nn.Linear
@@ -28,6 +30,7 @@ class Classifier(nn.Module):
         self.normalize = Normalize(mean, std)
         self.lambda_codes: LambdaCodes | None = None
         self.widths: tuple[float, ...] = (1.0,)
+        self.weight_bits: int | None = None
 
     def features(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         raise NotImplementedError

@@ -6,7 +6,8 @@ import inspect
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from ..nn import LambdaCodes, NormSpec
+from ..nn import LambdaCodes, NormSpec, SlimmableConv2d, SlimmableLinear
+from ..nn.quantize import check_bits
 from ..nn.slimmable import check_widths
 from .base import Classifier
 from .resnet import Bottleneck, BasicBlock, CifarResNet, PreActResNet, ResNet, WideResNet
@@ -31,10 +32,11 @@ _MODELS: dict[str, Callable[..., Classifier]] = {
 }
 
 
-def conditioning(num_routes: int | None = None, lambdas: Sequence[float] | None = None, encoding: str = "rand",
-                 encoding_dim: int = 128, dual_bn: bool = True, film_residual: bool = False,
-                 widths: Sequence[float] | None = None) -> tuple[NormSpec, LambdaCodes | None]:
-    """The options every registered model has for conditioned training, as (NormSpec, λ codes).
+def common_options(num_routes: int | None = None, lambdas: Sequence[float] | None = None, encoding: str = "rand",
+                   encoding_dim: int = 128, dual_bn: bool = True, film_residual: bool = False,
+                   widths: Sequence[float] | None = None,
+                   weight_bits: int | None = None) -> tuple[NormSpec, LambdaCodes | None, int | None]:
+    """The options every registered model has, as (NormSpec, λ codes, weight bits).
 
     num_routes: BatchNorm branches per site, chosen per sample by `Condition.route` (default 1,
         or 2 for an OAT model with dual BN).
@@ -44,6 +46,8 @@ def conditioning(num_routes: int | None = None, lambdas: Sequence[float] | None 
     film_residual: FiLM as h * (1 + Δmu) + Δsigma instead of the OAT code's h * mu + sigma.
     widths: OATS' sub-network width multipliers (must include 1.0); every BN site keeps its own
         branches per width.
+    weight_bits: compute with k-bit symmetric per-channel quantized weights (k = 2..8) in every
+        convolution and linear layer, trained through the straight-through estimator.
     """
     codes = LambdaCodes(lambdas, encoding, encoding_dim, dual_bn) if lambdas is not None else None
     if codes is None and (encoding, encoding_dim, dual_bn, film_residual) != ("rand", 128, True, False):
@@ -55,10 +59,10 @@ def conditioning(num_routes: int | None = None, lambdas: Sequence[float] | None 
                          f"(which needs {routes}); leave num_routes out.")
     spec = NormSpec(num_routes if num_routes is not None else routes, check_widths(widths or (1.0,)),
                     codes.dim if codes is not None else 0, film_residual)
-    return spec, codes
+    return spec, codes, check_bits(weight_bits) if weight_bits is not None else None
 
 
-CONDITIONING_OPTIONS = inspect.signature(conditioning).parameters
+COMMON_OPTIONS = inspect.signature(common_options).parameters
 
 
 def list_models() -> list[str]:
@@ -67,10 +71,10 @@ def list_models() -> list[str]:
 
 def model_options(name: str) -> dict[str, inspect.Parameter]:
     """The keyword options `create_model(name, ...)` accepts beyond the common ones: the
-    constructor's own and the conditioning options every model has (see `conditioning`)."""
+    constructor's own and the options every model has (see `common_options`)."""
     params = inspect.signature(_lookup(name)).parameters.values()
     own = {p.name: p for p in params if p.name not in ("num_classes", "mean", "std", "norm")}
-    return {**own, **CONDITIONING_OPTIONS}
+    return {**own, **COMMON_OPTIONS}
 
 
 def create_model(name: str, num_classes: int, *, mean: Sequence[float] | None = None,
@@ -79,7 +83,7 @@ def create_model(name: str, num_classes: int, *, mean: Sequence[float] | None = 
 
     mean/std: per-channel input statistics; CIFAR-10's when omitted (RGB only).
     options: the constructor's own keyword options (in_channels, width, dropout, ...) and the
-        conditioning options of `conditioning` (num_routes, lambdas, encoding, widths, ...).
+        options of `common_options` (num_routes, lambdas, encoding, widths, weight_bits, ...).
     """
     constructor = _lookup(name)
     if num_classes < 2:
@@ -95,10 +99,13 @@ def create_model(name: str, num_classes: int, *, mean: Sequence[float] | None = 
         mean, std = CIFAR10_MEAN, CIFAR10_STD
     if not len(mean) == len(std) == in_channels:
         raise ValueError(f"mean and std must have {in_channels} entries (in_channels), got {len(mean)} and {len(std)}.")
-    chosen = {k: options.pop(k) for k in list(options) if k in CONDITIONING_OPTIONS}
-    norm, codes = conditioning(**chosen)
+    chosen = {k: options.pop(k) for k in list(options) if k in COMMON_OPTIONS}
+    norm, codes, weight_bits = common_options(**chosen)
     model = constructor(num_classes=num_classes, mean=mean, std=std, norm=norm, **options)
-    model.lambda_codes, model.widths = codes, norm.widths
+    model.lambda_codes, model.widths, model.weight_bits = codes, norm.widths, weight_bits
+    for layer in model.modules():
+        if isinstance(layer, (SlimmableConv2d, SlimmableLinear)):
+            layer.weight_bits = weight_bits
     return model
 
 

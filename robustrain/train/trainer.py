@@ -127,8 +127,6 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     method.check_model(model)
     optimizer = build_optimizer(config.optim, [model, method])
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-    loader = DeviceLoader(train_set, config.batch_size, shuffle=True, seed=config.seed, last_batch=config.last_batch,
-                          augment=_augmentation(config), device=device, channels_last=config.channels_last)
 
     start_epoch, totals = 0, dict(ZERO_COST)
     checkpoint = load_latest(run_dir, device) if resume else None
@@ -143,11 +141,19 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         init_cost = dict(ZERO_COST)
     _prepare_run_dir(run_dir, config, resume)
     _keep_metrics_before(run_dir, start_epoch)
+    counter = PassCounter(totals["forward_backward"], totals["forward_only"])
+    handle, started = counter.attach(model), time.perf_counter()
+    # A phase before the first epoch (AdCorDA's correction) is part of the run's cost.
+    train_set = method.prepare(model, train_set, run_dir, device, _augmentation(config))
+    handle.remove()
+    totals = {**totals, "forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
+              "train_time_s": totals["train_time_s"] + time.perf_counter() - started}
+    loader = DeviceLoader(train_set, config.batch_size, shuffle=True, seed=config.seed, last_batch=config.last_batch,
+                          augment=_augmentation(config), device=device, channels_last=config.channels_last)
     if start_epoch >= config.epochs and (run_dir / RESULTS_FILE).is_file():
         return json.loads((run_dir / RESULTS_FILE).read_text())
 
     forward = torch.compile(model) if config.compile else model
-    counter = PassCounter(totals["forward_backward"], totals["forward_only"])
     for epoch in range(start_epoch, config.epochs):
         handle = counter.attach(forward)
         record = _train_epoch(epoch, config, loader, forward, method, optimizer, scaler, device, progress)

@@ -1,0 +1,69 @@
+"""Post-training weight quantization of a run: a new run folder whose model computes with k-bit
+weights (the model option `weight_bits`), a valid `--init` for refinement (AdCorDA) or for
+quantization-aware fine-tuning."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..config import to_dict
+from ..errors import RobustrainError
+from ..nn import SlimmableConv2d, SlimmableLinear
+from ..nn.quantize import check_bits, quantize_weight
+from .checkpoint import load_latest, pack_state, save_checkpoint
+from .init import InitConfig, ZERO_COST, total_cost
+from .load import load_run
+from .optim import build_optimizer
+from .trainer import _final_evaluation, _prepare_run_dir, build_model, resolve_device
+
+
+def quantize_layers(model: torch.nn.Module, bits: int) -> None:
+    """Replace every convolution and linear weight by its k-bit per-channel quantization, in place."""
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, (SlimmableConv2d, SlimmableLinear)):
+                layer.weight.copy_(quantize_weight(layer.weight, bits))
+
+
+def quantize_run(source: str | Path, bits: int, out: str | Path, device: str = "auto") -> dict:
+    """Write run `out`: the newest weights of run `source` quantized to `bits` bits, evaluated as
+    every run is at its end (clean accuracy, PGD); its cost is the source's (no training)."""
+    try:
+        check_bits(bits)
+    except ValueError as error:
+        raise RobustrainError(str(error)) from None
+    run = load_run(source)
+    if run.config.model.get("weight_bits") is not None:
+        raise RobustrainError(f"{source} is already quantized ({run.config.model['weight_bits']} bits); quantize its "
+                              "full-precision source instead")
+    source_cost = load_latest(run.folder)[1]
+    config = dataclasses.replace(run.config, model={**run.config.model, "weight_bits": bits}, out=str(out),
+                                 init=InitConfig(path=str(source)))
+    target = resolve_device(config.device if device == "auto" else device)
+    model = build_model(config, run.test_set.info)
+    model.load_state_dict(run.model.state_dict())
+    quantize_layers(model, bits)
+    model = model.to(target)
+    out = Path(out)
+    if out.exists():
+        raise RobustrainError(f"{out} already exists; choose another --out")
+    # Built under a temporary name and renamed at the end: an interrupted command leaves no run.
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _prepare_run_dir(partial, config, resume=False)
+        init_cost = total_cost(source_cost["cost"], source_cost.get("init_cost", ZERO_COST))
+        tensors, optimizer_json = pack_state({"model": model}, build_optimizer(config.optim, [model]))
+        last = config.epochs - 1
+        save_checkpoint(partial, last, tensors, {"epoch": last, "seed": config.seed, "optimizer": optimizer_json,
+                                                 "scaler": {}, "cost": dict(ZERO_COST), "init_cost": init_cost,
+                                                 "config": to_dict(config)})
+        results = _final_evaluation(partial, config, model, run.test_set, target, dict(ZERO_COST), init_cost)
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return results

@@ -1,0 +1,153 @@
+"""AdCorDA: the correction attack, CORAL, weight quantization, the refinement run, `robustrain quantize`."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from robustrain.attacks import Correct
+from robustrain.cli import main
+from robustrain.config import from_dict
+from robustrain.methods.adcorda import coral_loss
+from robustrain.models import create_model
+from robustrain.nn.quantize import channel_scales, quantize_weight
+from robustrain.train import RunConfig, train
+from robustrain.train.load import load_run
+from robustrain.train.quantize import quantize_layers
+
+
+class Linear2(nn.Module):
+    """logits = W x.flatten() + b with two classes: the L-inf distance to the boundary is closed-form."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor):
+        super().__init__()
+        self.w, self.b = nn.Parameter(w), nn.Parameter(b)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.T + self.b
+
+
+def test_correction_stops_at_the_first_success_after_the_closed_form_number_of_steps():
+    torch.manual_seed(0)
+    w = torch.randn(2, 12)
+    l1 = (w[0] - w[1]).abs().sum().item()
+    x = torch.full((1, 3, 2, 2), 0.5)
+    # Class 1 wins at x by the margin of an L-inf distance 0.013 to the boundary.
+    b = torch.tensor([0.0, 0.013 * l1 - ((w[1] - w[0]) @ x.flatten()).item()])
+    model = Linear2(w, b)
+    margin = (model(x)[0, 1] - model(x)[0, 0]).item()
+    assert margin == pytest.approx(0.013 * l1, rel=1e-4)
+    alpha = 0.002
+    needed = math.floor(margin / (alpha * l1)) + 1  # each step closes alpha * ||w0 - w1||_1 of the margin
+    y = torch.tensor([0])
+    corrected, success = Correct(0.05, alpha, 50).correct(model, x, y)
+    assert success.item() and model(corrected).argmax(1).item() == 0
+    assert (corrected - x).abs().max().item() == pytest.approx(needed * alpha, rel=1e-4)
+    # An eps below the closed-form distance m / ||w0 - w1||_1 cannot correct it.
+    _, failed = Correct(0.9 * margin / l1, alpha, 200).correct(model, x, y)
+    assert not failed.item()
+    # An image already classified correctly is returned as it is.
+    unchanged, ok = Correct(0.05, alpha, 50).correct(model, x, torch.tensor([1]))
+    assert ok.item() and torch.equal(unchanged, x)
+
+
+def test_coral_matches_hand_computation():
+    source = torch.tensor([[0.0, 0.0], [2.0, 0.0]])  # covariance [[2, 0], [0, 0]]
+    target = torch.tensor([[0.0, 0.0], [0.0, 2.0]])  # covariance [[0, 0], [0, 2]]
+    assert coral_loss(source, target).item() == pytest.approx((4 + 4) / (4 * 2 ** 2))
+    rng = np.random.default_rng(0)
+    s, t = rng.normal(size=(16, 5)), rng.normal(2, 3, size=(20, 5))
+    expected = ((np.cov(s, rowvar=False) - np.cov(t, rowvar=False)) ** 2).sum() / (4 * 25)
+    assert coral_loss(torch.tensor(s), torch.tensor(t)).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_quantization_error_is_at_most_half_a_step_and_levels_are_symmetric(bits):
+    torch.manual_seed(bits)
+    weight = torch.randn(6, 4, 3, 3) * torch.rand(6, 1, 1, 1)
+    quantized = quantize_weight(weight, bits)
+    scale = channel_scales(weight, bits)
+    assert ((weight - quantized).abs() <= scale / 2 + 1e-6).all()
+    levels = 2 ** (bits - 1) - 1
+    steps = quantized / scale
+    assert torch.allclose(steps, steps.round(), atol=1e-4) and steps.abs().max() <= levels + 1e-4
+    for c in range(6):
+        assert len(torch.unique(steps[c].round())) <= 2 * levels + 1
+        assert quantized[c].abs().max() == pytest.approx(weight[c].abs().max().item(), rel=1e-6)
+    assert torch.allclose(quantize_weight(quantized, bits), quantized, atol=1e-6)  # idempotent
+
+
+def test_fake_quant_forward_equals_the_quantized_model_and_gradients_pass_straight_through():
+    torch.manual_seed(0)
+    fake = create_model("small_cnn", 10, width=8, weight_bits=3)
+    plain = create_model("small_cnn", 10, width=8)
+    plain.load_state_dict(fake.state_dict())
+    quantize_layers(plain, 3)
+    x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    assert torch.allclose(fake(x), plain(x), atol=1e-6)
+    nn.functional.cross_entropy(fake(x), y).backward()
+    nn.functional.cross_entropy(plain(x), y).backward()
+    for (name, a), (_, b) in zip(fake.named_parameters(), plain.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+    with pytest.raises(ValueError, match="from 2 to 8"):
+        create_model("small_cnn", 10, weight_bits=1)
+
+
+def digits_run(out, method, epochs, **extra):
+    return {"data": {"name": "digits", "augment": "none"}, "model": {"name": "small_cnn", "width": 4},
+            "method": method, "threat": {"eps": 0.1}, "optim": {"lr": 0.05}, "eval": {"pgd_steps": 2, "pgd_limit": 50},
+            "epochs": epochs, "batch_size": 64, "device": "cpu", "out": str(out), **extra}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("adcorda") / "standard"
+    train(from_dict(RunConfig, digits_run(folder, {"name": "standard"}, 1)), progress=False)
+    return folder
+
+
+def test_refinement_corrects_the_misclassified_training_images_and_adapts(pretrained, tmp_path):
+    source = load_run(pretrained)
+    train_set = __import__("robustrain").load_dataset("digits", split="train")
+    with torch.no_grad():
+        wrong = source.model.eval()(train_set.images.float() / 255).argmax(1) != train_set.labels
+    out = tmp_path / "refined"
+    config = digits_run(out, {"name": "adcorda", "correction_eps": 0.1, "correction_step": 2 / 255,
+                              "correction_steps": 20, "coral_weight": 1.0}, 1, init={"path": str(pretrained)})
+    results = train(from_dict(RunConfig, config), progress=False)
+    counts = json.loads((out / "corrected" / "counts.json").read_text())
+    assert counts["misclassified"] == int(wrong.sum()) > 0
+    assert counts["corrected"] + counts["failed"] == counts["misclassified"] and counts["corrected"] > 0
+    saved = load_file(out / "corrected" / "images.safetensors")
+    assert len(saved["labels"]) == len(train_set) == counts["corrected_set_images"]  # failures kept
+    changed = (saved["images"] != train_set.images).flatten(1).any(1)
+    assert int(changed.sum()) == counts["corrected"] and bool((changed <= wrong).all())
+    assert (saved["images"].float() - train_set.images.float()).abs().max() <= round(0.1 * 255)
+    with torch.no_grad():
+        now = source.model(saved["images"][changed].float() / 255).argmax(1)
+    assert torch.equal(now, saved["labels"][changed])  # every stored correction fools the initial model
+    assert results["cost"]["forward_backward"] > len(train_set)  # the correction is counted in the run's cost
+    metrics = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert metrics["coral"] >= 0 and "source_loss" in metrics
+
+
+def test_quantize_command_writes_a_quantized_run_whose_evaluation_names_its_bits(pretrained, tmp_path, capsys):
+    out = tmp_path / "q4"
+    assert main(["quantize", str(pretrained), "--bits", "4", "--out", str(out), "--device", "cpu"]) == 0
+    run = load_run(out)
+    assert run.model.weight_bits == 4
+    weight = run.model.layers[0].conv.weight
+    assert torch.allclose(quantize_weight(weight, 4), weight, atol=1e-6)  # stored already quantized
+    results = json.loads((out / "results.json").read_text())
+    assert results["init_cost"]["forward_backward"] > 0 and results["cost"]["forward_backward"] == 0
+    assert main(["eval", str(out), "--suite", "quick", "--no-progress", "--device", "cpu"]) == 0
+    assert json.loads((out / "eval" / "quick.json").read_text())["header"]["weight_bits"] == 4
+    capsys.readouterr()
+    assert main(["quantize", str(pretrained), "--bits", "9", "--out", str(tmp_path / "q9")]) == 2
+    assert "from 2 to 8, got 9" in capsys.readouterr().err and not (tmp_path / "q9").exists()
+    assert main(["quantize", str(pretrained), "--bits", "4", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
