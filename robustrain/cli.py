@@ -21,6 +21,8 @@ EXAMPLES = """examples:
   robustrain eval runs/at --suite standard   # 15 corruptions x 5 severities, PGD-20, AutoAttack
   robustrain report runs/standard runs/at --out docs/results/report
   robustrain corrupt --data cifar10 --data-root ~/data --out ~/data/CIFAR-10-C
+  robustrain train --config configs/cpu/oat_cifar10.yaml --out runs/oat   # one model, λ chosen at test time
+  robustrain quantize runs/at --bits 4       # post-training 4-bit weights, as a new run
 """
 
 # Command-line flags and the configuration key each one sets.
