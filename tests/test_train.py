@@ -276,4 +276,4 @@ def test_every_shipped_config_resolves_and_builds_its_model_and_method(path):
     model = build_model(config, info)
     method = create_method(config.method["name"], {k: v for k, v in config.method.items() if k != "name"},
                            config.threat)
-    method.check_model(model)
+    method.attach(model)

@@ -34,7 +34,7 @@ from ..attacks import Correct, running_mode
 from ..data import ImageDataset
 from ..errors import ConfigError
 from ..io import atomic_write, atomic_write_text
-from .base import Method, StepContext, StepOutput, logits_and_features
+from .base import Method, StepContext, StepOutput
 
 CORRECTED_DIR = "corrected"
 
@@ -106,14 +106,14 @@ class AdCorDA(Method):
         x_target = x_target.to(x.dtype).div_(255)
         if x.is_contiguous(memory_format=torch.channels_last):
             x_target = x_target.contiguous(memory_format=torch.channels_last)
-        logits, source_features = logits_and_features(model, x)
-        target_logits, target_features = logits_and_features(model, x_target)
+        source_features, target_features = model.penultimate(x), model.penultimate(x_target)
+        logits = model.fc(source_features)
         source_loss = ctx.cross_entropy(logits, y)
         coral = coral_loss(source_features, target_features)
         loss = source_loss + self.options.coral_weight * coral
         logs = {"source_loss": source_loss.detach(), "coral": coral.detach()}
         if self.options.target_labels:
-            target_loss = ctx.cross_entropy(target_logits, self.target.labels[rows])
+            target_loss = ctx.cross_entropy(model.fc(target_features), self.target.labels[rows])
             loss = loss + target_loss
             logs["target_loss"] = target_loss.detach()
         return StepOutput(loss, logits, logs)

@@ -48,18 +48,6 @@ class StepOutput:
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def logits_and_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, penultimate features) from one call of the model, so that the call is counted
-    and hooked like any other forward."""
-    captured = []
-    handle = model.fc.register_forward_hook(lambda module, args, output: captured.append(args[0]))
-    try:
-        logits = model(x)
-    finally:
-        handle.remove()
-    return logits, captured[0]
-
-
 class Method(nn.Module):
     """A training method. Subclasses set `Options` (a dataclass of their hyper-parameters)
     and implement `step`. Being a module, a method may own parameters (auxiliary heads,
@@ -73,8 +61,10 @@ class Method(nn.Module):
         self.options = options
         self.threat = threat
 
-    def check_model(self, model: nn.Module) -> None:
-        """Raise ConfigError if `model` cannot be trained by this method (called before training)."""
+    def attach(self, model: nn.Module) -> None:
+        """Called once with the model before training (before the optimizer and any checkpoint
+        are made): raise ConfigError if this method cannot train it, and build the modules that
+        depend on it (auxiliary heads)."""
 
     def prepare(self, model: nn.Module, train_set, run_dir, device: torch.device, augment):
         """The training set the run iterates over, made once before the first epoch (after the

@@ -87,7 +87,7 @@ class OAT(Method):
         self.attack = PGD(threat.eps, step, options.steps, norm=threat.norm, random_start="uniform",
                           model_mode="eval")
 
-    def check_model(self, model: nn.Module) -> None:
+    def attach(self, model: nn.Module) -> None:
         if getattr(model, "lambda_codes", None) is None:
             raise ConfigError("method oat needs a model conditioned on λ: add `lambdas: [0, 0.1, 0.2, 0.3, 0.4, 1]` "
                               "to the model options (and `widths: [0.5, 0.75, 1]` for OATS).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..nn import DEFAULT, Condition, LambdaCodes, Normalize, SlimmableConv2d
@@ -13,8 +14,8 @@ from ..nn import DEFAULT, Condition, LambdaCodes, Normalize, SlimmableConv2d
 class Classifier(nn.Module):
     """A classifier whose first operation is input normalisation.
 
-    Subclasses implement `features(x, cond)`, the penultimate representation of
-    normalised images, and set `self.fc`, the linear head.
+    Subclasses implement `feature_map(x, cond)`, the last feature map of normalised images
+    (what auxiliary heads attach to), and set `self.fc`, the linear head on its global average.
 
     A conditioned model (built with the registry's `lambdas` and/or `widths` options) also
     holds `lambda_codes` (OAT's λ grid and encoding) and `widths` (OATS' sub-network
@@ -32,12 +33,16 @@ class Classifier(nn.Module):
         self.widths: tuple[float, ...] = (1.0,)
         self.weight_bits: int | None = None
 
-    def features(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         raise NotImplementedError
+
+    def last_feature_map(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
+        """The last feature map (N, C, h, w) of [0, 1] images, before pooling."""
+        return self.feature_map(self.normalize(x), cond)
 
     def penultimate(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
         """Features of [0, 1] images just before the linear head."""
-        return self.features(self.normalize(x), cond)
+        return F.adaptive_avg_pool2d(self.last_feature_map(x, cond), 1).flatten(1)
 
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
         return self.fc(self.penultimate(x, cond))

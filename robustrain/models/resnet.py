@@ -138,11 +138,11 @@ class ResNet(Classifier):
         self.stages, width = make_stages(block, stage_blocks, (64, 128, 256, 512), 64, norm)
         self.fc = SlimmableLinear(width, num_classes)
 
-    def features(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x, cond), cond))
         for stage in self.stages:
             x = stage(x, cond)
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return x
 
 
 class PreActResNet(Classifier):
@@ -157,12 +157,11 @@ class PreActResNet(Classifier):
         self.bn = norm(width, film=False)
         self.fc = SlimmableLinear(width, num_classes)
 
-    def features(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         x = self.conv1(x, cond)
         for stage in self.stages:
             x = stage(x, cond)
-        x = F.relu(self.bn(x, cond))
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return F.relu(self.bn(x, cond))
 
 
 class CifarResNet(Classifier):
@@ -178,7 +177,7 @@ class CifarResNet(Classifier):
         self.stages, width = make_stages(ZeroPadBasicBlock, (n, n, n), (16, 32, 64), 16, norm)
         self.fc = SlimmableLinear(width, num_classes)
 
-    features = ResNet.features
+    feature_map = ResNet.feature_map
 
 
 class WideResNet(Classifier):
@@ -200,4 +199,4 @@ class WideResNet(Classifier):
         self.bn = norm(width, film=False)
         self.fc = SlimmableLinear(width, num_classes)
 
-    features = PreActResNet.features
+    feature_map = PreActResNet.feature_map

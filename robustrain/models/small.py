@@ -39,9 +39,9 @@ class SmallCNN(Classifier):
         self.layers = nn.ModuleList(layers)
         self.fc = SlimmableLinear(previous, num_classes)
 
-    def features(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         for index, layer in enumerate(self.layers):
             x = layer(x, cond)
             if index in (1, 3):
                 x = F.max_pool2d(x, 2)
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return x

@@ -27,5 +27,7 @@ class PassCounter:
             self.forward_only += images
 
     def attach(self, model: nn.Module):
-        """Count every forward of `model` until the returned handle is removed."""
-        return model.register_forward_pre_hook(self._hook)
+        """Count every pass through `model` until the returned handle is removed: every call of
+        its input normalisation when it has one (so passes that stop at the features, or run a
+        conditioned model through a bound wrapper, count too), else every call of the model."""
+        return getattr(model, "normalize", model).register_forward_pre_hook(self._hook)

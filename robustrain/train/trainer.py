@@ -124,7 +124,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         model = model.to(memory_format=torch.channels_last)
     method = create_method(config.method["name"], {k: v for k, v in config.method.items() if k != "name"},
                            config.threat).to(device)
-    method.check_model(model)
+    method.attach(model)
     optimizer = build_optimizer(config.optim, [model, method])
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
 
