@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", metavar="DIR", help="for a state dict: folder holding the dataset")
     evaluate.add_argument("--rename", action="append", default=[], metavar="PATTERN=REPLACEMENT",
                           help="for a state dict: rename keys by regular expression, e.g. '^module\\.='")
-    evaluate.add_argument("--suite", default="quick", help="quick, standard or full (default quick)")
+    evaluate.add_argument("--suite", default="quick", help="quick, standard, corruptions or full (default quick)")
     evaluate.add_argument("--eps", help="attack radius (default: the run's threat.eps), e.g. 8/255")
     evaluate.add_argument("--norm", help="linf or l2 (default: the run's threat.norm)")
     evaluate.add_argument("--out", metavar="FILE", help="results file (default RUN/eval/SUITE.json for the run's own "

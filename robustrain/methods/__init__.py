@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config import from_dict
 from ..errors import ConfigError
 from .adcorda import AdCorDA
+from .auxiliary import Auxiliary
 from .base import Method, StepContext, StepOutput, Threat
 from .fast_at import FastAT
 from .oat import OAT
@@ -12,7 +13,7 @@ from .pgd_at import PGDAT
 from .standard import Standard
 from .trades import TRADES
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT, OAT, AdCorDA)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT, OAT, AdCorDA, Auxiliary)}
 
 
 def create_method(name: str, options: dict | None, threat: Threat) -> Method:

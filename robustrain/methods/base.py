@@ -30,10 +30,12 @@ class Threat:
 
 @dataclass
 class StepContext:
-    """What a training step may use besides the batch: randomness and the shared loss options."""
+    """What a training step may use besides the batch: randomness, the shared loss options, and
+    how far training is (progress: epochs done / total epochs, fractional within an epoch)."""
 
     generator: torch.Generator
     label_smoothing: float = 0.0
+    progress: float = 0.0
 
     def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         return F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing, reduction=reduction)

@@ -196,6 +196,7 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
         lr = config.optim.lr * lr_factor(config.schedule, config.epochs, epoch + index / steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        ctx.progress = (epoch + index / steps) / config.epochs
         with torch.autocast(**amp):
             out = method.step(forward, x, y, ctx)
         optimizer.zero_grad(set_to_none=True)
