@@ -180,6 +180,8 @@ def _train(args: argparse.Namespace) -> None:
         return
     config = from_dict(RunConfig, _settings(args))
     results = train(config, progress=not args.no_progress)
+    if not results:  # a torchrun process other than the first: process 0 reports
+        return
     for setting, measured in results.get("conditions", {"": results}).items():
         print(f"{setting + ': ' if setting else ''}clean accuracy {100 * measured['clean_acc']:.2f}%, "
               f"PGD-{measured['pgd']['steps']} accuracy {100 * measured['pgd']['acc']:.2f}%")

@@ -24,11 +24,14 @@ class DeviceLoader:
     shuffle: a new permutation every epoch, seeded by (seed, epoch).
     last_batch: "drop" a final partial batch, or "keep" it.
     augment: a function (uint8 batch, generator) -> uint8 batch applied on the device.
+    shard: (rank, world) for data-parallel training: every process draws and augments the same
+        global batch of `batch_size` images and keeps its contiguous 1/world of it, so the
+        processes together see exactly what one process sees with the same global batch.
     """
 
     def __init__(self, dataset: ImageDataset, batch_size: int, *, shuffle: bool, seed: int = 0,
                  last_batch: Literal["drop", "keep"] = "keep", augment: Augment | None = None,
-                 device: torch.device | str = "cpu", channels_last: bool = False):
+                 device: torch.device | str = "cpu", channels_last: bool = False, shard: tuple[int, int] = (0, 1)):
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}.")
         if last_batch not in ("drop", "keep"):
@@ -36,6 +39,11 @@ class DeviceLoader:
         if last_batch == "drop" and batch_size > len(dataset):
             raise ConfigError(f"batch size {batch_size} exceeds the {len(dataset)} images of {dataset.info.name} "
                               f"{dataset.split} and last_batch='drop' would yield no batch.")
+        rank, world = shard
+        if world > 1 and (batch_size % world or last_batch != "drop"):
+            raise ConfigError(f"with {world} processes the global batch size must be a multiple of {world} and "
+                              f"last_batch 'drop'; got batch size {batch_size} and last_batch {last_batch!r}.")
+        self.shard = shard
         self.device = torch.device(device)
         self.images = dataset.images.to(self.device)
         self.labels = dataset.labels.to(self.device)
@@ -60,8 +68,10 @@ class DeviceLoader:
             images = self.images[index]
             if self.augment is not None:
                 images = self.augment(images, generator)
-            images = images.to(memory_format=self.memory_format).float().div_(255)
-            yield images, self.labels[index]
+            rank, world = self.shard
+            rows = slice(rank * len(index) // world, (rank + 1) * len(index) // world)
+            images = images[rows].to(memory_format=self.memory_format).float().div_(255)
+            yield images, self.labels[index][rows]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch(0)

@@ -14,12 +14,39 @@ from .film import FiLM
 from .slimmable import channels_at, check_widths
 
 
-def _normalize(bn: nn.BatchNorm2d, x: torch.Tensor, update_stats: bool) -> torch.Tensor:
+def _normalize(bn: nn.BatchNorm2d, x: torch.Tensor, update_stats: bool, group=None) -> torch.Tensor:
     """`bn(x)`, except that in train mode with update_stats=False the batch statistics are
-    used for normalisation but the running statistics are not written."""
+    used for normalisation but the running statistics are not written, and that with a process
+    group the batch statistics are those of the batch of every process together."""
+    if bn.training and group is not None:
+        return _synchronised(bn, x, update_stats, group)
     if bn.training and not update_stats:
         return F.batch_norm(x, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
     return bn(x)
+
+
+def _synchronised(bn: nn.BatchNorm2d, x: torch.Tensor, update_stats: bool, group) -> torch.Tensor:
+    """Batch norm with the mean and variance of the global batch: per-channel sums, sums of
+    squares and counts are all-reduced (differentiably) across the group. Every process must
+    call it, also with no rows, so that the collectives match."""
+    from torch.distributed.nn.functional import all_reduce
+
+    c = x.shape[1]
+    dims = (0, 2, 3)
+    local = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_tensor([x.numel() / c])])
+    total = all_reduce(local, group=group)
+    count = total[-1].clamp_min(1)
+    mean = total[:c] / count
+    var = (total[c:2 * c] / count - mean * mean).clamp_min(0)
+    scale = torch.rsqrt(var + bn.eps) * bn.weight
+    out = (x - mean.view(1, c, 1, 1)) * scale.view(1, c, 1, 1) + bn.bias.view(1, c, 1, 1)
+    if update_stats and bn.track_running_stats and total[-1] > 1:
+        with torch.no_grad():
+            momentum = bn.momentum
+            bn.running_mean.mul_(1 - momentum).add_(momentum * mean)
+            bn.running_var.mul_(1 - momentum).add_(momentum * var * count / (count - 1))
+            bn.num_batches_tracked += 1
+    return out
 
 
 class RoutedBatchNorm2d(nn.Module):
@@ -42,6 +69,7 @@ class RoutedBatchNorm2d(nn.Module):
         self.branches = nn.ModuleList(nn.BatchNorm2d(channels_at(num_features, w), **bn_kwargs)
                                       for w in self.widths for _ in range(num_routes))
         self.film = FiLM(num_features, film_dim, film_residual) if film_dim > 0 else None
+        self.sync_group = None  # set by the trainer for synchronised BN across processes
 
     @property
     def num_routes(self) -> int:
@@ -51,7 +79,8 @@ class RoutedBatchNorm2d(nn.Module):
         first = self._width_index(cond.width) * self.num_routes
         route = cond.route
         if isinstance(route, int):
-            out = _normalize(self.branches[first + self._check_route(route)], x, cond.update_bn_stats)
+            out = _normalize(self.branches[first + self._check_route(route)], x, cond.update_bn_stats,
+                             self.sync_group)
         else:
             out = self._per_sample(x, route, first, cond.update_bn_stats)
         return self.film(out, cond.code) if self.film is not None else out
@@ -64,8 +93,9 @@ class RoutedBatchNorm2d(nn.Module):
         out = torch.empty_like(x)
         for r in range(self.num_routes):
             rows = (route == r).nonzero().squeeze(1)
-            if rows.numel():
-                out[rows] = _normalize(self.branches[first + r], x[rows], update_stats)
+            synchronised = self.sync_group is not None and self.training
+            if rows.numel() or synchronised:
+                out[rows] = _normalize(self.branches[first + r], x[rows], update_stats, self.sync_group)
         return out
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -42,7 +42,8 @@ class EvalConfig:
 @dataclass(frozen=True)
 class RunConfig:
     """model / method: a mapping with `name` and that model's or method's own options.
-    init: start from another run's or a state dict's weights (fine-tuning)."""
+    init: start from another run's or a state dict's weights (fine-tuning).
+    sync_bn: under torchrun, BatchNorm statistics of the global batch instead of each process's share."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = field(default_factory=lambda: {"name": "small_cnn"})
@@ -62,6 +63,7 @@ class RunConfig:
     grad_clip: float | None = None
     channels_last: bool = False
     compile: bool = False
+    sync_bn: bool = False
     out: str | None = None
 
     def __post_init__(self):

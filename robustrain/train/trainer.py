@@ -26,6 +26,7 @@ from ..models import Classifier, create_model
 from ..io import atomic_write_text
 from .checkpoint import load_latest, pack_state, save_checkpoint, unpack_state
 from .cost import PassCounter
+from .distributed import Distributed, all_reduce_sum, average_gradients, from_environment, synchronise_batch_norm
 from .init import ZERO_COST, load_initial_weights, total_cost
 from .optim import build_optimizer
 from .run_config import RunConfig
@@ -35,9 +36,10 @@ CONFIG_FILE, METRICS_FILE, RESULTS_FILE = "config.yaml", "metrics.jsonl", "resul
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device named; "auto" is the local process's GPU when there is one (cuda:LOCAL_RANK)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -84,14 +86,19 @@ def _augmentation(config: RunConfig):
     return lambda images, generator: crop_flip(images, generator, padding, flip)
 
 
-def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / CONFIG_FILE).is_file():
             raise RobustrainError(f"cannot resume {run_dir}: it holds no run ({CONFIG_FILE} is missing).")
         return
     if (run_dir / CONFIG_FILE).exists() or (run_dir / "checkpoints").exists():
         raise RobustrainError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out.")
-    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
+    _check_run_dir(run_dir, resume)
+    if not resume:
+        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def _keep_metrics_before(run_dir: Path, epoch: int) -> None:
@@ -114,7 +121,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     if config.out is None:
         raise ConfigError("no output folder: set out (CLI: --out RUN_DIR).")
     run_dir = Path(config.out)
-    device = resolve_device(config.device)
+    cluster = from_environment("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
+    device = resolve_device(config.device, cluster.local_rank)
     if config.precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision fp16 needs a CUDA device (GradScaler); use bf16 or fp32 on a CPU.")
     train_set, test_set = load_training_data(config)
@@ -125,6 +133,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     method = create_method(config.method["name"], {k: v for k, v in config.method.items() if k != "name"},
                            config.threat).to(device)
     method.attach(model)
+    synchronise_batch_norm(model, config.sync_bn and cluster.world > 1)
     optimizer = build_optimizer(config.optim, [model, method])
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
 
@@ -139,28 +148,44 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         init_cost = load_initial_weights(model, config.init)
     else:
         init_cost = dict(ZERO_COST)
-    _prepare_run_dir(run_dir, config, resume)
-    _keep_metrics_before(run_dir, start_epoch)
+    _check_run_dir(run_dir, resume)
+    cluster.barrier()  # every process has checked the folder before process 0 writes into it
+    if cluster.writer:
+        _prepare_run_dir(run_dir, config, resume)
+        _keep_metrics_before(run_dir, start_epoch)
     counter = PassCounter(totals["forward_backward"], totals["forward_only"])
     handle, started = counter.attach(model), time.perf_counter()
-    # A phase before the first epoch (AdCorDA's correction) is part of the run's cost.
-    train_set = method.prepare(model, train_set, run_dir, device, _augmentation(config))
+    # A phase before the first epoch (AdCorDA's correction) is part of the run's cost. Process 0
+    # runs it and stores its result in the run folder; the others read it from there.
+    if cluster.writer:
+        train_set_used = method.prepare(model, train_set, run_dir, device, _augmentation(config))
+    cluster.barrier()
+    if not cluster.writer:
+        train_set_used = method.prepare(model, train_set, run_dir, device, _augmentation(config))
     handle.remove()
     totals = {**totals, "forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
               "train_time_s": totals["train_time_s"] + time.perf_counter() - started}
-    loader = DeviceLoader(train_set, config.batch_size, shuffle=True, seed=config.seed, last_batch=config.last_batch,
-                          augment=_augmentation(config), device=device, channels_last=config.channels_last)
+    loader = DeviceLoader(train_set_used, config.batch_size, shuffle=True, seed=config.seed,
+                          last_batch=config.last_batch, augment=_augmentation(config), device=device,
+                          channels_last=config.channels_last, shard=(cluster.rank, cluster.world))
     if start_epoch >= config.epochs and (run_dir / RESULTS_FILE).is_file():
         return json.loads((run_dir / RESULTS_FILE).read_text())
 
     forward = torch.compile(model) if config.compile else model
     for epoch in range(start_epoch, config.epochs):
+        passes = torch.tensor([counter.forward_backward, counter.forward_only], dtype=torch.float64)
         handle = counter.attach(forward)
-        record = _train_epoch(epoch, config, loader, forward, method, optimizer, scaler, device, progress)
+        record = _train_epoch(epoch, config, loader, forward, method, optimizer, scaler, device, progress, cluster)
         handle.remove()
+        # Passes of every process: this epoch's counts summed over the processes.
+        epoch_passes = all_reduce_sum(torch.tensor([counter.forward_backward, counter.forward_only],
+                                                   dtype=torch.float64) - passes, cluster.world)
+        counter.forward_backward, counter.forward_only = (int(v) for v in passes + epoch_passes)
         totals = {"forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
                   "train_time_s": totals["train_time_s"] + record["epoch_time_s"],
                   "images": totals["images"] + record["images"]}
+        if not cluster.writer:
+            continue
         record["test_acc"] = _per_condition(model, lambda net: accuracy(
             net, test_set, batch_size=config.eval.batch_size, device=device))
         with open(run_dir / METRICS_FILE, "a") as f:
@@ -174,14 +199,22 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
             f"{min(test.values()):.4f}-{max(test.values()):.4f} over {len(test)} settings"
         tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
                    f"train acc {record['train_acc']:.4f}  test acc {shown}  {record['images_per_s']:.0f} img/s")
+    cluster.barrier()
+    if not cluster.writer:
+        return {}
     return _final_evaluation(run_dir, config, model, test_set, device, totals, init_cost)
 
 
 def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, method, optimizer, scaler,
-                 device: torch.device, progress: bool) -> dict:
-    """One pass over the training data; returns the epoch's metrics record (without test accuracy)."""
-    torch.manual_seed(stream_seed(config.seed, epoch, 1))
-    ctx = StepContext(torch.Generator().manual_seed(stream_seed(config.seed, epoch, 2)), config.label_smoothing)
+                 device: torch.device, progress: bool, cluster: Distributed = Distributed()) -> dict:
+    """One pass over the training data; returns the epoch's metrics record (without test accuracy),
+    summed over every process."""
+    # Each process has its own random streams (attack starts, dropout); process 0 has a single
+    # process's, so one process replays exactly what it did before data parallelism existed.
+    offset = 1000 * cluster.rank
+    torch.manual_seed(stream_seed(config.seed, epoch, 1 + offset))
+    ctx = StepContext(torch.Generator().manual_seed(stream_seed(config.seed, epoch, 2 + offset)),
+                      config.label_smoothing)
     amp = dict(device_type=device.type, dtype=AMP_DTYPES.get(config.precision), enabled=config.precision != "fp32")
     forward.train()
     method.train()
@@ -191,7 +224,9 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
     logs_sum: dict[str, torch.Tensor] = {}
     seen = 0
     started = time.perf_counter()
-    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and cluster.writer),
+               leave=False)
     for index, (x, y) in enumerate(loader.epoch(epoch)):
         lr = config.optim.lr * lr_factor(config.schedule, config.epochs, epoch + index / steps)
         for group in optimizer.param_groups:
@@ -201,6 +236,7 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
             out = method.step(forward, x, y, ctx)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out.loss).backward()
+        average_gradients(parameters, cluster.world)
         if config.grad_clip is not None:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.grad_clip)
@@ -220,6 +256,11 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
+    if cluster.world > 1:
+        totals = all_reduce_sum(torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device),
+                                             *(logs_sum[k].double() for k in sorted(logs_sum))]), cluster.world)
+        loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
+        logs_sum = dict(zip(sorted(logs_sum), totals[3:]))
     return {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
             "epoch_time_s": seconds, "images_per_s": seen / seconds, "images": seen,
             **{k: v.item() / seen for k, v in logs_sum.items()}}

@@ -1,0 +1,75 @@
+"""Data-parallel training across processes started by torchrun (DDP semantics, explicit steps).
+
+Every process holds the model and the whole (small) dataset, draws the same global batch and
+trains on its 1/world share of it (DeviceLoader's `shard`); after the backward pass the
+gradients are averaged across processes in one flattened all-reduce, so every process takes
+the same optimizer step as one process with the whole global batch would. This works for any
+method, whatever parts of the model it calls (features, heads, bound conditions), because it
+synchronises gradients rather than wrapping the forward. With `sync_bn`, BatchNorm uses the
+statistics of the global batch (per route, so OAT's per-sample routes stay right); without
+it each process normalises with its own share. Process 0 writes logs, checkpoints and results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..nn import RoutedBatchNorm2d
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def writer(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def from_environment(device_type: str) -> Distributed:
+    """The process's place in a torchrun job (WORLD_SIZE > 1), or a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def average_gradients(parameters: list[nn.Parameter], world: int) -> None:
+    """Replace each gradient by its mean over the processes (one all-reduce of all of them)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if world <= 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def all_reduce_sum(tensor: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def synchronise_batch_norm(model: nn.Module, enabled: bool) -> None:
+    """Make every RoutedBatchNorm2d of `model` use global-batch statistics (or not)."""
+    group = dist.group.WORLD if enabled and dist.is_initialized() else None
+    for module in model.modules():
+        if isinstance(module, RoutedBatchNorm2d):
+            module.sync_group = group
