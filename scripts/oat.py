@@ -67,7 +67,7 @@ def render(finished: dict[str, str]) -> str:
           for config, run, overrides in RUNS.values() if not run.startswith("runs/baselines")],
         f"    robustrain eval RUN --suite {SUITE}            # for each run, every (width, λ) setting",
         "    robustrain report " + " ".join(RUNS[n][1] for n in finished) + f" --suite {SUITE} \\",
-        "        --names " + " ".join(finished) + f" --out docs/results/{REPORT.name}",
+        "        --names " + ",".join(finished) + f" --out docs/results/{REPORT.name}",
         "",
         "Setting: the small CNN (`small_cnn`, width 16) on all 50,000 training images of",
         "`../shared/data/cifar10-jpeg` (crop + flip), SGD with Nesterov momentum, one-cycle learning rate",
