@@ -19,7 +19,7 @@ from robustrain.methods import StepContext, Threat, create_method
 from robustrain.models import create_model
 from robustrain.train import OptimConfig, RunConfig, ScheduleConfig, build_optimizer, lr_factor, train
 
-TIMING_KEYS = {"epoch_time_s", "images_per_s", "train_time_s"}
+TIMING_KEYS = {"epoch_time_s", "images_per_s", "train_time_s", "peak_memory_mb"}
 
 
 def tiny_config(out: Path, method: dict, epochs: int = 2, **extra) -> dict:
@@ -277,3 +277,20 @@ def test_every_shipped_config_resolves_and_builds_its_model_and_method(path):
     method = create_method(config.method["name"], {k: v for k, v in config.method.items() if k != "name"},
                            config.threat)
     method.attach(model)
+
+
+def test_a_step_that_runs_out_of_memory_says_so_and_suggests_a_smaller_batch(tmp_path, monkeypatch):
+    from robustrain.errors import RobustrainError
+    from robustrain.methods.standard import Standard
+
+    def out_of_memory(self, model, x, y, ctx):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Standard, "step", out_of_memory)
+    with pytest.raises(RobustrainError, match="batch size 64 does not fit in the memory of cpu; try --batch-size 32"):
+        train(from_dict(RunConfig, tiny_config(tmp_path / "run", {"name": "standard"}, epochs=1)), progress=False)
+
+
+def test_metrics_report_peak_memory(reference_run):
+    assert all(line["peak_memory_mb"] > 10 for line in
+               (json.loads(l) for l in (reference_run / "metrics.jsonl").read_text().splitlines()))

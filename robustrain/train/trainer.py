@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import resource
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -232,10 +234,11 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
         for group in optimizer.param_groups:
             group["lr"] = lr
         ctx.progress = (epoch + index / steps) / config.epochs
-        with torch.autocast(**amp):
-            out = method.step(forward, x, y, ctx)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(out.loss).backward()
+        with _fits_in_memory(config.batch_size, device):
+            with torch.autocast(**amp):
+                out = method.step(forward, x, y, ctx)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(out.loss).backward()
         average_gradients(parameters, cluster.world)
         if config.grad_clip is not None:
             scaler.unscale_(optimizer)
@@ -263,7 +266,28 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
         logs_sum = dict(zip(sorted(logs_sum), totals[3:]))
     return {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
             "epoch_time_s": seconds, "images_per_s": seen / seconds, "images": seen,
+            "peak_memory_mb": peak_memory_mb(device),
             **{k: v.item() / seen for k, v in logs_sum.items()}}
+
+
+@contextmanager
+def _fits_in_memory(batch_size: int, device: torch.device):
+    """Turn running out of memory in a training step into one sentence with what to do."""
+    try:
+        yield
+    except RuntimeError as error:  # torch.OutOfMemoryError (GPUs) is one; the CPU allocator raises a plain one
+        message = str(error)
+        if not isinstance(error, torch.OutOfMemoryError) and "can't allocate memory" not in message:
+            raise
+        raise RobustrainError(f"a training step with batch size {batch_size} does not fit in the memory of {device}; "
+                              f"try --batch-size {max(1, batch_size // 2)}") from None
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: allocated tensor memory on a GPU, the process's peak resident size on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _per_condition(model: Classifier, measure):
