@@ -15,9 +15,7 @@ import json
 import math
 import sys
 
-from common import ROOT, ensure_evaluation, ensure_run, provenance
-
-from robustrain.report import write_report
+from common import ROOT, commands, provenance, train_evaluate_report
 
 SUITE = "corruptions"
 DOC = ROOT / "docs/results/auxiliary.md"
@@ -33,12 +31,7 @@ RUNS = {
 
 def main() -> None:
     train = "--no-train" not in sys.argv[1:]
-    finished = {}
-    for name, (config, run, overrides) in RUNS.items():
-        if ensure_run(config, run, *overrides, train=train) is not None and ensure_evaluation(run, SUITE, train):
-            finished[name] = run
-    if finished:
-        write_report([ROOT / run for run in finished.values()], REPORT, suite=SUITE, names=list(finished))
+    finished = train_evaluate_report(RUNS, SUITE, REPORT, train)
     DOC.write_text(render(finished))
     print(f"wrote {DOC.relative_to(ROOT)}")
 
@@ -54,11 +47,7 @@ def render(finished: dict[str, str]) -> str:
         "Produced by `python scripts/auxiliary.py` (from the project root, in the project's virtualenv),",
         "which runs",
         "",
-        *[f"    robustrain train --config {config} --out {run} {' '.join(overrides)}".rstrip()
-          for config, run, overrides in RUNS.values()],
-        f"    robustrain eval RUN --suite {SUITE}",
-        "    robustrain report " + " ".join(RUNS[n][1] for n in finished) + f" --suite {SUITE} \\",
-        "        --names " + ",".join(finished) + f" --out docs/results/{REPORT.name}",
+        *commands(RUNS, finished, SUITE, REPORT),
         "",
         "Setting: the small CNN (`small_cnn`, width 16, 72k parameters) for 5 epochs on all 50,000",
         "training images of `../shared/data/cifar10-jpeg` (crop + flip), SGD with Nesterov momentum,",

@@ -42,6 +42,33 @@ def ensure_evaluation(run: str, suite: str, evaluate: bool = True) -> bool:
     return True
 
 
+Runs = dict[str, tuple[str, str, tuple[str, ...]]]
+"""name -> (config file, run folder, extra `robustrain train` arguments)."""
+
+
+def train_evaluate_report(runs: Runs, suite: str, report: Path, train: bool) -> dict[str, str]:
+    """Train and evaluate every run (as far as `train` allows), write their side-by-side report into
+    `report`; return {name: run folder} of the runs whose evaluation has finished."""
+    from robustrain.report import write_report
+
+    finished = {}
+    for name, (config, run, overrides) in runs.items():
+        if ensure_run(config, run, *overrides, train=train) is not None and ensure_evaluation(run, suite, train):
+            finished[name] = run
+    if finished:
+        write_report([ROOT / run for run in finished.values()], report, suite=suite, names=list(finished))
+    return finished
+
+
+def commands(runs: Runs, finished: dict[str, str], suite: str, report: Path) -> list[str]:
+    """The commands a results page was made with, indented for Markdown."""
+    return [*[f"    robustrain train --config {config} --out {run} {' '.join(overrides)}".rstrip()
+              for config, run, overrides in runs.values()],
+            f"    robustrain eval RUN --suite {suite}            # each run; every (width, λ) setting of a conditioned one",
+            "    robustrain report " + " ".join(runs[n][1] for n in finished) + f" --suite {suite} \\",
+            "        --names " + ",".join(finished) + f" --out {report.relative_to(ROOT)}"]
+
+
 def provenance() -> str:
     """One line naming the code and the machine a results page was made with."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)

@@ -17,9 +17,7 @@ import json
 import math
 import sys
 
-from common import ROOT, ensure_evaluation, ensure_run, provenance
-
-from robustrain.report import write_report
+from common import ROOT, commands, provenance, train_evaluate_report
 
 SUITE = "quick"
 DOC = ROOT / "docs/results/oat.md"
@@ -28,18 +26,13 @@ DEDICATED = {0.0: ("configs/cpu/standard_cifar10.yaml", "runs/baselines/standard
              0.2: ("configs/cpu/pgd_at_lambda_cifar10.yaml", "runs/oat/pgd_at_lambda0.2", ("--set", "method.adv_weight=0.2")),
              1.0: ("configs/cpu/pgd_at_lambda_cifar10.yaml", "runs/oat/pgd_at_lambda1", ("--set", "method.adv_weight=1.0"))}
 RUNS = {"oat": ("configs/cpu/oat_cifar10.yaml", "runs/oat/oat", ()),
-        **{f"pgd_at(λ={lam:g})": spec for lam, spec in DEDICATED.items()},
+        **{f"pgd_at_lambda{lam:g}": spec for lam, spec in DEDICATED.items()},
         "oats": ("configs/cpu/oats_cifar10.yaml", "runs/oat/oats", ())}
 
 
 def main() -> None:
     train = "--no-train" not in sys.argv[1:]
-    finished = {}
-    for name, (config, run, overrides) in RUNS.items():
-        if ensure_run(config, run, *overrides, train=train) is not None and ensure_evaluation(run, SUITE, train):
-            finished[name] = run
-    if finished:
-        write_report([ROOT / run for run in finished.values()], REPORT, suite=SUITE, names=list(finished))
+    finished = train_evaluate_report(RUNS, SUITE, REPORT, train)
     DOC.write_text(render(finished))
     print(f"wrote {DOC.relative_to(ROOT)}")
 
@@ -63,11 +56,7 @@ def render(finished: dict[str, str]) -> str:
         "Produced by `python scripts/oat.py` (from the project root, in the project's virtualenv), which",
         "runs",
         "",
-        *[f"    robustrain train --config {config} --out {run} {' '.join(overrides)}".rstrip()
-          for config, run, overrides in RUNS.values() if not run.startswith("runs/baselines")],
-        f"    robustrain eval RUN --suite {SUITE}            # for each run, every (width, λ) setting",
-        "    robustrain report " + " ".join(RUNS[n][1] for n in finished) + f" --suite {SUITE} \\",
-        "        --names " + ",".join(finished) + f" --out docs/results/{REPORT.name}",
+        *commands(RUNS, finished, SUITE, REPORT),
         "",
         "Setting: the small CNN (`small_cnn`, width 16) on all 50,000 training images of",
         "`../shared/data/cifar10-jpeg` (crop + flip), SGD with Nesterov momentum, one-cycle learning rate",
@@ -93,7 +82,7 @@ def render(finished: dict[str, str]) -> str:
     for key, s in oat.items():
         lam = float(key.split("=")[1])
         row = f"| {lam:g} | {pct(s['clean_accuracy'])} | {pct(s['attack_accuracy']['pgd20'])} |"
-        name = f"pgd_at(λ={lam:g})"
+        name = f"pgd_at_lambda{lam:g}"
         if name in finished:
             d = summary(finished[name])["model"]
             delta_clean = s["clean_accuracy"] - d["clean_accuracy"]
