@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config import from_dict
 from ..errors import ConfigError
 from .adcorda import AdCorDA
+from .augmix import AugMix
 from .auxiliary import Auxiliary
 from .base import Method, StepContext, StepOutput, Threat
 from .fast_at import FastAT
@@ -13,7 +14,7 @@ from .pgd_at import PGDAT
 from .standard import Standard
 from .trades import TRADES
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT, OAT, AdCorDA, Auxiliary)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT, OAT, AdCorDA, Auxiliary, AugMix)}
 
 
 def create_method(name: str, options: dict | None, threat: Threat) -> Method:
