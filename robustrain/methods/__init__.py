@@ -7,6 +7,7 @@ from ..errors import ConfigError
 from .adcorda import AdCorDA
 from .augmix import AugMix
 from .auxiliary import Auxiliary
+from .ews import EWS
 from .base import Method, StepContext, StepOutput, Threat
 from .fast_at import FastAT
 from .oat import OAT
@@ -14,7 +15,7 @@ from .pgd_at import PGDAT
 from .standard import Standard
 from .trades import TRADES
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT, OAT, AdCorDA, Auxiliary, AugMix)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT, OAT, AdCorDA, Auxiliary, AugMix, EWS)}
 
 
 def create_method(name: str, options: dict | None, threat: Threat) -> Method:

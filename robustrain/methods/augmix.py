@@ -62,13 +62,15 @@ class AugMix(Method):
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         if not self.options.jsd:
-            logits = model(self.views(x, ctx.generator))
-            return StepOutput(ctx.cross_entropy(logits, y), logits)
+            augmented = self.views(x, ctx.generator)
+            logits = model(augmented)
+            return StepOutput(ctx.cross_entropy(logits, y), logits, views=((augmented, logits, 1.0),))
         batch = torch.cat([x, self.views(x, ctx.generator), self.views(x, ctx.generator)])
         if x.is_contiguous(memory_format=torch.channels_last):
             batch = batch.contiguous(memory_format=torch.channels_last)
-        clean, aug1, aug2 = model(batch).split(len(x))
+        logits = model(batch)
+        clean, aug1, aug2 = logits.split(len(x))
         ce = ctx.cross_entropy(clean, y)
         consistency = jensen_shannon(clean, aug1, aug2)
         return StepOutput(ce + self.options.jsd_weight * consistency, clean,
-                          {"clean_loss": ce.detach(), "jsd": consistency.detach()})
+                          {"clean_loss": ce.detach(), "jsd": consistency.detach()}, views=((batch, logits, 1.0),))

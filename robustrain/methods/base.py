@@ -43,11 +43,16 @@ class StepContext:
 
 @dataclass
 class StepOutput:
-    """The loss to minimise, the logits training accuracy is measured on, and extra logs."""
+    """The loss to minimise, the logits training accuracy is measured on, and extra logs.
+
+    views: the (inputs, full-network logits, weight) triples the loss was computed on, for a method
+    that wraps this one and adds a term on the same inputs (EWS distils each view into a subnet);
+    the view an adversarial method trains on comes last."""
 
     loss: torch.Tensor
     logits: torch.Tensor
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
+    views: tuple[tuple[torch.Tensor, torch.Tensor, float], ...] = ()
 
 
 class Method(nn.Module):
@@ -67,6 +72,11 @@ class Method(nn.Module):
         """Called once with the model before training (before the optimizer and any checkpoint
         are made): raise ConfigError if this method cannot train it, and build the modules that
         depend on it (auxiliary heads)."""
+
+    def self_trained_parameters(self) -> tuple[nn.Parameter, ...]:
+        """Parameters this method updates itself (with its own optimizer), which the trainer's
+        optimizer must leave alone."""
+        return ()
 
     def prepare(self, model: nn.Module, train_set, run_dir, device: torch.device, augment):
         """The training set the run iterates over, made once before the first epoch (after the

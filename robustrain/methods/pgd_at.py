@@ -49,14 +49,15 @@ class PGDAT(Method):
         lam = self.options.adv_weight
         if lam == 0:
             logits = model(x)
-            return StepOutput(ctx.cross_entropy(logits, y), logits)
+            return StepOutput(ctx.cross_entropy(logits, y), logits, views=((x, logits, 1.0),))
         x_adv = self.attack(model, x, y, ctx.generator)
         adv_logits = model(x_adv)
         loss = lam * ctx.cross_entropy(adv_logits, y)
-        logs = {}
+        logs, views = {}, ((x_adv, adv_logits, lam),)
         if lam < 1:
             clean_logits = model(x)
             clean_loss = ctx.cross_entropy(clean_logits, y)
             loss = loss + (1 - lam) * clean_loss
             logs["clean_loss"] = clean_loss.detach()
-        return StepOutput(loss, adv_logits, logs)
+            views = ((x, clean_logits, 1 - lam), *views)
+        return StepOutput(loss, adv_logits, logs, views)

@@ -32,7 +32,7 @@ class Standard(Method):
         if self.view_fns:
             x = self.augment(x, ctx.generator)
         logits = model(x)
-        return StepOutput(ctx.cross_entropy(logits, y), logits)
+        return StepOutput(ctx.cross_entropy(logits, y), logits, views=((x, logits, 1.0),))
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         choice = torch.randint(len(self.view_fns) + 1, (len(x),), generator=generator).to(x.device)

@@ -46,4 +46,5 @@ class TRADES(Method):
         robust = F.kl_div(F.log_softmax(adv_logits.float(), 1), F.softmax(clean_logits.float(), 1),
                           reduction="batchmean")
         loss = natural + self.options.beta * robust
-        return StepOutput(loss, clean_logits, {"natural_loss": natural.detach(), "robust_kl": robust.detach()})
+        return StepOutput(loss, clean_logits, {"natural_loss": natural.detach(), "robust_kl": robust.detach()},
+                          views=((x, clean_logits, 1.0), (x_adv, adv_logits, self.options.beta)))

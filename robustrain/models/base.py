@@ -47,6 +47,12 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
         return self.fc(self.penultimate(x, cond))
 
+    def maskable_channels(self) -> list[int]:
+        """Per residual block (mask_index order), the input channels of its middle convolution: the
+        shape of `Condition.channel_masks` (empty for a model without residual blocks)."""
+        blocks = sorted((m for m in self.modules() if hasattr(m, "mask_index")), key=lambda m: m.mask_index)
+        return [block.conv2.in_channels for block in blocks]
+
     def condition(self, lam: float | None = None, width: float = 1.0) -> Condition:
         """The condition of one test-time setting: λ's code and BN route, and a width."""
         if width not in self.widths:

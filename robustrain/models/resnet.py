@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import DEFAULT, Condition, NormSpec, SlimmableLinear, channels_at
+from ..nn.condition import mask_channels
 from .base import Classifier, ConditionedSequential, conv1x1, conv3x3
 
 
@@ -61,7 +62,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x, cond), cond))
-        out = self.bn2(self.conv2(out, cond), cond)
+        out = self.bn2(self.conv2(mask_channels(out, cond, self.mask_index), cond), cond)
         return F.relu(out + self.shortcut(x, cond))
 
 
@@ -86,7 +87,7 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x, cond), cond))
-        out = F.relu(self.bn2(self.conv2(out, cond), cond))
+        out = F.relu(self.bn2(self.conv2(mask_channels(out, cond, self.mask_index), cond), cond))
         out = self.bn3(self.conv3(out, cond), cond)
         return F.relu(out + self.shortcut(x, cond))
 
@@ -108,7 +109,7 @@ class PreActBlock(nn.Module):
         # The projection shortcut sees the pre-activated input, as in He et al. (2016b).
         shortcut = self.shortcut(pre, cond) if self.shortcut.needed else x
         out = F.relu(self.bn2(self.conv1(pre, cond), cond))
-        out = self.conv2(F.dropout(out, self.dropout, self.training), cond)
+        out = self.conv2(mask_channels(F.dropout(out, self.dropout, self.training), cond, self.mask_index), cond)
         return out + shortcut
 
 
@@ -124,6 +125,8 @@ def make_stages(block: type[nn.Module], stage_blocks: Sequence[int], stage_chann
             blocks.append(block(in_channels, channels, stride, norm, **block_options))
             in_channels = channels * expansion
         stages.append(blocks)
+    for index, made in enumerate(b for stage in stages for b in stage):
+        made.mask_index = index  # its entry in Condition.channel_masks
     return stages, in_channels
 
 

@@ -26,12 +26,27 @@ class Condition:
         one row per sample, or (dim,) for the whole batch. None for unconditioned models.
     width: the width multiplier of a slimmable model's sub-network (OATS); 1.0 is the
         whole network.
+    channel_masks: per residual block (in the model's `mask_index` order), a 0/1 vector over the
+        input channels of its middle convolution; masked channels are zeroed, without rescaling
+        (EWS subnets). None: every channel.
     """
 
     route: torch.Tensor | int = 0
     update_bn_stats: bool = True
     code: torch.Tensor | None = None
     width: float = 1.0
+    channel_masks: tuple[torch.Tensor, ...] | None = None
+
+
+def mask_channels(x: torch.Tensor, cond: Condition, index: int) -> torch.Tensor:
+    """x with the input channels block `index` masks in `cond` zeroed."""
+    if cond.channel_masks is None:
+        return x
+    mask = cond.channel_masks[index]
+    if mask.shape != (x.shape[1],):
+        raise ValueError(f"the channel mask of block {index} has shape {tuple(mask.shape)}; the block's middle "
+                         f"convolution takes {x.shape[1]} channels.")
+    return x * mask.to(x.dtype).view(1, -1, 1, 1)
 
 
 DEFAULT = Condition()

@@ -34,11 +34,15 @@ class OptimConfig:
             raise ConfigError("optim.nesterov needs the sgd optimizer with a positive momentum.")
 
 
-def build_optimizer(config: OptimConfig, modules: list[nn.Module]) -> torch.optim.Optimizer:
+def build_optimizer(config: OptimConfig, modules: list[nn.Module],
+                    exclude: tuple[nn.Parameter, ...] = ()) -> torch.optim.Optimizer:
+    """The optimizer of every trainable parameter of `modules` but those in `exclude` (parameters a
+    method trains itself, such as EWS's controller)."""
+    excluded = {id(p) for p in exclude}
     decay, no_decay = [], []
     for module in modules:
         for param in module.parameters():
-            if param.requires_grad:
+            if param.requires_grad and id(param) not in excluded:
                 (decay if config.decay_norm_and_bias or param.dim() > 1 else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}]
     if no_decay:

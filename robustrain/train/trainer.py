@@ -136,7 +136,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
                            config.threat).to(device)
     method.attach(model)
     synchronise_batch_norm(model, config.sync_bn and cluster.world > 1)
-    optimizer = build_optimizer(config.optim, [model, method])
+    optimizer = build_optimizer(config.optim, [model, method], exclude=method.self_trained_parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
 
     start_epoch, totals = 0, dict(ZERO_COST)

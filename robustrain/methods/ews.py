@@ -1,0 +1,190 @@
+"""EWS (Guo, Stutz & Schiele, ECCV 2022): find weak subnets during training and strengthen them by
+distillation from the full network, on top of any base method (standard, AugMix, PGD-AT, TRADES).
+
+A subnet keeps ⌈w·C_b⌉ of the C_b input channels of each residual block's middle convolution
+(the others are zeroed, without rescaling: `Condition.channel_masks`). An LSTM controller
+(hidden 100, ENAS-style) samples the kept channels block by block; REINFORCE with reward
+R = -(subnet accuracy on the current batch) makes it find weak subnets:
+
+    every `controller_interval` steps:  L_π = -(R - b) log π(s) - η H(s),  b <- 0.99 b + 0.01 R
+    every step:  L = L_base + λ_KL Σ_views weight · KL(softmax(sg f(x)) || softmax(f_s(x)))
+
+with a fresh subnet s ~ π each step, the full network as the detached teacher, and the subnet
+passes normalised with their batch statistics without touching the running ones. The views are
+what the base method trained on (AugMix: the clean and both augmented batches; PGD-AT: x_adv;
+TRADES: x with weight 1 and x_adv with weight β), and the controller's reward is measured on the
+last (the clean part for AugMix, x_adv for adversarial methods).
+
+Departures from the official code, each an option or written here:
+- its CIFAR corruption script never masks a block (its switch only matches the ImageNet block
+  classes); every block here is masked;
+- `kl_reduction`: "batchmean" (sum over classes, mean over images; the adversarial scripts) or
+  "mean" (also divided by the number of classes; the corruption scripts, where λ_KL = 1 is
+  λ_KL = 1/C in batch-mean terms);
+- `baseline`: "reward" (a textbook moving average of R, default) or "advantage" (the official
+  update with R - b, which converges to about half the mean reward);
+- log π(s) is the sum of the chosen channels' log-probabilities under the block's softmax (the
+  official approximation of a subset's probability); the path choice of the official controller
+  is left out: at w >= 0.5 both paths are always kept;
+- every controller parameter starts uniform(±0.1), output biases at 0 (the official code
+  re-initialises a random 30% of its tensors); the controller's Adam moments are not checkpointed,
+  so a resumed run continues with fresh moments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..nn import Condition
+from .base import Method, StepContext, StepOutput
+
+
+class Controller(nn.Module):
+    """Samples, block after block, which input channels of each block's middle conv to keep."""
+
+    def __init__(self, channels: list[int], keep: list[int], hidden: int = 100):
+        super().__init__()
+        self.channels, self.keep, self.hidden = list(channels), list(keep), hidden
+        self.cell = nn.LSTMCell(hidden, hidden)
+        self.start = nn.Parameter(torch.zeros(1, hidden))
+        self.heads = nn.ModuleList(nn.Linear(hidden, c) for c in channels)
+        self.embeddings = nn.ModuleList(nn.Embedding(c, hidden) for c in channels)
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -0.1, 0.1)
+        for head in self.heads:
+            nn.init.zeros_(head.bias)
+
+    def forward(self, generator: torch.Generator | None = None,
+                chosen: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(kept channel indices per block, log π, entropy) of a sampled subnet, or of `chosen`."""
+        state, inputs = None, self.start
+        picks, log_prob, entropy = [], inputs.new_zeros(()), inputs.new_zeros(())
+        for b, (head, embedding) in enumerate(zip(self.heads, self.embeddings)):
+            state = self.cell(inputs, state)
+            log_p = F.log_softmax(head(state[0]).squeeze(0), 0)
+            if chosen is None:
+                # k draws without replacement: the top-k of log p + Gumbel noise.
+                uniform = torch.rand(len(log_p), generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+                gumbel = -torch.log(-torch.log(uniform)).to(log_p)
+                pick = (log_p.detach() + gumbel).topk(self.keep[b]).indices.sort().values
+            else:
+                pick = chosen[b]
+            picks.append(pick)
+            log_prob = log_prob + log_p[pick].sum()
+            entropy = entropy - (log_p[pick].exp() * log_p[pick]).sum()
+            inputs = embedding(pick).mean(0, keepdim=True)
+        return picks, log_prob, entropy
+
+    def masks(self, picks: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.zeros(c, device=device).index_fill_(0, p.to(device), 1.0) for c, p in zip(self.channels, picks))
+
+
+def kl_to_subnet(teacher_logits: torch.Tensor, student_logits: torch.Tensor, reduction: str) -> torch.Tensor:
+    """KL(softmax(sg teacher) || softmax(student)), batch-mean (or also / classes for "mean")."""
+    kl = F.kl_div(F.log_softmax(student_logits.float(), 1), F.softmax(teacher_logits.detach().float(), 1),
+                  reduction="batchmean")
+    return kl / student_logits.shape[1] if reduction == "mean" else kl
+
+
+@dataclass(frozen=True)
+class EWSOptions:
+    """base: the method EWS strengthens ({name: augmix, ...}). subnet_width w, kl_weight λ_KL,
+    kl_reduction, controller_interval (steps), entropy_weight η, controller_lr (Adam, betas 0.5,
+    0.999, gradient norm clipped at 3), baseline_decay, baseline rule."""
+
+    base: dict = field(default_factory=lambda: {"name": "standard"})
+    subnet_width: float = 0.7
+    kl_weight: float = 1.0
+    kl_reduction: Literal["batchmean", "mean"] = "batchmean"
+    controller_interval: int = 10
+    entropy_weight: float = 0.005
+    controller_lr: float = 3e-4
+    controller_hidden: int = 100
+    baseline_decay: float = 0.99
+    baseline: Literal["reward", "advantage"] = "reward"
+
+    def __post_init__(self):
+        if not 0 < self.subnet_width <= 1:
+            raise ConfigError(f"method.subnet_width must lie in (0, 1], got {self.subnet_width}.")
+        if self.kl_reduction not in ("batchmean", "mean") or self.baseline not in ("reward", "advantage"):
+            raise ConfigError(f"method.kl_reduction must be batchmean or mean and method.baseline reward or "
+                              f"advantage, got {self.kl_reduction!r} and {self.baseline!r}.")
+        if self.controller_interval < 1 or self.kl_weight < 0:
+            raise ConfigError(f"method.controller_interval must be at least 1 and method.kl_weight non-negative, got "
+                              f"{self.controller_interval} and {self.kl_weight}.")
+        if not isinstance(self.base, dict) or self.base.get("name") in (None, "ews"):
+            raise ConfigError(f"method.base must name the method EWS strengthens (standard, augmix, pgd_at, trades), "
+                              f"got {self.base!r}.")
+
+
+class EWS(Method):
+    name = "ews"
+    Options = EWSOptions
+
+    def __init__(self, options: EWSOptions, threat):
+        super().__init__(options, threat)
+        from . import create_method
+
+        self.base = create_method(options.base["name"], {k: v for k, v in options.base.items() if k != "name"}, threat)
+        self.register_buffer("reward_baseline", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self.register_buffer("last_reward", torch.zeros((), dtype=torch.float64))
+        self.controller: Controller | None = None
+        self.controller_optimizer: torch.optim.Optimizer | None = None
+
+    def attach(self, model: nn.Module) -> None:
+        self.base.attach(model)
+        channels = model.maskable_channels() if hasattr(model, "maskable_channels") else []
+        if not channels:
+            raise ConfigError("method ews needs a model with residual blocks (a ResNet, PreAct-ResNet or WRN); "
+                              f"{type(model).__name__} has none to mask.")
+        keep = [math.ceil(self.options.subnet_width * c) for c in channels]
+        self.controller = Controller(channels, keep, self.options.controller_hidden).to(model.fc.weight.device)
+        self.controller_optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.options.controller_lr,
+                                                     betas=(0.5, 0.999))
+
+    def self_trained_parameters(self) -> tuple[nn.Parameter, ...]:
+        return tuple(self.controller.parameters()) if self.controller is not None else ()
+
+    def prepare(self, model, train_set, run_dir, device, augment):
+        return self.base.prepare(model, train_set, run_dir, device, augment)
+
+    def step(self, model, x, y, ctx: StepContext) -> StepOutput:
+        out = self.base.step(model, x, y, ctx)
+        if not out.views:
+            raise ConfigError(f"method {self.base.name} does not say which inputs it trained on; EWS cannot wrap it.")
+        if int(self.steps_done) % self.options.controller_interval == 0:
+            self.update_controller(model, out.views[-1][0][:len(y)], y, ctx.generator)
+        self.steps_done += 1
+        logs = {**out.logs, "controller_reward": self.last_reward.float(),
+                "controller_baseline": self.reward_baseline.float()}
+        picks, _, _ = self.controller(ctx.generator)
+        subnet = Condition(channel_masks=self.controller.masks(picks, x.device), update_bn_stats=False)
+        distill = sum(weight * kl_to_subnet(logits, model(inputs, subnet), self.options.kl_reduction)
+                      for inputs, logits, weight in out.views)
+        logs["subnet_kl"] = distill.detach()
+        return StepOutput(out.loss + self.options.kl_weight * distill, out.logits, logs, out.views)
+
+    def update_controller(self, model, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> None:
+        """One REINFORCE step toward subnets that get the batch wrong."""
+        picks, log_prob, entropy = self.controller(generator)
+        subnet = Condition(channel_masks=self.controller.masks(picks, x.device), update_bn_stats=False)
+        with torch.no_grad():
+            reward = -(model(x.detach(), subnet).argmax(1) == y).double().mean()
+        advantage = reward - self.reward_baseline
+        loss = -advantage.float() * log_prob - self.options.entropy_weight * entropy
+        self.controller_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.controller.parameters(), 3.0)
+        self.controller_optimizer.step()
+        decay = self.options.baseline_decay
+        tracked = reward if self.options.baseline == "reward" else advantage
+        self.reward_baseline.mul_(decay).add_((1 - decay) * tracked)
+        self.last_reward.copy_(reward)

@@ -1,0 +1,126 @@
+"""EWS: channel-masked blocks, frozen statistics in subnet passes, the controller, the loss."""
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robustrain.config import from_dict
+from robustrain.errors import ConfigError
+from robustrain.methods import StepContext, Threat, create_method
+from robustrain.methods.ews import Controller, kl_to_subnet
+from robustrain.models import create_model
+from robustrain.nn import Condition
+from robustrain.train import RunConfig, train
+
+
+@pytest.mark.parametrize("name", ["resnet20", "preact_resnet18", "wrn16_8", "resnet50"])
+def test_a_masked_block_equals_the_block_with_those_input_channels_zeroed(name):
+    torch.manual_seed(0)
+    model = create_model(name, 10).eval()
+    channels = model.maskable_channels()
+    masks = tuple((torch.rand(c) > 0.3).float() for c in channels)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        masked = model(x, Condition(channel_masks=masks))
+        blocks = sorted((m for m in model.modules() if hasattr(m, "mask_index")), key=lambda m: m.mask_index)
+        hooks = [block.conv2.register_forward_pre_hook(
+            lambda module, args, mask=mask: (args[0] * mask.view(1, -1, 1, 1),) + args[1:])
+            for block, mask in zip(blocks, masks)]
+        zeroed = model(x)
+        for hook in hooks:
+            hook.remove()
+        assert torch.allclose(masked, zeroed, atol=1e-5)
+        assert not torch.allclose(masked, model(x), atol=1e-3)
+
+
+def ews(base=None, **options):
+    torch.manual_seed(0)
+    model = create_model("resnet20", 10).train()
+    method = create_method("ews", {"base": base or {"name": "standard"}, **options}, Threat(eps=0.03))
+    method.attach(model)
+    return model, method
+
+
+def test_subnet_passes_leave_running_statistics_to_the_full_network():
+    model, method = ews(controller_interval=1)
+    full_only = copy.deepcopy(model)
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    method.step(model, x, y, StepContext(torch.Generator().manual_seed(0)))
+    full_only(x)
+    stats = {k: v for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+    for key, value in full_only.state_dict().items():
+        if key in stats:
+            assert torch.equal(stats[key], value), key
+
+
+def test_controller_log_probabilities_form_a_distribution_over_subnets():
+    torch.manual_seed(0)
+    # One channel kept per block: a sequence of categorical draws, so the probabilities of all
+    # subnets sum to one (the LSTM carries each choice into the next block's distribution).
+    single = Controller([3, 4], [1, 1], hidden=8)
+    total = sum(single(chosen=[torch.tensor([a]), torch.tensor([b])])[1].exp().item()
+                for a in range(3) for b in range(4))
+    assert total == pytest.approx(1.0, rel=1e-5)
+    # Several kept: the sum of the members' log-probabilities under the block's softmax.
+    pair = Controller([5], [2], hidden=8)
+    log_p = F.log_softmax(pair.heads[0](pair.cell(pair.start)[0]), 1)[0]
+    assert pair(chosen=[torch.tensor([1, 3])])[1].item() == pytest.approx((log_p[1] + log_p[3]).item(), rel=1e-6)
+    picks, log_prob, entropy = pair(torch.Generator().manual_seed(1))
+    assert len(picks[0]) == 2 and len(set(picks[0].tolist())) == 2 and entropy > 0
+    assert log_prob.item() == pytest.approx(pair(chosen=picks)[1].item())
+
+
+def test_controller_learns_to_pick_the_weakest_of_planted_subnets():
+    torch.manual_seed(0)
+    controller = Controller([6], [3], hidden=16)
+    optimizer = torch.optim.Adam(controller.parameters(), lr=0.05, betas=(0.5, 0.999))
+    generator, baseline = torch.Generator().manual_seed(0), 0.0
+    weak = {0, 1, 2}
+
+    def accuracy(pick):  # each planted weak channel kept costs 30 points of accuracy
+        return 1.0 - 0.3 * len(weak & set(pick.tolist()))
+
+    for _ in range(300):
+        picks, log_prob, entropy = controller(generator)
+        reward = -accuracy(picks[0])
+        loss = -(reward - baseline) * log_prob - 0.005 * entropy
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        baseline = 0.9 * baseline + 0.1 * reward
+    probabilities = F.softmax(controller.heads[0](controller.cell(controller.start)[0]), 1)[0]
+    assert set(probabilities.topk(3).indices.tolist()) == weak
+
+
+def test_loss_is_the_base_loss_plus_the_weighted_kl_to_the_subnet():
+    model, method = ews(kl_weight=0.5, controller_interval=1000)
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    out = method.step(model, x, y, StepContext(torch.Generator().manual_seed(0)))
+    base = F.cross_entropy(out.logits, y)
+    assert out.loss.item() == pytest.approx(base.item() + 0.5 * out.logs["subnet_kl"].item(), rel=1e-5)
+    assert out.logs["subnet_kl"] > 0
+    teacher, student = torch.randn(4, 10), torch.randn(4, 10)
+    assert kl_to_subnet(teacher, student, "mean").item() == pytest.approx(
+        kl_to_subnet(teacher, student, "batchmean").item() / 10)
+    expected = (F.softmax(teacher, 1) * (F.log_softmax(teacher, 1) - F.log_softmax(student, 1))).sum(1).mean()
+    assert kl_to_subnet(teacher, student, "batchmean").item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_ews_wraps_adversarial_and_augmix_bases_and_trains_end_to_end(tmp_path):
+    for base in ({"name": "pgd_at", "steps": 1}, {"name": "trades", "steps": 1}, {"name": "augmix"}):
+        model, method = ews(base)
+        x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
+        out = method.step(model, x, y, StepContext(torch.Generator().manual_seed(0)))
+        out.loss.backward()
+        assert math.isfinite(out.loss.item()) and model.fc.weight.grad is not None
+    with pytest.raises(ConfigError, match="residual blocks"):
+        create_method("ews", {}, Threat()).attach(create_model("small_cnn", 10))
+    config = {"data": {"name": "digits", "augment": "none", "train_limit": 128}, "model": {"name": "resnet20"},
+              "method": {"name": "ews", "base": {"name": "standard"}, "controller_interval": 2},
+              "eval": {"pgd_steps": 1, "pgd_limit": 20}, "epochs": 1, "batch_size": 32, "device": "cpu",
+              "out": str(tmp_path / "run")}
+    results = train(from_dict(RunConfig, config), progress=False)
+    assert results["cost"]["forward_backward"] >= 2 * 128  # full and subnet passes
