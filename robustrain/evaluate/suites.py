@@ -32,7 +32,7 @@ class Suite:
 SUITES = {
     "quick": Suite("quick", QUICK_CORRUPTIONS, (3,), 1000, ("pgd20",), 1000, ()),
     "standard": Suite("standard", BENCHMARK, SEVERITIES, None, ("pgd20", "autoattack"), 1000, (0.25, 0.5, 2.0)),
-    "corruptions": Suite("corruptions", BENCHMARK, SEVERITIES, None, (), None, ()),
+    "corruptions": Suite("corruptions", BENCHMARK, SEVERITIES, 2000, (), None, ()),
     "full": Suite("full", BENCHMARK + EXTRA, SEVERITIES, None, ("fgsm", "pgd20", "autoattack"), None,
                   (0.25, 0.5, 1.5, 2.0)),
 }
