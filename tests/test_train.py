@@ -15,7 +15,7 @@ from safetensors import safe_open
 from robustrain.attacks import PGD
 from robustrain.config import from_dict
 from robustrain.errors import ConfigError
-from robustrain.methods import StepContext, Threat, create_method
+from robustrain.methods import StepContext, Threat, create_method, method_from_section
 from robustrain.models import create_model
 from robustrain.train import OptimConfig, RunConfig, ScheduleConfig, build_optimizer, lr_factor, train
 
@@ -274,8 +274,7 @@ def test_every_shipped_config_resolves_and_builds_its_model_and_method(path):
     info = DatasetInfo(name=config.data.name, num_classes=10, channels=3, image_size=(32, 32),
                        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     model = build_model(config, info)
-    method = create_method(config.method["name"], {k: v for k, v in config.method.items() if k != "name"},
-                           config.threat)
+    method = method_from_section(config.method, config.threat)
     method.attach(model)
 
 

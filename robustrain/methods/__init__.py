@@ -26,4 +26,9 @@ def create_method(name: str, options: dict | None, threat: Threat) -> Method:
     return cls(from_dict(cls.Options, options or {}, "method"), threat)
 
 
-__all__ = ["METHODS", "Method", "StepContext", "StepOutput", "Threat", "create_method"]
+def method_from_section(section: dict, threat: Threat) -> Method:
+    """A method from a configuration section: {"name": ..., **its options}."""
+    return create_method(section["name"], {k: v for k, v in section.items() if k != "name"}, threat)
+
+
+__all__ = ["METHODS", "Method", "StepContext", "StepOutput", "Threat", "create_method", "method_from_section"]

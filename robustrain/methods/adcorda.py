@@ -34,7 +34,7 @@ from ..attacks import Correct, running_mode
 from ..data import ImageDataset
 from ..errors import ConfigError
 from ..io import atomic_write, atomic_write_text
-from .base import Method, StepContext, StepOutput
+from .base import Method, StepContext, StepOutput, layout_like
 
 CORRECTED_DIR = "corrected"
 
@@ -103,9 +103,7 @@ class AdCorDA(Method):
         x_target = self.target.images[rows]
         if self.augment is not None:
             x_target = self.augment(x_target, ctx.generator)
-        x_target = x_target.to(x.dtype).div_(255)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            x_target = x_target.contiguous(memory_format=torch.channels_last)
+        x_target = layout_like(x_target.to(x.dtype).div_(255), x)
         source_features, target_features = model.penultimate(x), model.penultimate(x_target)
         logits = model.fc(source_features)
         source_loss = ctx.cross_entropy(logits, y)

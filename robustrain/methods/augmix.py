@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .augmix_ops import augment_and_mix
-from .base import Method, StepContext, StepOutput
+from .base import Method, StepContext, StepOutput, layout_like
 
 
 def jensen_shannon(*logits: torch.Tensor) -> torch.Tensor:
@@ -65,9 +65,7 @@ class AugMix(Method):
             augmented = self.views(x, ctx.generator)
             logits = model(augmented)
             return StepOutput(ctx.cross_entropy(logits, y), logits, views=((augmented, logits, 1.0),))
-        batch = torch.cat([x, self.views(x, ctx.generator), self.views(x, ctx.generator)])
-        if x.is_contiguous(memory_format=torch.channels_last):
-            batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = layout_like(torch.cat([x, self.views(x, ctx.generator), self.views(x, ctx.generator)]), x)
         logits = model(batch)
         clean, aug1, aug2 = logits.split(len(x))
         ce = ctx.cross_entropy(clean, y)

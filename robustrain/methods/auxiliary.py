@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..nn import Condition
-from .base import Method, StepContext, StepOutput
+from .base import Method, StepContext, StepOutput, layout_like
 from .views import make_view
 
 
@@ -124,9 +124,7 @@ class Auxiliary(Method):
         view_cond = Condition(update_bn_stats=not o.selective_bn)
         aux_ce, distill = 0, 0
         for view, head in zip(self.view_fns, self.heads):
-            corrupted = view(x, ctx.generator)
-            if x.is_contiguous(memory_format=torch.channels_last):
-                corrupted = corrupted.contiguous(memory_format=torch.channels_last)
+            corrupted = layout_like(view(x, ctx.generator), x)
             head_logits = head(model.last_feature_map(corrupted, view_cond))
             aux_ce = aux_ce + ctx.cross_entropy(head_logits, y)
             distill = distill + (soft_cross_entropy(logits, head_logits) if o.distill_direction == "primary_teaches"

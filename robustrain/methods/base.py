@@ -55,6 +55,13 @@ class StepOutput:
     views: tuple[tuple[torch.Tensor, torch.Tensor, float], ...] = ()
 
 
+def layout_like(images: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`images` in the memory format of the batch `like` (channels-last runs stay channels-last)."""
+    if like.is_contiguous(memory_format=torch.channels_last):
+        return images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
 class Method(nn.Module):
     """A training method. Subclasses set `Options` (a dataclass of their hyper-parameters)
     and implement `step`. Being a module, a method may own parameters (auxiliary heads,

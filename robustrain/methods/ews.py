@@ -130,9 +130,9 @@ class EWS(Method):
 
     def __init__(self, options: EWSOptions, threat):
         super().__init__(options, threat)
-        from . import create_method
+        from . import method_from_section
 
-        self.base = create_method(options.base["name"], {k: v for k, v in options.base.items() if k != "name"}, threat)
+        self.base = method_from_section(options.base, threat)
         self.register_buffer("reward_baseline", torch.zeros((), dtype=torch.float64))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.register_buffer("last_reward", torch.zeros((), dtype=torch.float64))

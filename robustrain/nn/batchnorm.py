@@ -91,9 +91,9 @@ class RoutedBatchNorm2d(nn.Module):
         if route.numel() and not 0 <= int(route.min()) <= int(route.max()) < self.num_routes:
             raise ValueError(f"route values must lie in 0..{self.num_routes - 1}, got {route.unique().tolist()}.")
         out = torch.empty_like(x)
+        synchronised = self.sync_group is not None and self.training
         for r in range(self.num_routes):
             rows = (route == r).nonzero().squeeze(1)
-            synchronised = self.sync_group is not None and self.training
             if rows.numel() or synchronised:
                 out[rows] = _normalize(self.branches[first + r], x[rows], update_stats, self.sync_group)
         return out

@@ -18,7 +18,7 @@ from .checkpoint import load_latest, pack_state, save_checkpoint
 from .init import InitConfig, ZERO_COST, total_cost
 from .load import load_run
 from .optim import build_optimizer
-from .trainer import _final_evaluation, _prepare_run_dir, build_model, resolve_device
+from .trainer import _check_run_dir, _final_evaluation, _write_run_config, build_model, resolve_device
 
 
 def quantize_layers(model: torch.nn.Module, bits: int) -> None:
@@ -55,7 +55,8 @@ def quantize_run(source: str | Path, bits: int, out: str | Path, device: str = "
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        _prepare_run_dir(partial, config, resume=False)
+        _check_run_dir(partial, resume=False)
+        _write_run_config(partial, config)
         init_cost = total_cost(source_cost["cost"], source_cost.get("init_cost", ZERO_COST))
         tensors, optimizer_json = pack_state({"model": model}, build_optimizer(config.optim, [model]))
         last = config.epochs - 1

@@ -23,7 +23,7 @@ from ..config import from_dict, load_yaml, to_dict
 from ..data import DeviceLoader, ImageDataset, crop_flip, load_dataset, stream_seed
 from ..errors import ConfigError, RobustrainError
 from ..evaluate import accuracy, conditions_of
-from ..methods import StepContext, create_method
+from ..methods import StepContext, method_from_section
 from ..models import Classifier, create_model
 from ..io import atomic_write_text
 from .checkpoint import load_latest, pack_state, save_checkpoint, unpack_state
@@ -97,10 +97,8 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
         raise RobustrainError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out.")
 
 
-def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
-    _check_run_dir(run_dir, resume)
-    if not resume:
-        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
+def _write_run_config(run_dir: Path, config: RunConfig) -> None:
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def _keep_metrics_before(run_dir: Path, epoch: int) -> None:
@@ -132,8 +130,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     model = build_model(config, train_set.info).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    method = create_method(config.method["name"], {k: v for k, v in config.method.items() if k != "name"},
-                           config.threat).to(device)
+    method = method_from_section(config.method, config.threat).to(device)
     method.attach(model)
     synchronise_batch_norm(model, config.sync_bn and cluster.world > 1)
     optimizer = build_optimizer(config.optim, [model, method], exclude=method.self_trained_parameters())
@@ -153,7 +150,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     _check_run_dir(run_dir, resume)
     cluster.barrier()  # every process has checked the folder before process 0 writes into it
     if cluster.writer:
-        _prepare_run_dir(run_dir, config, resume)
+        if not resume:
+            _write_run_config(run_dir, config)
         _keep_metrics_before(run_dir, start_epoch)
     counter = PassCounter(totals["forward_backward"], totals["forward_only"])
     handle, started = counter.attach(model), time.perf_counter()
@@ -242,7 +240,7 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
         average_gradients(parameters, cluster.world)
         if config.grad_clip is not None:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         loss_sum += out.loss.detach() * len(y)
@@ -293,13 +291,9 @@ def peak_memory_mb(device: torch.device) -> float:
 def _per_condition(model: Classifier, measure):
     """measure(model), or {setting: measure(bound model)} for a conditioned model (OAT, OATS)."""
     conditions = conditions_of(model)
-    if not _conditioned(model):
+    if list(conditions) == [""]:
         return measure(model)
     return {name: measure(model.bind(condition)) for name, condition in conditions.items()}
-
-
-def _conditioned(model: Classifier) -> bool:
-    return list(conditions_of(model)) != [""]
 
 
 def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device, totals, init_cost) -> dict:
@@ -318,7 +312,8 @@ def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device,
 
     measured = _per_condition(model, measure)
     results = {
-        **({"conditions": measured} if _conditioned(model) else measured),
+        # A plain model's measurement, or one per setting of a conditioned model.
+        **(measured if "clean_acc" in measured else {"conditions": measured}),
         "test_images": len(test_set),
         "cost": {**totals, "images_per_s": totals["images"] / max(totals["train_time_s"], 1e-9),
                  "forward_backward_per_image": totals["forward_backward"] / max(totals["images"], 1)},
