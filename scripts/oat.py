@@ -158,8 +158,7 @@ def reading(comparisons) -> list[str]:
         lines += ["", "Not tested here, but likely at this scale: every λ sees only its share of each batch (λ = 0 "
                   "gets 22 of 128 samples, each non-zero λ about 21), so in 5 epochs each setting trains on about a "
                   "sixth of what its dedicated model sees; and the official FiLM starts with a scale near 0, which "
-                  "slowed the first epochs of this residual-free small CNN (27.6% against 43.2% test accuracy after "
-                  "3 short λ = 0 epochs in a check while building it)."]
+                  "may slow the first epochs of a network without residual paths such as this small CNN."]
     return lines
 
 
