@@ -124,3 +124,47 @@ def test_ews_wraps_adversarial_and_augmix_bases_and_trains_end_to_end(tmp_path):
               "out": str(tmp_path / "run")}
     results = train(from_dict(RunConfig, config), progress=False)
     assert results["cost"]["forward_backward"] >= 2 * 128  # full and subnet passes
+
+
+def test_a_resumed_ews_run_ends_bitwise_like_an_uninterrupted_one(tmp_path, monkeypatch):
+    """The controller's Adam moments and reward baseline travel with the checkpoint: a run resumed
+    from its first epoch's checkpoint ends with the same network and controller."""
+    import shutil
+
+    from robustrain.train import trainer
+    from safetensors.torch import load_file
+
+    def config(out):
+        return from_dict(RunConfig, {
+            "data": {"name": "digits", "augment": "none", "train_limit": 128}, "model": {"name": "resnet20"},
+            "method": {"name": "ews", "base": {"name": "standard"}, "controller_interval": 1},
+            "eval": {"pgd_steps": 1, "pgd_limit": 20}, "epochs": 2, "batch_size": 32, "device": "cpu",
+            "out": str(out)})
+
+    first_epoch = tmp_path / "first_epoch_checkpoints"
+    save = trainer.save_checkpoint
+
+    def save_and_keep_the_first(run_dir, epoch, tensors, sidecar):
+        save(run_dir, epoch, tensors, sidecar)
+        if epoch == 0:
+            shutil.copytree(run_dir / "checkpoints", first_epoch)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_and_keep_the_first)
+    reference = tmp_path / "reference"
+    train(config(reference), progress=False)
+    monkeypatch.undo()
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(reference, resumed)
+    shutil.rmtree(resumed / "checkpoints")
+    shutil.copytree(first_epoch, resumed / "checkpoints")
+    (resumed / "results.json").unlink()
+    train(config(resumed), resume=True, progress=False)
+
+    def final(run):
+        return load_file(run / "checkpoints" / "epoch-0001.safetensors")
+
+    expected, actual = final(reference), final(resumed)
+    assert any(k.startswith("method.controller/") for k in expected)  # the controller's Adam moments
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)

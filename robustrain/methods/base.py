@@ -85,6 +85,11 @@ class Method(nn.Module):
         optimizer must leave alone."""
         return ()
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers this method steps itself, by name; their state is checkpointed with the
+        run, so that a resumed run continues exactly."""
+        return {}
+
     def prepare(self, model: nn.Module, train_set, run_dir, device: torch.device, augment):
         """The training set the run iterates over, made once before the first epoch (after the
         initial weights are loaded) and kept in the run folder if it is not the given one: a phase

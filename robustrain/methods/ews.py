@@ -27,8 +27,7 @@ Departures from the official code, each an option or written here:
   official approximation of a subset's probability); the path choice of the official controller
   is left out: at w >= 0.5 both paths are always kept;
 - every controller parameter starts uniform(±0.1), output biases at 0 (the official code
-  re-initialises a random 30% of its tensors); the controller's Adam moments are not checkpointed,
-  so a resumed run continues with fresh moments.
+  re-initialises a random 30% of its tensors).
 """
 
 from __future__ import annotations
@@ -152,6 +151,9 @@ class EWS(Method):
 
     def self_trained_parameters(self) -> tuple[nn.Parameter, ...]:
         return tuple(self.controller.parameters()) if self.controller is not None else ()
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"controller": self.controller_optimizer} if self.controller_optimizer is not None else {}
 
     def prepare(self, model, train_set, run_dir, device, augment):
         return self.base.prepare(model, train_set, run_dir, device, augment)

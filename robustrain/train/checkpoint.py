@@ -20,34 +20,41 @@ from ..errors import RobustrainError
 from ..io import atomic_write, atomic_write_text
 
 
-def pack_state(modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """(tensors, json-able state) for the named modules and the optimizer."""
+def pack_state(modules: dict[str, nn.Module],
+               optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict, dict[str, dict]]:
+    """(tensors, {optimizer name: json-able state}) for the named modules and optimizers."""
     tensors = {f"{prefix}/{k}": v.detach().contiguous()
                for prefix, module in modules.items() for k, v in module.state_dict().items()}
-    optim = optimizer.state_dict()
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, entry in optim["state"].items():
-        for name, value in entry.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer/{pid}/{name}"] = value.detach().contiguous()
-            else:
-                scalars.setdefault(str(pid), {})[name] = value
-    return tensors, {"param_groups": optim["param_groups"], "scalars": scalars}
+    states = {}
+    for optimizer_name, optimizer in optimizers.items():
+        optim = optimizer.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for pid, entry in optim["state"].items():
+            for name, value in entry.items():
+                if torch.is_tensor(value):
+                    tensors[f"{optimizer_name}/{pid}/{name}"] = value.detach().contiguous()
+                else:
+                    scalars.setdefault(str(pid), {})[name] = value
+        states[optimizer_name] = {"param_groups": optim["param_groups"], "scalars": scalars}
+    return tensors, states
 
 
-def unpack_state(tensors: dict[str, torch.Tensor], optimizer_json: dict, modules: dict[str, nn.Module],
-                 optimizer: torch.optim.Optimizer) -> None:
+def unpack_state(tensors: dict[str, torch.Tensor], optimizer_states: dict[str, dict], modules: dict[str, nn.Module],
+                 optimizers: dict[str, torch.optim.Optimizer]) -> None:
     for prefix, module in modules.items():
         start = f"{prefix}/"
         module.load_state_dict({k[len(start):]: v for k, v in tensors.items() if k.startswith(start)})
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer/"):
-            _, pid, name = key.split("/", 2)
-            state.setdefault(int(pid), {})[name] = value
-    for pid, entries in optimizer_json["scalars"].items():
-        state.setdefault(int(pid), {}).update(entries)
-    optimizer.load_state_dict({"state": state, "param_groups": optimizer_json["param_groups"]})
+    for optimizer_name, optimizer in optimizers.items():
+        state: dict[int, dict[str, Any]] = {}
+        start = f"{optimizer_name}/"
+        for key, value in tensors.items():
+            if key.startswith(start):
+                pid, name = key[len(start):].split("/", 1)
+                state.setdefault(int(pid), {})[name] = value
+        saved = optimizer_states[optimizer_name]
+        for pid, entries in saved["scalars"].items():
+            state.setdefault(int(pid), {}).update(entries)
+        optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
 
 
 def save_checkpoint(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor], sidecar: dict) -> None:

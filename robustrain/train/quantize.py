@@ -58,9 +58,9 @@ def quantize_run(source: str | Path, bits: int, out: str | Path, device: str = "
         _check_run_dir(partial, resume=False)
         _write_run_config(partial, config)
         init_cost = total_cost(source_cost["cost"], source_cost.get("init_cost", ZERO_COST))
-        tensors, optimizer_json = pack_state({"model": model}, build_optimizer(config.optim, [model]))
+        tensors, optimizer_states = pack_state({"model": model}, {"optimizer": build_optimizer(config.optim, [model])})
         last = config.epochs - 1
-        save_checkpoint(partial, last, tensors, {"epoch": last, "seed": config.seed, "optimizer": optimizer_json,
+        save_checkpoint(partial, last, tensors, {"epoch": last, "seed": config.seed, "optimizers": optimizer_states,
                                                  "scaler": {}, "cost": dict(ZERO_COST), "init_cost": init_cost,
                                                  "config": to_dict(config)})
         results = _final_evaluation(partial, config, model, run.test_set, target, dict(ZERO_COST), init_cost)

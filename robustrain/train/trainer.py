@@ -135,12 +135,13 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     synchronise_batch_norm(model, config.sync_bn and cluster.world > 1)
     optimizer = build_optimizer(config.optim, [model, method], exclude=method.self_trained_parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    optimizers = {"optimizer": optimizer, **{f"method.{name}": o for name, o in method.optimizers().items()}}
 
     start_epoch, totals = 0, dict(ZERO_COST)
     checkpoint = load_latest(run_dir, device) if resume else None
     if checkpoint is not None:
         tensors, sidecar = checkpoint
-        unpack_state(tensors, sidecar["optimizer"], {"model": model, "method": method}, optimizer)
+        unpack_state(tensors, sidecar["optimizers"], {"model": model, "method": method}, optimizers)
         scaler.load_state_dict(sidecar["scaler"])
         start_epoch, totals, init_cost = sidecar["epoch"] + 1, sidecar["cost"], sidecar["init_cost"]
     elif config.init.path is not None:
@@ -190,8 +191,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
             net, test_set, batch_size=config.eval.batch_size, device=device))
         with open(run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
-        tensors, optimizer_json = pack_state({"model": model, "method": method}, optimizer)
-        save_checkpoint(run_dir, epoch, tensors, {"epoch": epoch, "seed": config.seed, "optimizer": optimizer_json,
+        tensors, optimizer_states = pack_state({"model": model, "method": method}, optimizers)
+        save_checkpoint(run_dir, epoch, tensors, {"epoch": epoch, "seed": config.seed, "optimizers": optimizer_states,
                                                   "scaler": scaler.state_dict(), "cost": totals,
                                                   "init_cost": init_cost, "config": to_dict(config)})
         test = record["test_acc"]
