@@ -25,3 +25,4 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(VENV)/bin/python bench/speed.py --out docs/results/bench.md
+	$(VENV)/bin/python bench/peers.py --channels-last --out docs/results/peers.md

@@ -5,10 +5,11 @@
    severity 3, 32x32 CIFAR-10 test images. imagecorruptions has only the ImageNet-C severity
    table, so the speed-up compares robustrain run with that same table (same work); the time with
    the CIFAR table, which is what CIFAR evaluations use, is shown beside it.
-2. Attacks: images per second of PGD-20 and APGD-CE (100 steps) against torchattacks on the same
-   model, images, eps and settings. The model is a trained run (default: the PGD-AT baseline, so
-   that most images stay robust for many steps, as in a real evaluation); without one, an untrained
-   small CNN, on which APGD stops early for the many misclassified images.
+2. Attacks: images per second of PGD-20 and APGD-CE (100 steps) against torchattacks, ART and a
+   plain loop on the same model, images, eps and settings (bench/peers.py's evaluation table). The
+   model is a trained run (default: the PGD-AT baseline, so that most images stay robust for many
+   steps, as in a real evaluation); without one, an untrained small CNN, on which APGD stops early
+   for the many misclassified images.
 
 Timings are wall-clock medians of repeated runs after a warm-up (numba compiles glass blur on its
 first call). imagecorruptions is timed in a child process: once numba and OpenCV have started their
@@ -26,16 +27,15 @@ import subprocess
 import sys
 import statistics
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from robustrain.attacks import APGD, PGD
 from robustrain.corruptions import CORRUPTIONS, corrupt
 from robustrain.data import load_dataset
-from robustrain.models import create_model
-from robustrain.train.load import load_run
+from peers import bench_model, evaluation_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg"
@@ -78,35 +78,6 @@ def corruption_table(images: torch.Tensor, batch: int, reference_images: int, re
     return lines
 
 
-def bench_model(run: Path) -> tuple[torch.nn.Module, str]:
-    if (run / "checkpoints" / "latest.json").is_file():
-        shown = run.resolve().relative_to(ROOT) if run.resolve().is_relative_to(ROOT) else run
-        return load_run(run).model.eval(), f"the trained run {shown}"
-    torch.manual_seed(0)
-    model = create_model("small_cnn", 10, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26), width=16).eval()
-    return model, f"an untrained small CNN ({run} was not found)"
-
-
-def attack_table(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, repeats: int) -> list[str]:
-    import torchattacks
-
-    x, y = images.float() / 255, labels
-    eps = 8 / 255
-    pairs = {
-        "PGD-20 (step 2/255, random start)": (
-            lambda: PGD(eps, 2 / 255, 20)(model, x, y, torch.Generator().manual_seed(0)),
-            lambda: torchattacks.PGD(model, eps=eps, alpha=2 / 255, steps=20, random_start=True)(x, y)),
-        "APGD-CE (100 steps)": (
-            lambda: APGD(eps, 100, loss="ce")(model, x, y, torch.Generator().manual_seed(0)),
-            lambda: torchattacks.APGD(model, eps=eps, steps=100, loss="ce", n_restarts=1, seed=0)(x, y)),
-    }
-    lines = ["| attack | robustrain (images/s) | torchattacks (images/s) | ratio |", "|---|---:|---:|---:|"]
-    for label, (ours, theirs) in pairs.items():
-        ours_s, theirs_s = median_seconds(ours, repeats), median_seconds(theirs, repeats)
-        lines.append(f"| {label} | {len(x) / ours_s:.0f} | {len(x) / theirs_s:.0f} | {theirs_s / ours_s:.2f}x |")
-    return lines
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=str(SHARED_CIFAR), help="CIFAR-10 folder (default ../shared/data)")
@@ -126,8 +97,9 @@ def main() -> None:
     print(machine + "\n")
     corruptions = corruption_table(images, args.batch, args.reference_images, args.repeats)
     print("\n".join(corruptions) + "\n")
-    model, described = bench_model(Path(args.run))
-    attacks = attack_table(model, images[:args.attack_images], labels[:args.attack_images], args.repeats)
+    model, described = bench_model(Path(args.run), None)
+    attacks = evaluation_table(model, images[:args.attack_images].float() / 255, labels[:args.attack_images],
+                               args.repeats, torch.device("cpu"), nullcontext)
     print(f"attacks on {described}")
     print("\n".join(attacks))
     if args.out:
