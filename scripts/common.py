@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -69,8 +70,27 @@ def commands(runs: Runs, finished: dict[str, str], suite: str, report: Path) -> 
             "        --names " + ",".join(finished) + f" --out {report.relative_to(ROOT)}"]
 
 
+def cost_table(runs: dict[str, str]) -> list[str]:
+    """Training cost of each run from its results and metrics, as a Markdown section."""
+    lines = ["", "## Training cost", "",
+             "Forward+backward passes per training image (a pass counter on the model), wall-clock training time",
+             "and speed as the runs logged them, peak memory (the process's peak resident size on this CPU; – where",
+             "a run predates its logging). The runs were trained under different loads of the 2-core machine (one",
+             "or two torch threads, alone or beside another run), so passes per image compare the methods' work;",
+             "times only say that each run fits this machine.", "",
+             "| run | passes per image | training time (min) | images/s | peak memory (MiB) |",
+             "|---|---:|---:|---:|---:|"]
+    for name, run in runs.items():
+        cost = json.loads((ROOT / run / "results.json").read_text())["cost"]
+        metrics = [json.loads(line) for line in (ROOT / run / "metrics.jsonl").read_text().splitlines()]
+        peaks = [m["peak_memory_mb"] for m in metrics if "peak_memory_mb" in m]
+        lines.append(f"| {name} | {cost['forward_backward_per_image']:.2f} | {cost['train_time_s'] / 60:.1f} | "
+                     f"{cost['images_per_s']:.0f} | {f'{max(peaks):.0f}' if peaks else '–'} |")
+    return lines
+
+
 def provenance() -> str:
     """One line naming the code and the machine a results page was made with."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return (f"Code: commit {commit.stdout.strip() or 'unknown'}. Machine: {platform.machine()}, "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}.")
+            f"{os.cpu_count()} cores, torch {torch.__version__}.")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from common import ROOT, commands, provenance, train_evaluate_report
+from common import ROOT, commands, cost_table, provenance, train_evaluate_report
 
 DOC = ROOT / "docs/results/ews.md"
 CORRUPTION_RUNS = {name: (f"configs/cpu/ews_{name}_resnet20.yaml", f"runs/ews/{name}", ())
@@ -46,6 +46,7 @@ def main() -> None:
     for name, run in adversarial.items():
         s = summary(run, "quick")
         lines.append(f"| {name} | {100 * s['clean_accuracy']:.2f} | – | {100 * s['attack_accuracy']['pgd20']:.2f} |")
+    lines += cost_table({**corruption, **adversarial})
     lines += ["", "## Reading", ""]
     if {"augmix", "augmix_ews"} <= set(corruption):
         a, e = summary(corruption["augmix"], "corruptions"), summary(corruption["augmix_ews"], "corruptions")
