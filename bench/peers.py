@@ -222,8 +222,14 @@ def evaluation_table(model, x, y, rounds: int, device, autocast) -> list[str]:
     ratios = {}
     for attack_name, tools in attacks.items():
         outputs = {}
-        medians = interleaved_medians({name: (lambda n=name, a=attack: outputs.__setitem__(n, a(x, y)))
-                                       for name, attack in tools.items()}, rounds, device)
+
+        def keeping_output(name, attack):
+            def run():
+                outputs[name] = attack(x, y)
+            return run
+
+        medians = interleaved_medians({name: keeping_output(name, attack) for name, attack in tools.items()},
+                                      rounds, device)
         for name, seconds in medians.items():
             ratio = "–" if name == "robustrain" else f"{seconds / medians['robustrain']:.2f}x"
             lines.append(f"| {attack_name} | {name} | {len(x) / seconds:.0f} | {ratio} | "

@@ -30,7 +30,7 @@ FLAG_KEYS = {
     "method": "method.name", "model": "model.name", "data": "data.name", "data_root": "data.root",
     "epochs": "epochs", "batch_size": "batch_size", "lr": "optim.lr", "schedule": "schedule.name",
     "eps": "threat.eps", "seed": "seed", "device": "device", "precision": "precision", "out": "out",
-    "init": "init.path",
+    "init": "init.path", "compile": "compile", "channels_last": "channels_last",
 }
 
 
@@ -41,12 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
-        "train", help="train a model with a method (standard, pgd_at, trades, fast_at, oat, adcorda)",
+        "train", help="train a model with a method (see `robustrain list`)",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
         description="Train one run. Settings come from --config (YAML), then the flags below, then --set; "
                     "the resolved configuration is saved as RUN/config.yaml.")
     train.add_argument("--config", metavar="FILE", help="YAML file with the run's settings (see configs/)")
-    train.add_argument("--method", help="training method: standard, pgd_at, trades, fast_at, oat, adcorda")
+    train.add_argument("--method", help="training method, e.g. standard, pgd_at, trades, oat, ews (see `robustrain list`)")
     train.add_argument("--model", help="model name, e.g. small_cnn, resnet18, wrn34_10 (see `robustrain list`)")
     train.add_argument("--data", help="dataset: cifar10, cifar100, svhn, mnist, fashion_mnist, imagefolder, digits")
     train.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="random seed (same seed, same CPU: bitwise same run)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--precision", help="fp32, bf16 (autocast) or fp16 (CUDA, with loss scaling)")
+    train.add_argument("--compile", action="store_true", default=None,
+                       help="torch.compile the model (costs a minute or two per process; pays off on long runs)")
+    train.add_argument("--channels-last", action="store_true", default=None,
+                       help="channels-last memory layout for model and batches (faster on most CPUs and GPUs)")
     train.add_argument("--out", metavar="RUN", help="run folder to create")
     train.add_argument("--init", metavar="RUN_OR_FILE",
                        help="start from trained weights: a run folder or a state dict (.safetensors, .pt); "

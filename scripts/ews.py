@@ -27,6 +27,25 @@ def summary(run: str, suite: str) -> dict:
     return json.loads((ROOT / run / "eval" / f"{suite}.json").read_text())["summary"]["model"]
 
 
+def subnet_log(runs: dict[str, str]) -> list[str]:
+    """Per-epoch means of the EWS runs: how weak the controller's subnets are and how far the full
+    network is from them."""
+    if not runs:
+        return []
+    lines = ["", "## EWS per epoch", "",
+             "Means over each epoch (`metrics.jsonl`): the full network's accuracy on its training batches, the",
+             "accuracy of the controller's subnet on the batch it was sampled for (minus the REINFORCE reward),",
+             "the KL from the full network to the subnet that the loss adds (times λ_KL), and test accuracy.", "",
+             "| run | epoch | train acc. | subnet acc. on its batch | KL(full ‖ subnet) | test acc. |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, run in runs.items():
+        for line in (ROOT / run / "metrics.jsonl").read_text().splitlines():
+            m = json.loads(line)
+            lines.append(f"| {name} | {m['epoch'] + 1} | {100 * m['train_acc']:.2f} | {-100 * m['controller_reward']:.2f} | "
+                         f"{m['subnet_kl']:.4f} | {100 * m['test_acc']:.2f} |")
+    return lines
+
+
 def main() -> None:
     train = "--no-train" not in sys.argv[1:]
     corruption = train_evaluate_report(CORRUPTION_RUNS, "corruptions", ROOT / "docs/results/ews-corruption", train)
@@ -47,6 +66,7 @@ def main() -> None:
         s = summary(run, "quick")
         lines.append(f"| {name} | {100 * s['clean_accuracy']:.2f} | – | {100 * s['attack_accuracy']['pgd20']:.2f} |")
     lines += cost_table({**corruption, **adversarial})
+    lines += subnet_log({name: run for name, run in {**corruption, **adversarial}.items() if name.endswith("_ews")})
     lines += ["", "## Reading", ""]
     if {"augmix", "augmix_ews"} <= set(corruption):
         a, e = summary(corruption["augmix"], "corruptions"), summary(corruption["augmix_ews"], "corruptions")

@@ -22,6 +22,14 @@ def test_help_explains_commands_and_options():
         assert flag in train.stdout
 
 
+def test_switch_flags_set_their_keys_only_when_given():
+    from robustrain.cli import _settings, build_parser
+
+    given = _settings(build_parser().parse_args(["train", "--channels-last", "--compile", "--set", "epochs=2"]))
+    assert given == {"channels_last": True, "compile": True, "epochs": 2}
+    assert _settings(build_parser().parse_args(["train", "--set", "epochs=2"])) == {"epochs": 2}
+
+
 def test_bad_value_is_one_sentence_without_traceback_and_writes_nothing(tmp_path):
     out = tmp_path / "run"
     result = run_cli("train", "--data", "digits", "--epochs", "0", "--out", str(out))
