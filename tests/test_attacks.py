@@ -196,16 +196,20 @@ def test_square_schedule_follows_the_paper():
 def test_square_agrees_with_torchattacks_and_stays_in_the_ball(digits_all, norm, eps, reference_norm):
     model, x, y = digits_all
     x, y = x[:600], y[:600]
-    ours = Square(eps, 300, norm=norm)(model, x, y, torch.Generator().manual_seed(0))
-    reference = torchattacks.Square(model, norm=reference_norm, eps=eps, n_queries=300, seed=0)(x, y)
-    delta = (ours - x).flatten(1)
-    size = delta.abs().max(1).values if norm == "linf" else delta.norm(dim=1)
-    assert size.max() <= eps + 1e-5 and ours.min() >= 0 and ours.max() <= 1
-    assert robust(model, ours, y).float().mean() < robust(model, x, y).float().mean() - 0.1
+    ours, reference = [], []
+    for seed in range(3):
+        adversarial = Square(eps, 300, norm=norm)(model, x, y, torch.Generator().manual_seed(seed))
+        delta = (adversarial - x).flatten(1)
+        size = delta.abs().max(1).values if norm == "linf" else delta.norm(dim=1)
+        assert size.max() <= eps + 1e-5 and adversarial.min() >= 0 and adversarial.max() <= 1
+        ours.append(robust(model, adversarial, y).float().mean())
+        reference_attack = torchattacks.Square(model, norm=reference_norm, eps=eps, n_queries=300, seed=seed)
+        reference.append(robust(model, reference_attack(x, y), y).float().mean())
+    assert max(ours) < robust(model, x, y).float().mean() - 0.1
     # One window per query is shared by the whole batch, so a seed moves every image at once:
-    # measured over seeds 0-2 here, L-inf robust accuracy spans 2.7 points (ours) and 1.5
-    # (torchattacks) at 300 queries. Different streams must agree within 2.5 points.
-    assert abs(robust(model, ours, y).float().mean() - robust(model, reference, y).float().mean()) <= 0.025
+    # over seeds 0-4, L-inf robust accuracy spans 4.8 points (ours) and 3.2 (torchattacks) at 300
+    # queries, with means 0.4 points apart. The means over three seeds must agree within 2.5 points.
+    assert abs(sum(ours) / 3 - sum(reference) / 3) <= 0.025
 
 
 def test_square_breaks_a_model_whose_gradients_are_masked(digits_all):
