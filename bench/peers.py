@@ -63,14 +63,14 @@ def bench_model(run: Path, name: str | None) -> tuple[torch.nn.Module, str]:
     if name is None and (run / "checkpoints" / "latest.json").is_file():
         shown = run.resolve().relative_to(ROOT) if run.resolve().is_relative_to(ROOT) else run
         return load_run(run).model.eval(), f"the trained run {shown}"
-    torch.manual_seed(0)
+    described = f"an untrained {name}" if name else f"an untrained small_cnn ({run} was not found)"
     name = name or "small_cnn"
+    torch.manual_seed(0)
     options = {"width": 16} if name == "small_cnn" else {}
-    model = create_model(name, 10, mean=MEAN, std=STD, **options).eval()
-    return model, f"an untrained {name}" + ("" if name != "small_cnn" or run.exists() else f" ({run} not found)")
+    return create_model(name, 10, mean=MEAN, std=STD, **options).eval(), described
 
 
-def test_batch(root: str, count: int, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def fixed_test_images(root: str, count: int, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed random `count` CIFAR-10 test images in [0, 1] and their labels, on `device`."""
     test_set = load_dataset("cifar10", root, "test")
     keep = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(0))[:count]
@@ -296,7 +296,7 @@ def main() -> None:
     autocast = (lambda: torch.autocast(device.type, torch.bfloat16)) if bf16 else nullcontext
     model, described = bench_model(Path(args.run), args.model)
     model = model.to(device, memory_format=torch.channels_last if args.channels_last else torch.preserve_format)
-    x, y = test_batch(args.data_root, max(args.batch, args.check_images if bf16 else 0), device, args.channels_last)
+    x, y = fixed_test_images(args.data_root, max(args.batch, args.check_images if bf16 else 0), device, args.channels_last)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {os.cpu_count()} cores"
     header = (f"Commit {commit or 'unknown'}; torch {torch.__version__}; {name}; {torch.get_num_threads()} threads; "
