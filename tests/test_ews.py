@@ -168,3 +168,36 @@ def test_a_resumed_ews_run_ends_bitwise_like_an_uninterrupted_one(tmp_path, monk
     assert any(k.startswith("method.controller/") for k in expected)  # the controller's Adam moments
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
+
+
+def _controller_after_steps(rank: int, world: int, init_file: str, out_dir: str, shared: bool) -> None:
+    """One data-parallel process: a few EWS steps on its own shard; saves its controller."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = create_model("resnet20", 10)
+    method = create_method("ews", {"base": {"name": "standard"}, "controller_interval": 1}, Threat())
+    method.attach(model)
+    shard = torch.Generator().manual_seed(100 + rank)
+    x, y = torch.rand(8, 3, 32, 32, generator=shard), torch.randint(0, 10, (8,), generator=shard)
+    ctx = StepContext(torch.Generator().manual_seed(10 + rank),
+                      shared_generator=torch.Generator().manual_seed(5) if shared else None,
+                      world=world if shared else 1)
+    for _ in range(3):
+        method.step(model, x, y, ctx)
+    torch.save(method.state_dict(), f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_data_parallel_processes_keep_one_controller(tmp_path, shared):
+    """With the shared stream and the global reward, two processes on different shards pick the same
+    subnets and take the same controller steps; with each its own stream (the control) they drift."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_controller_after_steps, args=(2, str(tmp_path / "init"), str(tmp_path), shared), nprocs=2)
+    first, second = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    assert first.keys() == second.keys() and any(k.startswith("controller.") for k in first)
+    same = all(torch.equal(first[k], second[k]) for k in first)
+    assert same == shared

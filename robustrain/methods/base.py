@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
+import torch.distributed
 import torch.nn.functional as F
 from torch import nn
 
@@ -31,11 +32,31 @@ class Threat:
 @dataclass
 class StepContext:
     """What a training step may use besides the batch: randomness, the shared loss options, and
-    how far training is (progress: epochs done / total epochs, fractional within an epoch)."""
+    how far training is (progress: epochs done / total epochs, fractional within an epoch).
+
+    Under data parallelism each process draws its own per-sample randomness from `generator`;
+    `shared_generator` gives the same draws on every process, for a method's global decisions (EWS's
+    subnet), and `world` processes share a batch; a single process leaves both at their defaults.
+    """
 
     generator: torch.Generator
     label_smoothing: float = 0.0
     progress: float = 0.0
+    shared_generator: torch.Generator | None = None
+    world: int = 1
+
+    @property
+    def shared(self) -> torch.Generator:
+        """The stream every process draws alike (a single process's own stream)."""
+        return self.generator if self.shared_generator is None else self.shared_generator
+
+    def global_mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of `value` over the processes (each holding an equal share of the batch)."""
+        if self.world == 1:
+            return value
+        total = value.clone()
+        torch.distributed.all_reduce(total)
+        return total / self.world
 
     def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         return F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing, reduction=reduction)

@@ -163,23 +163,25 @@ class EWS(Method):
         if not out.views:
             raise ConfigError(f"method {self.base.name} does not say which inputs it trained on; EWS cannot wrap it.")
         if int(self.steps_done) % self.options.controller_interval == 0:
-            self.update_controller(model, out.views[-1][0][:len(y)], y, ctx.generator)
+            self.update_controller(model, out.views[-1][0][:len(y)], y, ctx)
         self.steps_done += 1
         logs = {**out.logs, "controller_reward": self.last_reward.float(),
                 "controller_baseline": self.reward_baseline.float()}
-        picks, _, _ = self.controller(ctx.generator)
+        # Every process masks the same subnet, and every controller takes the same step from the
+        # global reward, so the controllers of data-parallel processes stay one controller.
+        picks, _, _ = self.controller(ctx.shared)
         subnet = Condition(channel_masks=self.controller.masks(picks, x.device), update_bn_stats=False)
         distill = sum(weight * kl_to_subnet(logits, model(inputs, subnet), self.options.kl_reduction)
                       for inputs, logits, weight in out.views)
         logs["subnet_kl"] = distill.detach()
         return StepOutput(out.loss + self.options.kl_weight * distill, out.logits, logs, out.views)
 
-    def update_controller(self, model, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> None:
-        """One REINFORCE step toward subnets that get the batch wrong."""
-        picks, log_prob, entropy = self.controller(generator)
+    def update_controller(self, model, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> None:
+        """One REINFORCE step toward subnets that get the (global) batch wrong."""
+        picks, log_prob, entropy = self.controller(ctx.shared)
         subnet = Condition(channel_masks=self.controller.masks(picks, x.device), update_bn_stats=False)
         with torch.no_grad():
-            reward = -(model(x.detach(), subnet).argmax(1) == y).double().mean()
+            reward = -ctx.global_mean((model(x.detach(), subnet).argmax(1) == y).double().mean())
         advantage = reward - self.reward_baseline
         loss = -advantage.float() * log_prob - self.options.entropy_weight * entropy
         self.controller_optimizer.zero_grad(set_to_none=True)

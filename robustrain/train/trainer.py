@@ -214,8 +214,9 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
     # process's, so one process replays exactly what it did before data parallelism existed.
     offset = 1000 * cluster.rank
     torch.manual_seed(stream_seed(config.seed, epoch, 1 + offset))
+    shared = torch.Generator().manual_seed(stream_seed(config.seed, epoch, 3)) if cluster.world > 1 else None
     ctx = StepContext(torch.Generator().manual_seed(stream_seed(config.seed, epoch, 2 + offset)),
-                      config.label_smoothing)
+                      config.label_smoothing, shared_generator=shared, world=cluster.world)
     amp = dict(device_type=device.type, dtype=AMP_DTYPES.get(config.precision), enabled=config.precision != "fp32")
     forward.train()
     method.train()
