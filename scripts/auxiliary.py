@@ -15,7 +15,7 @@ import json
 import math
 import sys
 
-from common import ROOT, commands, cost_table, provenance, train_evaluate_report
+from common import ROOT, commands, cost_table, epoch_rows, provenance, read_metrics, train_evaluate_report
 
 SUITE = "corruptions"
 DOC = ROOT / "docs/results/auxiliary.md"
@@ -96,18 +96,12 @@ def training_log(runs: dict[str, str]) -> list[str]:
              "+ ‖b_j − b_0‖², logged throughout and added to the loss (γ = 1) from 6/7 of the schedule.", "",
              "| run | epoch | train loss | auxiliary CE (sum of 4) | distillation (sum of 4) | merge penalty | test acc. |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, run in runs.items():
-        for line in (ROOT / run / "metrics.jsonl").read_text().splitlines():
-            m = json.loads(line)
-            lines.append(f"| {name} | {m['epoch'] + 1} | {m['train_loss']:.3f} | {m['aux_ce']:.3f} | {m['distill']:.3f} | "
-                         f"{m['merge_penalty']:.1f} | {100 * m['test_acc']:.2f} |")
-    return lines
+    return lines + epoch_rows(runs, lambda m: (f"{m['train_loss']:.3f}", f"{m['aux_ce']:.3f}", f"{m['distill']:.3f}",
+                                               f"{m['merge_penalty']:.1f}", f"{100 * m['test_acc']:.2f}"))
 
 
 def same_losses(run_a: str, run_b: str) -> bool:
-    def losses(run):
-        return [json.loads(line)["train_loss"] for line in (ROOT / run / "metrics.jsonl").read_text().splitlines()]
-    return losses(run_a) == losses(run_b)
+    return [m["train_loss"] for m in read_metrics(run_a)] == [m["train_loss"] for m in read_metrics(run_b)]
 
 
 def reading(rows: dict, base: dict, finished: dict[str, str]) -> list[str]:

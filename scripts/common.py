@@ -70,6 +70,17 @@ def commands(runs: Runs, finished: dict[str, str], suite: str, report: Path) -> 
             "        --names " + ",".join(finished) + f" --out {report.relative_to(ROOT)}"]
 
 
+def read_metrics(run: str) -> list[dict]:
+    """The per-epoch records of a run's metrics.jsonl."""
+    return [json.loads(line) for line in (ROOT / run / "metrics.jsonl").read_text().splitlines()]
+
+
+def epoch_rows(runs: dict[str, str], cells) -> list[str]:
+    """One Markdown table row per epoch of each run: name, epoch, then cells(record)."""
+    return [f"| {name} | {m['epoch'] + 1} | " + " | ".join(cells(m)) + " |"
+            for name, run in runs.items() for m in read_metrics(run)]
+
+
 def cost_table(runs: dict[str, str]) -> list[str]:
     """Training cost of each run from its results and metrics, as a Markdown section."""
     lines = ["", "## Training cost", "",
@@ -82,8 +93,7 @@ def cost_table(runs: dict[str, str]) -> list[str]:
              "|---|---:|---:|---:|---:|"]
     for name, run in runs.items():
         cost = json.loads((ROOT / run / "results.json").read_text())["cost"]
-        metrics = [json.loads(line) for line in (ROOT / run / "metrics.jsonl").read_text().splitlines()]
-        peaks = [m["peak_memory_mb"] for m in metrics if "peak_memory_mb" in m]
+        peaks = [m["peak_memory_mb"] for m in read_metrics(run) if "peak_memory_mb" in m]
         lines.append(f"| {name} | {cost['forward_backward_per_image']:.2f} | {cost['train_time_s'] / 60:.1f} | "
                      f"{cost['images_per_s']:.0f} | {f'{max(peaks):.0f}' if peaks else '–'} |")
     return lines

@@ -15,7 +15,7 @@ import json
 import math
 import sys
 
-from common import ROOT, commands, cost_table, provenance, train_evaluate_report
+from common import ROOT, commands, cost_table, epoch_rows, provenance, read_metrics, train_evaluate_report
 
 DOC = ROOT / "docs/results/ews.md"
 CORRUPTION_RUNS = {name: (f"configs/cpu/ews_{name}_resnet20.yaml", f"runs/ews/{name}", ())
@@ -36,18 +36,16 @@ def band(p: float, images: int) -> float:
     return 2 * math.sqrt(2 * p * (1 - p) / images)
 
 
-def within(before: dict, after: dict, key, images: int) -> bool:
-    return abs(value(after, key) - value(before, key)) <= band(value(before, key), images)
-
-
-def compare(before: dict, after: dict, key, images: int, label: str) -> str:
-    """'clean accuracy +x points (within noise, ±b); <label> +y points (...)' for after against before."""
-    parts = []
+def compare(before: dict, after: dict, key, images: int, label: str) -> tuple[str, bool]:
+    """('clean accuracy +x points (within noise, ±b); <label> +y points (...)', whether both are within
+    noise) for after against before."""
+    parts, all_within = [], True
     for k, n, name in (("clean_accuracy", 10000, "clean accuracy"), (key, images, label)):
         delta, noise = value(after, k) - value(before, k), band(value(before, k), n)
-        verdict = "within noise" if abs(delta) <= noise else "beyond noise"
-        parts.append(f"{name} {100 * delta:+.2f} points ({verdict}, ±{100 * noise:.1f})")
-    return "; ".join(parts) + "."
+        all_within = all_within and abs(delta) <= noise
+        parts.append(f"{name} {100 * delta:+.2f} points ({'within' if abs(delta) <= noise else 'beyond'} noise, "
+                     f"±{100 * noise:.1f})")
+    return "; ".join(parts) + ".", all_within
 
 
 def subnet_log(runs: dict[str, str]) -> list[str]:
@@ -63,12 +61,8 @@ def subnet_log(runs: dict[str, str]) -> list[str]:
              "loss adds times λ_KL; test accuracy.", "",
              "| run | epoch | train acc. | subnet acc. on its batch | KL(full ‖ subnet) | test acc. |",
              "|---|---:|---:|---:|---:|---:|"]
-    for name, run in runs.items():
-        for line in (ROOT / run / "metrics.jsonl").read_text().splitlines():
-            m = json.loads(line)
-            lines.append(f"| {name} | {m['epoch'] + 1} | {100 * m['train_acc']:.2f} | {-100 * m['controller_reward']:.2f} | "
-                         f"{m['subnet_kl']:.4f} | {100 * m['test_acc']:.2f} |")
-    return lines
+    return lines + epoch_rows(runs, lambda m: (f"{100 * m['train_acc']:.2f}", f"{-100 * m['controller_reward']:.2f}",
+                                               f"{m['subnet_kl']:.4f}", f"{100 * m['test_acc']:.2f}"))
 
 
 def main() -> None:
@@ -102,18 +96,21 @@ def main() -> None:
     verdicts = []
     if {"standard", "augmix"} <= set(corruption):
         s_, a = summary(corruption["standard"], "corruptions"), summary(corruption["augmix"], "corruptions")
-        lines.append("- AugMix against standard training: " + compare(s_, a, "mean_corruption_error", 2000, "corruption error"))
+        text, _ = compare(s_, a, "mean_corruption_error", 2000, "corruption error")
+        lines.append("- AugMix against standard training: " + text)
     if {"augmix", "augmix_ews"} <= set(corruption):
         a, e = summary(corruption["augmix"], "corruptions"), summary(corruption["augmix_ews"], "corruptions")
-        lines.append("- EWS on top of AugMix: " + compare(a, e, "mean_corruption_error", 2000, "corruption error"))
-        verdicts += [within(a, e, "clean_accuracy", 10000), within(a, e, "mean_corruption_error", 2000)]
+        text, within = compare(a, e, "mean_corruption_error", 2000, "corruption error")
+        lines.append("- EWS on top of AugMix: " + text)
+        verdicts.append(within)
     if {"pgd_at", "pgd_at_ews"} <= set(adversarial):
         a, e = summary(adversarial["pgd_at"], "quick"), summary(adversarial["pgd_at_ews"], "quick")
-        lines.append("- EWS on top of PGD-AT: " + compare(a, e, ("attack_accuracy", "pgd20"), 1000, "PGD-20 accuracy"))
-        verdicts += [within(a, e, "clean_accuracy", 10000), within(a, e, ("attack_accuracy", "pgd20"), 1000)]
+        text, within = compare(a, e, ("attack_accuracy", "pgd20"), 1000, "PGD-20 accuracy")
+        lines.append("- EWS on top of PGD-AT: " + text)
+        verdicts.append(within)
     for name, run in {**corruption, **adversarial}.items():
         if name.endswith("_ews"):
-            last = json.loads((ROOT / run / "metrics.jsonl").read_text().splitlines()[-1])
+            last = read_metrics(run)[-1]
             lines.append(f"- {name}, last epoch: the controller's subnets reach {-100 * last['controller_reward']:.2f}% "
                          f"against the full network's {100 * last['train_acc']:.2f}% on the same training images, "
                          f"KL(full ‖ subnet) {last['subnet_kl']:.4f}.")

@@ -43,8 +43,9 @@ def summary(run: str) -> dict:
     return json.loads((ROOT / run / "eval" / f"{SUITE}.json").read_text())["summary"]
 
 
-def standard_error(accuracy: float, images: int) -> float:
-    return math.sqrt(accuracy * (1 - accuracy) / images)
+def difference_tolerance(a: float, b: float, images: int) -> float:
+    """Two standard errors of the difference of two accuracies, each measured on `images` images."""
+    return 2 * math.hypot(*(math.sqrt(p * (1 - p) / images) for p in (a, b)))
 
 
 def pct(value: float) -> str:
@@ -149,7 +150,7 @@ def film_ablation(official: dict, residual: dict) -> list[str]:
         a, b = official[key], residual[key]
         cells = []
         for value, images in ((lambda s: s["clean_accuracy"], 10000), (lambda s: s["attack_accuracy"]["pgd20"], 1000)):
-            tolerance = 2 * math.hypot(standard_error(value(a), images), standard_error(value(b), images))
+            tolerance = difference_tolerance(value(a), value(b), images)
             delta = value(b) - value(a)
             cells += [pct(value(a)), pct(value(b)), f"{100 * delta:+.2f} (±{100 * tolerance:.1f})"]
             if images == 10000:
@@ -178,7 +179,7 @@ def reading(comparisons, film_ablation_done: bool) -> list[str]:
                                          ("PGD-20 accuracy", delta_robust, 1000, "pgd20")):
             ours = s["attack_accuracy"][key] if key else s["clean_accuracy"]
             theirs = d["attack_accuracy"][key] if key else d["clean_accuracy"]
-            tolerance = 2 * math.hypot(standard_error(ours, images), standard_error(theirs, images))
+            tolerance = difference_tolerance(ours, theirs, images)
             if abs(delta) <= tolerance:
                 verdicts.append(f"matches its {what} ({100 * delta:+.2f} points, within ±{100 * tolerance:.1f})")
             else:
