@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from .config import from_dict, load_yaml, set_dotted
+from .corruptions.tables import TABLES
 from .errors import RobustrainError
+
+SEVERITY_TABLES = tuple(TABLES)
 
 EXAMPLES = """examples:
   robustrain demo
@@ -115,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--corruptions-dir", metavar="DIR",
                           help="released CIFAR-10-C style files (<corruption>.npy, labels.npy) to use instead of "
                                "generating the corruptions")
+    evaluate.add_argument("--table", choices=SEVERITY_TABLES,
+                          help="severity table of generated corruptions (default: the dataset's benchmark, "
+                               "else by image size: cifar up to 32x32, tinyimagenet up to 64x64, imagenet)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     evaluate.add_argument("--batch-size", type=int, default=500, help="images per forward pass (default 500)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the image subsets, corruptions and attacks")
@@ -147,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--out", metavar="DIR", required=True, help="folder to write the .npy files into")
     corrupt.add_argument("--corruptions", default="all",
                          help="all, benchmark (the 15), extra (the 4) or comma-separated names (default all)")
-    corrupt.add_argument("--table", help="severity table: cifar or imagenet (default: by image size)")
+    corrupt.add_argument("--table", choices=SEVERITY_TABLES,
+                         help="severity table (default: the dataset's benchmark, else by image size)")
     corrupt.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     corrupt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
@@ -246,7 +253,7 @@ def _eval(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else run.folder / "eval" / f"{default_name}.json"
     results = evaluate(run.model, run.test_set, args.suite, eps=eps, norm=norm, out=out,
                        device=resolve_device(args.device), batch_size=args.batch_size, seed=args.seed,
-                       corruptions_dir=args.corruptions_dir, progress=not args.no_progress)
+                       corruptions_dir=args.corruptions_dir, table=args.table, progress=not args.no_progress)
     print("\n".join(summary_lines(results["summary"])))
     print(f"results in {out}")
 
@@ -257,14 +264,15 @@ def _is_run_path(path: Path) -> bool:
 
 
 def _corrupt(args: argparse.Namespace) -> None:
-    from .corruptions import BENCHMARK, CORRUPTIONS, EXTRA, write_corrupted
+    from .corruptions import BENCHMARK, CORRUPTIONS, EXTRA, table_for, write_corrupted
     from .data import load_dataset
     from .train import resolve_device
 
     groups = {"all": tuple(CORRUPTIONS), "benchmark": BENCHMARK, "extra": EXTRA}
     names = groups.get(args.corruptions) or tuple(n.strip() for n in args.corruptions.split(",") if n.strip())
     test_set = load_dataset(args.data, args.data_root, "test")
-    written = write_corrupted(args.out, test_set.images, test_set.labels, names, seed=args.seed, table=args.table,
+    table = args.table or table_for(*test_set.info.image_size, test_set.info.name)
+    written = write_corrupted(args.out, test_set.images, test_set.labels, names, seed=args.seed, table=table,
                               device=resolve_device(args.device),
                               on_done=lambda name, severity: print(f"{name} severity {severity} done", flush=True))
     print(f"wrote {len(written)} files to {args.out} ({len(names) - len(written)} were there already)")

@@ -14,6 +14,7 @@ from robustrain.attacks.losses import dlr, targeted_dlr
 from robustrain.evaluate import accuracy
 from robustrain.models import create_model
 from robustrain.data import load_dataset
+from robustrain.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +191,8 @@ def test_square_schedule_follows_the_paper():
     assert [fraction_schedule(0.8, q, 10000) for q in (0, 10, 11, 50, 51, 8000, 8001)] == pytest.approx(
         [0.8, 0.8, 0.4, 0.4, 0.2, 0.8 / 256, 0.8 / 512])
     assert fraction_schedule(0.8, 2500, 5000) == pytest.approx(0.8 / 128)
+    assert fraction_schedule(0.8, 2500, 5000, rescale=False) == pytest.approx(0.8 / 64)
+    assert fraction_schedule(0.8, 4999, 5000, rescale=False) == pytest.approx(0.8 / 128)
 
 
 @pytest.mark.parametrize("norm, eps, reference_norm", [("linf", 0.1, "Linf"), ("l2", 1.0, "L2")])
@@ -289,6 +292,17 @@ def test_autoattack_standard_uses_the_reference_settings():
     plus = dict(AutoAttack(8 / 255, version="plus").attacks)
     assert list(plus) == ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
     assert plus["apgd-ce"].restarts == plus["apgd-dlr"].restarts == plus["fab"].restarts == 5
+    # the reference builds Square with resc_schedule=False in every version; standalone Square rescales
+    custom = dict(AutoAttack(8 / 255, version="custom", attacks=["square"]).attacks)
+    assert not attacks["square"].rescale_schedule and not plus["square"].rescale_schedule
+    assert not custom["square"].rescale_schedule and Square(8 / 255).rescale_schedule
+
+
+def test_autoattack_refuses_a_version_together_with_a_list_of_attacks():
+    with pytest.raises(ConfigError, match="version='custom'"):
+        AutoAttack(8 / 255, attacks=["apgd-ce"])
+    with pytest.raises(ConfigError, match="version='custom'"):
+        AutoAttack(8 / 255, version="plus", attacks=["apgd-ce"])
 
 
 def test_autoattack_keeps_the_worst_case_per_image(digits_all):
@@ -297,7 +311,7 @@ def test_autoattack_keeps_the_worst_case_per_image(digits_all):
     # Deterministic components, so each image's outcome does not depend on which others share its batch.
     components = [("fgsm", FGSM(0.06)), ("pgd", PGD(0.06, 0.015, 10, random_start="none")),
                   ("fab-t", FAB(0.06, 10, targets=3))]
-    result = AutoAttack(0.06, attacks=components, batch_size=128).run(model, x, y)
+    result = AutoAttack(0.06, version="custom", attacks=components, batch_size=128).run(model, x, y)
     alone = [robust(model, attack(model, x, y), y) for _, attack in components]
     assert torch.equal(result.robust, alone[0] & alone[1] & alone[2])
     assert torch.equal(robust(model, result.adversarial, y), result.robust)

@@ -2,6 +2,7 @@
 Pillow) and against the statistics their parameters imply."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 from robustrain.corruptions import (BENCHMARK, CHUNK, CORRUPTIONS, EXTRA, TABLES, corrupt, corrupt_uint8,
                                     load_corrupted, table_for, write_corrupted)
 from robustrain.corruptions import ops
-from robustrain.corruptions.blur import disk_kernel, glass_blur, zoom_blur
+from robustrain.corruptions.blur import disk_kernel, glass_blur, glass_walk, zoom_blur
 from robustrain.corruptions.digital import affine_from_points
 from robustrain.corruptions.spatter import canny, chamfer_distance, equalize_hist
 from robustrain.corruptions.textures import frost_textures
@@ -53,8 +54,11 @@ def test_every_corruption_is_seeded_keeps_shape_and_range_and_changes_the_image(
     assert (a - x).abs().mean() > 1e-3
 
 
-def test_severity_table_follows_the_image_size_and_can_be_overridden():
-    assert table_for(32, 32) == "cifar" and table_for(64, 64) == "imagenet" and table_for(224, 224) == "imagenet"
+def test_severity_table_follows_the_dataset_then_the_image_size_and_can_be_overridden():
+    assert table_for(32, 32) == "cifar" and table_for(64, 64) == "tinyimagenet" and table_for(224, 224) == "imagenet"
+    assert table_for(40, 40) == "tinyimagenet" and table_for(65, 65) == "imagenet"
+    assert table_for(64, 64, "cifar10") == "cifar" and table_for(32, 32, "imagefolder") == "cifar"
+    assert table_for(64, 64, "tinyimagenet") == "tinyimagenet" and table_for(256, 256, "imagenet") == "imagenet"
     x = images(2).float()
     cifar = corrupt(x, "gaussian_noise", 5)
     imagenet = corrupt(x, "gaussian_noise", 5, table="imagenet")
@@ -182,17 +186,62 @@ def test_motion_blur_is_a_one_sided_gaussian_along_the_angle():
     np.testing.assert_allclose(ours[0].numpy(), expected, atol=1e-10)
 
 
-def test_glass_blur_only_moves_pixels_between_its_two_blurs():
+def numpy_statement_walk(offsets: np.ndarray, height: int, width: int, delta: int, image: int) -> np.ndarray:
+    """The reference's loop, statement for statement, on an (H, W, 3) array of pixel numbers."""
+    x = np.repeat(np.arange(height * width).reshape(height, width, 1), 3, axis=2)
+    for step in range(offsets.shape[0]):
+        k = 0
+        for h in range(height - delta, delta, -1):
+            for w in range(width - delta, delta, -1):
+                dx, dy = offsets[step, k, :, image]
+                h_prime, w_prime = h + dy, w + dx
+                x[h, w], x[h_prime, w_prime] = x[h_prime, w_prime], x[h, w]
+                k += 1
+    return x[..., 0].reshape(-1)
+
+
+@pytest.mark.parametrize("size, delta, iterations", [(32, 1, 2), (12, 2, 2)])
+def test_glass_walk_does_what_numpys_swap_statement_does(size, delta, iterations):
+    # NumPy's right-hand side holds views, so the "swap" copies one pixel onto the other
+    rng = np.random.default_rng(0)
+    positions = (size - 2 * delta) ** 2
+    offsets = rng.integers(-delta, delta, size=(iterations, positions, 2, 3))
+    walked = glass_walk(offsets, size, size, delta)
+    for image in range(3):
+        np.testing.assert_array_equal(walked[image], numpy_statement_walk(offsets, size, size, delta, image))
+    assert len(np.unique(walked[0])) < size * size  # pixels were copied, so some are gone
+
+
+def test_glass_blur_between_its_blurs_only_copies_pixels_of_the_8bit_image():
     x = images(2)
-    # sigma 0.05 gives a one-tap Gaussian, so the output is the 8-bit input with pixels swapped
+    # sigma 0.05 gives a one-tap Gaussian, so the output is the 8-bit input with pixels moved
     y = glass_blur(x, (0.05, 1, 2), torch.Generator().manual_seed(0))
     before = ops.truncate_to_uint8(x).reshape(2, 3, -1)
     after = ops.truncate_to_uint8(y + 1e-9).reshape(2, 3, -1)
     assert not torch.equal(before, after)
-    for i in range(2):  # the same pixels (RGB triples), rearranged
-        a = sorted(map(tuple, before[i].T.tolist()))
-        b = sorted(map(tuple, after[i].T.tolist()))
-        assert a == b
+    for i in range(2):  # every output pixel (an RGB triple) is one of the input's
+        assert set(map(tuple, after[i].T.tolist())) <= set(map(tuple, before[i].T.tolist()))
+
+
+WAND_MOTION_BLUR = Path(__file__).parent / "data" / "motion_blur_reference.npz"
+
+
+def test_motion_blur_and_its_8bit_output_equal_imagemagick_through_wand():
+    # Made once with the reference's MotionImage (Wand 0.7.2, ImageMagick 6.9.11-60 Q16) on six
+    # textured RGB images and six thresholded snow layers: PNG in, motion_blur(radius, sigma, angle),
+    # PNG out, decoded by cv2.
+    reference = np.load(WAND_MOTION_BLUR)
+    x = torch.from_numpy(reference["images"]).permute(0, 3, 1, 2).double() / 255
+    angles = torch.from_numpy(reference["angles"])
+    for (radius, sigma), wand in zip(reference["radius_sigma"], reference["blurred"]):
+        blurred = ops.motion_blur(x, float(radius), float(sigma), angles)
+        ours = torch.round(ops.imagemagick_8bit(blurred) * 255).permute(0, 2, 3, 1).numpy()
+        np.testing.assert_array_equal(ours, wand)
+        rounded = torch.round(blurred * 255).permute(0, 2, 3, 1).numpy()
+        assert (rounded != wand).mean() > 0.3  # rounding instead of ImageMagick's truncation: half the values
+    layer = torch.from_numpy(reference["snow_layer"]).double()[:, None] / 255
+    snow = ops.imagemagick_8bit(ops.motion_blur(layer, 14, 12, torch.from_numpy(reference["snow_angles"])))
+    np.testing.assert_array_equal(torch.round(snow[:, 0] * 255).numpy(), reference["snow_blurred"])
 
 
 # --- colour and digital ----------------------------------------------------------------------------
@@ -360,6 +409,16 @@ def test_mud_spatter_paints_mud_brown_with_a_mask_of_at_least_0_8():
 
 
 # --- the released layout ------------------------------------------------------------------------------
+
+def test_a_corruptions_seeds_do_not_depend_on_the_other_corruptions(monkeypatch):
+    from robustrain.corruptions import registry
+
+    before = {name: registry.chunk_seed(0, name, 3, 1) for name in CORRUPTIONS}
+    assert len(set(before.values())) == len(before)
+    reordered = {"rain": None, **dict(reversed(list(CORRUPTIONS.items())))}
+    monkeypatch.setattr(registry, "CORRUPTIONS", reordered)
+    assert {name: registry.chunk_seed(0, name, 3, 1) for name in before} == before
+
 
 def test_uint8_corruption_does_not_depend_on_how_the_data_is_split():
     x = (images(2 * CHUNK, size=8) * 255).round().to(torch.uint8)

@@ -209,10 +209,17 @@ def test_report_on_an_unevaluated_run_says_what_to_run(tmp_path):
         write_report([tmp_path], tmp_path / "out", suite="standard")
 
 
-def test_imagenet_sized_data_also_gets_the_alexnet_normalized_mce():
-    data = dataset(n=2, size=40)  # above 32x32: the ImageNet severity table and mCE apply
-    summary = evaluate(model(), data, Suite("i", BENCHMARK, (1, 2, 3, 4, 5), None, (), None, ()),
-                       progress=False)["summary"]["model"]
+def test_only_the_imagenet_table_gets_the_alexnet_normalized_mce():
+    suite = Suite("i", BENCHMARK, (1, 2, 3, 4, 5), None, (), None, ())
+    tiny = evaluate(model(), dataset(n=2, size=40), suite, progress=False)  # up to 64x64: Tiny-ImageNet-C's table
+    assert "mce" not in tiny["summary"]["model"] and "mean_corruption_error" in tiny["summary"]["model"]
+    assert {e["protocol"]["generated"]["table"] for e in tiny["entries"].values()
+            if e["protocol"]["kind"] == "corruption"} == {"tinyimagenet"}
+    data = dataset(n=2, size=40)
+    result = evaluate(model(), data, suite, table="imagenet", progress=False)
+    assert {e["protocol"]["generated"]["table"] for e in result["entries"].values()
+            if e["protocol"]["kind"] == "corruption"} == {"imagenet"}
+    summary = result["summary"]["model"]
     errors = {n: [1 - a for a in accs] for n, accs in summary["corruption_accuracy"].items()}
     by_hand = sum(sum(errors[n]) / 5 / ALEXNET_ERRORS[n] for n in BENCHMARK) / 15
     assert summary["mce"] == pytest.approx(by_hand)

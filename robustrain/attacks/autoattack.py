@@ -3,10 +3,11 @@
 Each attack runs only on the images that every earlier attack failed to break, and an
 image counts as robust only if all of them fail. Versions, with the reference settings:
     standard  APGD-CE (100 steps), APGD-T (9 targets x 100 steps), FAB-T (9 targets x 100
-              steps), Square (5000 queries); one restart each
+              steps), Square (5000 queries, the window schedule not rescaled); one restart each
     plus      APGD-CE and APGD-DLR (5 restarts each), FAB (untargeted, 5 restarts), Square
               (5000 queries), APGD-T and FAB-T (9 targets each)
     custom    any named attacks of the list above, with those settings, or any Attack objects
+              (version="custom", as the reference requires with a list of attacks)
 Targeted attacks use fewer targets where the model has fewer than 10 classes.
 """
 
@@ -36,7 +37,8 @@ def named_attack(name: str, eps: float, norm: Norm, restarts: int = 1) -> Attack
         "apgd-t": lambda: APGDT(eps, 100, norm=norm, targets=9),
         "fab": lambda: FAB(eps, 100, norm=norm, targeted=False, restarts=restarts),
         "fab-t": lambda: FAB(eps, 100, norm=norm, targeted=True, targets=9),
-        "square": lambda: Square(eps, 5000, norm=norm),
+        # the reference builds its Square with resc_schedule=False, in every version
+        "square": lambda: Square(eps, 5000, norm=norm, rescale_schedule=False),
     }
     if name not in factories:
         raise ConfigError(f"unknown AutoAttack component '{name}'; choose from {sorted(factories)}.")
@@ -62,13 +64,15 @@ class AutoAttackResult:
 
 
 class AutoAttack(Attack):
-    """version "standard" or "plus"; or pass `attacks`, a list of component names or
-    (name, Attack) pairs, for a custom ensemble. `batch_size` bounds the images attacked at once."""
+    """version "standard" or "plus"; or version "custom" with `attacks`, a list of component names
+    or (name, Attack) pairs. `batch_size` bounds the images attacked at once."""
 
-    def __init__(self, eps: float, *, norm: Norm = "linf", version: Literal["standard", "plus"] = "standard",
+    def __init__(self, eps: float, *, norm: Norm = "linf", version: Literal["standard", "plus", "custom"] = "standard",
                  attacks: Sequence[str | tuple[str, Attack]] | None = None, batch_size: int = 500,
                  model_mode: ModelMode = "eval"):
         super().__init__(model_mode)
+        if attacks is not None and version != "custom":
+            raise ConfigError(f"AutoAttack version {version!r} fixes its attacks; pass version='custom' with attacks.")
         if attacks is None:
             if version not in VERSIONS:
                 raise ConfigError(f"AutoAttack version must be one of {sorted(VERSIONS)}, got {version!r}.")

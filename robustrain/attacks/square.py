@@ -3,7 +3,9 @@
 Random search over square-shaped updates: each query changes one s x s window (in every
 channel) and is kept when it lowers the margin z_y - max_{i != y} z_i (or fools the
 model). The window side shrinks on a fixed schedule of the fraction p of pixels changed,
-rescaled to the query budget. L-inf windows are set to the ball's corners; L2 windows
+written for 10,000 queries and by default rescaled to the query budget, as the original Square
+code does; AutoAttack builds its Square with `rescale_schedule=False` (at its 5,000 queries the
+squares then shrink half as fast). L-inf windows are set to the ball's corners; L2 windows
 move perturbation mass from a second window into the first, following the "meta"
 pattern eta of nested squares of alternating sign. Following AutoAttack's version, one
 window position and one sign per channel are drawn per query for the whole batch.
@@ -29,10 +31,10 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return true - z.scatter(1, y[:, None], float("-inf")).max(1).values
 
 
-def fraction_schedule(p_init: float, query: int, budget: int) -> float:
+def fraction_schedule(p_init: float, query: int, budget: int, rescale: bool = True) -> float:
     """The fraction of pixels a window covers at `query`, on the paper's schedule for
-    10,000 queries stretched to `budget`."""
-    it = int(query / budget * 10000)
+    10,000 queries, stretched to `budget` when `rescale`."""
+    it = int(query / budget * 10000) if rescale else query
     for bound, divisor in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
                            (6000, 128), (8000, 256)):
         if it <= bound:
@@ -59,7 +61,7 @@ def meta_pattern(side: int, generator: torch.Generator | None) -> torch.Tensor:
 
 class Square(Attack):
     def __init__(self, eps: float, queries: int = 5000, *, norm: Norm = "linf", p_init: float = 0.8,
-                 restarts: int = 1, model_mode: ModelMode = "eval"):
+                 restarts: int = 1, rescale_schedule: bool = True, model_mode: ModelMode = "eval"):
         super().__init__(model_mode)
         if eps < 0 or queries < 1 or restarts < 1 or not 0 < p_init <= 1:
             raise ConfigError(f"Square needs eps >= 0, queries >= 1, restarts >= 1 and p_init in (0, 1], got "
@@ -67,6 +69,7 @@ class Square(Attack):
         if norm not in ("linf", "l2"):
             raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}.")
         self.eps, self.queries, self.norm, self.p_init, self.restarts = eps, queries, norm, p_init, restarts
+        self.rescale_schedule = rescale_schedule
 
     def perturb(self, model, x, y, generator):
         adversarial = x.clone()
@@ -122,7 +125,7 @@ class Square(Attack):
 
     def _step(self, x: torch.Tensor, best: torch.Tensor, query: int, generator) -> torch.Tensor:
         n, c, h, w = x.shape
-        p = fraction_schedule(self.p_init, query, self.queries)
+        p = fraction_schedule(self.p_init, query, self.queries, self.rescale_schedule)
         side = round(math.sqrt(p * h * w))
         if self.norm == "linf":
             side = min(max(side, 1), h, w)

@@ -13,30 +13,39 @@ def gaussian_blur(x: torch.Tensor, sigma: float, generator: torch.Generator) -> 
     return ops.gaussian_blur(x, sigma).clamp(0, 1)
 
 
-def glass_blur(x: torch.Tensor, params: tuple[float, int, int], generator: torch.Generator) -> torch.Tensor:
-    """Blur, shuffle pixels locally, blur again: frosted glass.
+def glass_walk(offsets: np.ndarray, height: int, width: int, delta: int) -> np.ndarray:
+    """Where each pixel of glass blur's output comes from: (N, H*W) flat source indices.
 
-    The reference walks the image from the bottom-right corner and swaps each pixel with a neighbour
-    (dx, dy) drawn from [-delta, delta), one pixel after another; a swapped pixel can be carried on by
-    a later swap, so the walk is kept sequential (over positions) and batched over images.
+    The reference walks the image from the bottom-right corner and, at each position, runs
+    `x[h, w], x[h', w'] = x[h', w'], x[h, w]` on a NumPy (H, W, 3) array, with (dx, dy) drawn from
+    [-delta, delta). The right-hand side holds views, so the first assignment overwrites the pixel
+    that the second one then copies back: the statement copies x[h', w'] onto x[h, w] and leaves
+    x[h', w'] as it was. The released CIFAR-10-C was made that way, so this walk copies too. A copied
+    pixel can be carried on by a later step, so the walk stays sequential over positions (batched
+    over images). offsets: (iterations, positions, 2 = (dx, dy), N) integers.
+    """
+    positions = [(h, w) for h in range(height - delta, delta, -1) for w in range(width - delta, delta, -1)]
+    source = np.tile(np.arange(height * width), (offsets.shape[-1], 1))
+    images = np.arange(offsets.shape[-1])
+    for step in range(offsets.shape[0]):
+        for k, (h, w) in enumerate(positions):
+            dx, dy = offsets[step, k]
+            source[:, h * width + w] = source[images, (h + dy) * width + (w + dx)]
+    return source
+
+
+def glass_blur(x: torch.Tensor, params: tuple[float, int, int], generator: torch.Generator) -> torch.Tensor:
+    """Blur, move pixels locally (glass_walk), blur again: frosted glass.
+
     Between the blurs the image is stored as 8-bit (truncated), as in the reference.
     """
     sigma, delta, iterations = params
     n, channels, height, width = x.shape
     blurred = ops.truncate_to_uint8(ops.gaussian_blur(x, sigma)).to(x.dtype) / 255
-    positions = [(h, w) for h in range(height - delta, delta, -1) for w in range(width - delta, delta, -1)]
-    offsets = integers((iterations, len(positions), 2, n), -delta, delta, generator, torch.device("cpu")).numpy()
+    positions = (height - 2 * delta) * (width - 2 * delta)
+    offsets = integers((iterations, positions, 2, n), -delta, delta, generator, torch.device("cpu")).numpy()
     # The walk moves pixel indices, not pixels; NumPy's per-call cost is a fraction of torch's here.
-    source = np.tile(np.arange(height * width), (n, 1))
-    images = np.arange(n)
-    for step in range(iterations):
-        for k, (h, w) in enumerate(positions):
-            dx, dy = offsets[step, k]
-            here = h * width + w
-            there = (h + dy) * width + (w + dx)
-            moved = source[:, here].copy()
-            source[:, here] = source[images, there]
-            source[images, there] = moved
+    source = glass_walk(offsets, height, width, delta)
     index = torch.from_numpy(source).to(x.device).unsqueeze(1).expand(n, channels, -1)
     shuffled = blurred.reshape(n, channels, -1).gather(2, index).reshape(x.shape)
     return ops.gaussian_blur(shuffled, sigma).clamp(0, 1)
@@ -66,7 +75,7 @@ def motion_blur(x: torch.Tensor, params: tuple[float, float], generator: torch.G
     """ImageMagick motion blur at an angle drawn from [-45, 45] degrees per image; 8-bit output."""
     radius, sigma = params
     angles = uniform((x.shape[0],), -45, 45, generator, torch.empty((), dtype=torch.float64))
-    return ops.quantize(ops.motion_blur(x, radius, sigma, angles))
+    return ops.imagemagick_8bit(ops.motion_blur(x, radius, sigma, angles))
 
 
 def zoom_blur(x: torch.Tensor, factors: tuple[float, ...], generator: torch.Generator) -> torch.Tensor:

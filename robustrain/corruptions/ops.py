@@ -155,6 +155,17 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.clamp(0, 1) * 255) / 255
 
 
+def imagemagick_8bit(x: torch.Tensor) -> torch.Tensor:
+    """The 8-bit value ImageMagick (Q16) writes for x in [0, 1], back in [0, 1].
+
+    ImageMagick stores the blurred pixel as a 16-bit quantum (rounded) and its PNG writer keeps
+    quantum // 257: a truncation, not a rounding. Checked against Wand's motion blur output
+    (tests/data/motion_blur_reference.npz): every value equal.
+    """
+    quantum = torch.round(x.double().clamp(0, 1) * 65535)
+    return (torch.div(quantum, 257, rounding_mode="floor") / 255).to(x.dtype)
+
+
 def truncate_to_uint8(x: torch.Tensor) -> torch.Tensor:
     """np.uint8(x * 255) of values in [0, 1]: truncation, which is how the reference stores images."""
     return (x.clamp(0, 1) * 255).to(torch.uint8)

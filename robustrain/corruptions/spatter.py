@@ -136,7 +136,9 @@ def spatter(x: torch.Tensor, params: tuple[float, ...], generator: torch.Generat
     """params = (liquid mean, liquid std, liquid blur sigma, threshold, strength or mud sigma, mode)."""
     mean, std, blur_sigma, threshold, strength, mode = params
     n, _, height, width = x.shape
-    liquid = ops.gaussian_blur(normal((n, 1, height, width), mean, std, generator, x), blur_sigma)
+    # float64 as in the reference: the water layer is truncated to 8 bits next, and float32 rounding
+    # moves values across a level often enough to change Canny's edges (up to 119 levels in an image)
+    liquid = ops.gaussian_blur(normal((n, 1, height, width), mean, std, generator, x.double()), blur_sigma)
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     if mode == 0:
         return water(x, liquid, strength)

@@ -1,7 +1,8 @@
 """Severity parameters 1..5 of the reference generators (hendrycks/robustness, ImageNet-C/create_c).
 
-"cifar" is make_cifar_c.py, tuned for 32x32 images; "imagenet" is make_imagenet_c.py, tuned for
-224x224. Both are transcribed value by value; see docs/corruptions.md for what each number means.
+"cifar" is make_cifar_c.py (CIFAR-10-C and CIFAR-100-C, 32x32); "tinyimagenet" is
+make_tinyimagenet_c.py (Tiny-ImageNet-C, 64x64); "imagenet" is make_imagenet_c.py (ImageNet-C,
+224x224). Each is transcribed value by value; see docs/corruptions.md for what each number means.
 """
 
 from __future__ import annotations
@@ -40,6 +41,33 @@ CIFAR = {
     "saturate": ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),
 }
 
+# The same functions as CIFAR's at 64x64 (the fog's plasma map is 64 wide, frost textures shrink by 0.3)
+TINYIMAGENET = {
+    "gaussian_noise": (0.04, 0.08, 0.12, 0.15, 0.18),
+    "shot_noise": (250, 100, 50, 30, 15),
+    "impulse_noise": (0.01, 0.02, 0.05, 0.08, 0.14),
+    "defocus_blur": ((0.5, 0.6), (1, 0.1), (1.5, 0.1), (2.5, 0.01), (3, 0.1)),
+    "glass_blur": ((0.1, 1, 1), (0.5, 1, 1), (0.6, 1, 2), (0.7, 2, 1), (0.9, 2, 2)),
+    "motion_blur": ((10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3)),
+    "zoom_blur": CIFAR["zoom_blur"],
+    "snow": ((0.1, 0.2, 1, 0.6, 8, 3, 0.8), (0.1, 0.2, 1, 0.5, 10, 4, 0.8), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.7),
+             (0.25, 0.3, 2.25, 0.6, 12, 6, 0.65), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.6)),
+    "frost": ((1, 0.3, 0.3), (0.9, 0.4, 0.3), (0.8, 0.45, 0.3), (0.75, 0.5, 0.3), (0.7, 0.55, 0.3)),
+    "fog": ((0.4, 3), (0.7, 3), (1, 2.5), (1.5, 2), (2, 1.75)),
+    "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
+    "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
+    "elastic_transform": tuple((64 * a, 64 * s, 64 * f) for a, s, f in
+                               ((0, 0, 0.08), (0.05, 0.3, 0.06), (0.1, 0.08, 0.06), (0.1, 0.03, 0.03),
+                                (0.16, 0.03, 0.02))),
+    "pixelate": (0.9, 0.8, 0.7, 0.6, 0.5),
+    "jpeg_compression": (65, 58, 50, 40, 25),
+    "speckle_noise": (0.15, 0.2, 0.25, 0.3, 0.35),
+    "gaussian_blur": (0.5, 0.75, 1, 1.25, 1.5),
+    "spatter": ((0.62, 0.1, 0.7, 0.7, 0.6, 0), (0.65, 0.1, 0.8, 0.7, 0.6, 0), (0.65, 0.3, 1, 0.69, 0.6, 0),
+                (0.65, 0.1, 0.7, 0.68, 0.6, 1), (0.65, 0.1, 0.5, 0.67, 0.6, 1)),
+    "saturate": ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (30, 0.2)),
+}
+
 IMAGENET = {
     "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
     "shot_noise": (60, 25, 12, 5, 3),
@@ -68,9 +96,17 @@ IMAGENET = {
     "saturate": ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)),
 }
 
-TABLES = {"cifar": CIFAR, "imagenet": IMAGENET}
+TABLES = {"cifar": CIFAR, "tinyimagenet": TINYIMAGENET, "imagenet": IMAGENET}
+
+# The benchmark each dataset's corrupted test set belongs to (CIFAR-10-C's table serves every 32x32 set)
+DATASET_TABLES = {"cifar10": "cifar", "cifar100": "cifar", "svhn": "cifar", "mnist": "cifar",
+                  "fashion_mnist": "cifar", "digits": "cifar", "tinyimagenet": "tinyimagenet", "imagenet": "imagenet"}
 
 
-def table_for(height: int, width: int) -> str:
-    """The table tuned for this image size: CIFAR's up to 32x32, ImageNet's above."""
-    return "cifar" if max(height, width) <= 32 else "imagenet"
+def table_for(height: int, width: int, dataset: str | None = None) -> str:
+    """The severity table of a dataset's benchmark; for other datasets (image folders) the one tuned
+    for the nearest size above: CIFAR's up to 32x32, Tiny-ImageNet's up to 64x64, ImageNet's beyond."""
+    if dataset in DATASET_TABLES:
+        return DATASET_TABLES[dataset]
+    side = max(height, width)
+    return "cifar" if side <= 32 else "tinyimagenet" if side <= 64 else "imagenet"

@@ -23,7 +23,7 @@ def snow(x: torch.Tensor, params: tuple[float, ...], generator: torch.Generator)
     flakes = torch.where(flakes < threshold, torch.zeros_like(flakes), flakes)
     flakes = ops.truncate_to_uint8(flakes).to(x.dtype) / 255
     angles = uniform((n,), -135, -45, generator, torch.empty((), dtype=torch.float64))
-    flakes = ops.quantize(ops.motion_blur(flakes, radius, sigma, angles))
+    flakes = ops.imagemagick_8bit(ops.motion_blur(flakes, radius, sigma, angles))
     whitened = torch.maximum(x, ops.rgb_to_gray(x) * 1.5 + 0.5)
     x = weight * x + (1 - weight) * whitened
     return (x + flakes + flakes.flip(-2, -1)).clamp(0, 1)

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..attacks import FGSM, PGD, Attack, AutoAttack
 from ..attacks import checks as masking
-from ..corruptions import BENCHMARK, GENERATOR_VERSION, SEVERITIES, corrupt_uint8, load_corrupted, table_for
+from ..corruptions import BENCHMARK, GENERATOR_VERSION, SEVERITIES, TABLES, corrupt_uint8, load_corrupted, table_for
 from ..data import ImageDataset
 from ..errors import ConfigError, RobustrainError
 from ..io import atomic_write_text
@@ -118,7 +118,7 @@ def _attack(name: str, eps: float, norm: str) -> tuple[Attack, dict]:
 def evaluate(model: nn.Module, dataset: ImageDataset, suite: str | Suite = "standard", *, eps: float = 8 / 255,
              norm: str = "linf", out: str | Path | None = None, device: torch.device | str = "cpu",
              batch_size: int = 500, seed: int = 0, conditions: Mapping[str, Condition | None] | None = None,
-             corruptions_dir: str | Path | None = None, progress: bool = True) -> dict:
+             corruptions_dir: str | Path | None = None, table: str | None = None, progress: bool = True) -> dict:
     """Run a suite ("quick", "standard", "full") on `model`, an `x -> logits` module on [0, 1]
     images, over `dataset` (a test split); returns the results, with a summary.
 
@@ -126,6 +126,8 @@ def evaluate(model: nn.Module, dataset: ImageDataset, suite: str | Suite = "stan
     conditions: test-time settings of a conditioned model, each evaluated alone (default: the
     model's `evaluation_conditions()`, else the model as it is). corruptions_dir: released
     CIFAR-10-C style files to read instead of generating the corruptions (seeded by `seed`).
+    table: the corruptions' severity table (cifar, tinyimagenet, imagenet; default: the dataset's
+    benchmark, else by image size); every corruption entry records it.
     """
     suite = get_suite(suite) if isinstance(suite, str) else suite
     if norm not in HUGE_EPS:
@@ -135,7 +137,9 @@ def evaluate(model: nn.Module, dataset: ImageDataset, suite: str | Suite = "stan
     log = (lambda line: print(f"[{suite.name}] {line}", file=sys.stderr, flush=True)) if progress else (lambda _: None)
     model = model.to(device)
     height, width = dataset.info.image_size
-    table = table_for(height, width)
+    table = table or table_for(height, width, dataset.info.name)
+    if table not in TABLES:
+        raise ConfigError(f"unknown severity table {table!r}; expected one of {', '.join(TABLES)}")
     header = {"format": FORMAT, "suite": suite.name, "weights_sha256": model_fingerprint(model),
               "dataset": {"name": dataset.info.name, "split": dataset.split, "images": len(dataset)},
               "threat": {"norm": norm, "eps": eps}, "seed": seed, "batch_size": batch_size}

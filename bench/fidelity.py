@@ -1,0 +1,145 @@
+"""Is `robustrain corrupt` the generator behind the released CIFAR-10-C? Compare it with numbers
+computed once from the reference generator (hendrycks/robustness make_cifar_c.py).
+
+    python bench/fidelity.py                  # check: all 19 corruptions x 5 severities, about 30 s
+    python bench/fidelity.py --build-reference seed0.npz seed1.npz --provenance provenance.json
+
+The check corrupts the 1,017 byte-exact CIFAR-10 test images of ../shared/data/cifar10-exact
+with our generator (seed 0, CIFAR table), computes per corruption and severity the statistics of
+robustrain.corruptions.fidelity (mean absolute change, per-image spread, mean change) and the error
+of a fixed small CNN (bench/fidelity/small_cnn_standard.safetensors: configs/cpu/standard_cifar10.yaml,
+seed 0, 75.75% clean accuracy on the JPEG test set), and compares each with the reference's
+(bench/fidelity/cifar10c_reference.json) within the tolerances stated in that module. It writes
+docs/results/fidelity.json and docs/results/fidelity.md and exits 1 if any check fails.
+
+--build-reference makes that JSON from the reference generator's output on the same images: .npz
+files (one per NumPy seed) holding `clean` (N, 32, 32, 3) uint8 and one uint8 array per
+"<corruption>/<severity>" of the same shape. Nothing here runs or ships the reference code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from robustrain.corruptions import CORRUPTIONS, SEVERITIES, GENERATOR_VERSION, corrupt_uint8  # noqa: E402
+from robustrain.corruptions.fidelity import Reference, check_all, key, measure, model_error  # noqa: E402
+from robustrain.models import create_model  # noqa: E402
+
+EXACT = ROOT.parent / "shared" / "data" / "cifar10-exact" / "cifar10_exact_subset.npz"
+REFERENCE = ROOT / "bench" / "fidelity" / "cifar10c_reference.json"
+MODEL = ROOT / "bench" / "fidelity" / "small_cnn_standard.safetensors"
+IMAGES = "the 1,017 byte-exact CIFAR-10 test images of cifar10_exact_subset.npz (x_test, in file order)"
+
+
+def exact_test_images(path: Path = EXACT) -> tuple[np.ndarray, np.ndarray]:
+    data = np.load(path)
+    return data["x_test"], data["y_test"].astype(np.int64)
+
+
+def fixed_model(path: Path = MODEL) -> torch.nn.Module:
+    model = create_model("small_cnn", 10, width=16)
+    model.load_state_dict(load_file(path))
+    return model.eval()
+
+
+def our_sets(clean: np.ndarray, names=tuple(CORRUPTIONS), seed: int = 0) -> dict[str, np.ndarray]:
+    images = torch.from_numpy(clean).permute(0, 3, 1, 2).contiguous()
+    return {key(name, severity): corrupt_uint8(images, name, severity, seed=seed, table="cifar")
+            .permute(0, 2, 3, 1).numpy() for name in names for severity in SEVERITIES}
+
+
+def build_reference(files: list[Path], provenance: dict) -> Reference:
+    clean, labels = exact_test_images()
+    model = fixed_model()
+    per_seed = []
+    for file in files:
+        data = np.load(file)
+        if not np.array_equal(data["clean"], clean):
+            raise SystemExit(f"{file}: its clean images are not {IMAGES}")
+        per_seed.append(measure(clean, labels, {k: data[k] for k in data.files if k != "clean"}, model))
+    names = per_seed[0][0].keys()
+    return Reference(IMAGES, len(clean), tuple(range(len(files))),
+                     {k: tuple(changes[k] for changes, _ in per_seed) for k in names},
+                     {k: tuple(errors[k] for _, errors in per_seed) for k in names},
+                     model_error(model, clean, labels), provenance)
+
+
+def markdown(checks, reference: Reference, seconds: float) -> str:
+    rows, overall = {}, []
+    for c in checks:
+        if c.severity == 0:
+            overall.append(c)
+        else:
+            rows.setdefault((c.corruption, c.severity), {})[c.statistic] = c
+    lines = ["| corruption | sev. | mean abs. change: ours / ref. (tol.) | mean change: ours / ref. | "
+             "model error %: ours / ref. (tol.) | |", "|---|---:|---:|---:|---:|---|"]
+    for (name, severity), row in rows.items():
+        mac, mc, err = row["mean_abs_change"], row["mean_change"], row["model_error"]
+        verdict = "ok" if all(c.passed for c in row.values()) else "**differs**"
+        lines.append(f"| {name} | {severity} | {mac.ours:.2f} / {mac.reference:.2f} (±{mac.tolerance:.2f}) | "
+                     f"{mc.ours:+.2f} / {mc.reference:+.2f} | {100 * err.ours:.1f} / {100 * err.reference:.1f} "
+                     f"(±{100 * err.tolerance:.1f}) | {verdict} |")
+    failed = sum(not c.passed for c in checks)
+    head = ["# Corruption fidelity: robustrain against the reference CIFAR-10-C generator", "",
+            "Produced by `python bench/fidelity.py` (from the project root, in the project's virtualenv).", "",
+            f"Images: {reference.image_count} ({reference.images}). Ours: generator v{GENERATOR_VERSION}, seed 0, "
+            f"CIFAR table. Reference: {reference.provenance.get('generator', '?')}, NumPy seeds "
+            f"{', '.join(map(str, reference.seeds))} (mean shown). Changes are in levels of 255; the fixed model's "
+            f"clean error is {100 * reference.clean_error:.2f}%. Tolerances: robustrain/corruptions/fidelity.py. "
+            f"{len(checks) - failed} of {len(checks)} checks pass ({seconds:.0f} s here).", ""]
+    summary = [f"The fixed model's error, {c.corruption} (the 15 benchmark corruptions x 5 severities): ours "
+               f"{100 * c.ours:.2f}%, reference {100 * c.reference:.2f}% (tolerance ±{100 * c.tolerance:.2f}): "
+               f"{'ok' if c.passed else '**differs**'}." for c in overall]
+    return "\n".join(head + summary + [""] + lines) + "\n"
+
+
+def check(reference_path: Path, out_dir: Path) -> int:
+    reference = Reference.from_json(json.loads(reference_path.read_text()))
+    clean, labels = exact_test_images()
+    start = time.time()
+    changes, errors = measure(clean, labels, our_sets(clean), fixed_model())
+    checks = check_all(reference, changes, errors)
+    seconds = time.time() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "fidelity.json").write_text(json.dumps(
+        {"generator_version": GENERATOR_VERSION, "seed": 0, "table": "cifar", "reference": str(reference_path.name),
+         "images": reference.images, "checks": [c.to_json() for c in checks]}, indent=1) + "\n")
+    (out_dir / "fidelity.md").write_text(markdown(checks, reference, seconds))
+    failed = [c for c in checks if not c.passed]
+    for c in failed:
+        print(f"differs: {c.corruption} severity {c.severity} {c.statistic}: ours {c.ours:.4f}, reference "
+              f"{c.reference:.4f}, tolerance {c.tolerance:.4f}")
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks pass; tables in {out_dir}/fidelity.md")
+    return 1 if failed else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build-reference", nargs="+", type=Path, metavar="NPZ",
+                        help="the reference generator's outputs, one file per seed")
+    parser.add_argument("--provenance", type=Path, help="with --build-reference: JSON saying how they were made")
+    parser.add_argument("--reference", type=Path, default=REFERENCE)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
+    args = parser.parse_args()
+    if args.build_reference:
+        provenance = json.loads(args.provenance.read_text()) if args.provenance else {}
+        reference = build_reference(args.build_reference, provenance)
+        args.reference.write_text(json.dumps(reference.to_json(), indent=1) + "\n")
+        print(f"wrote {args.reference}")
+        return 0
+    return check(args.reference, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
