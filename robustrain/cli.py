@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="any setting by its dotted key, e.g. method.steps=7 or optim.nesterov=true")
     train.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN with its saved settings")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines only)")
+    train.add_argument("--print-config", action="store_true",
+                       help="resolve and check every setting, print the configuration as YAML and stop (no data is read)")
 
     demo = commands.add_parser("demo", help="train standard and PGD-AT models on the embedded digits data",
                                description="Train a standard and a PGD-AT small CNN on scikit-learn's digits "
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedule = commands.add_parser(
         "schedule", help="print (and plot) the learning rate a configuration gives",
         description="Show the learning-rate curve of a configuration before training with it.",
-        epilog="example: robustrain schedule --config configs/cpu/aft_cifar10.yaml --plot lr.png")
+        epilog="example: robustrain schedule --config configs/cpu/aft_ssfd_cifar10.yaml --plot lr.png")
     schedule.add_argument("--config", metavar="FILE", help="YAML file with the run's settings")
     schedule.add_argument("--schedule", help="constant, multistep, cosine, onecycle, slow_start_fast_decay, piecewise")
     schedule.add_argument("--epochs", type=int, help="number of epochs")
@@ -130,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="runs side by side: Markdown, JSON and plots from their evaluations",
         description="Write report.md, report.json and PNG plots for evaluated runs (see `robustrain eval`).")
     report.add_argument("runs", nargs="+", metavar="RUN", help="run folders evaluated with --suite SUITE")
-    report.add_argument("--suite", default="standard", help="which evaluation of each run (default standard)")
+    report.add_argument("--suite", help="which evaluation of each run (default: the one evaluation all the runs have, "
+                                        "e.g. quick after `robustrain eval RUN`)")
     report.add_argument("--names", help="comma-separated labels for the runs (default: folder names)")
     report.add_argument("--out", metavar="DIR", required=True, help="folder for report.md, report.json, *.png")
 
@@ -177,7 +180,11 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> None:
+    import yaml
+
+    from .config import to_dict
     from .train import RunConfig, load_run_config, train
+    from .train.trainer import validate
 
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in (*FLAG_KEYS, "config")
@@ -187,16 +194,27 @@ def _train(args: argparse.Namespace) -> None:
         config = load_run_config(Path(args.resume))
         if Path(config.out) != Path(args.resume):
             config = dataclasses.replace(config, out=args.resume)
-        train(config, resume=True, progress=not args.no_progress)
+        results = train(config, resume=True, progress=not args.no_progress)
+        if results:  # not a torchrun process other than the first
+            _print_results(results, Path(args.resume))
         return
     config = from_dict(RunConfig, _settings(args))
+    if args.print_config:
+        validate(config)
+        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+        return
     results = train(config, progress=not args.no_progress)
     if not results:  # a torchrun process other than the first: process 0 reports
         return
+    _print_results(results, Path(config.out))
+
+
+def _print_results(results: dict, run: Path, prefix: str = "") -> None:
+    """The final accuracies of a run's results.json, one line per test-time setting (OAT's λ)."""
     for setting, measured in results.get("conditions", {"": results}).items():
-        print(f"{setting + ': ' if setting else ''}clean accuracy {100 * measured['clean_acc']:.2f}%, "
+        print(f"{prefix}{setting + ': ' if setting else ''}clean accuracy {100 * measured['clean_acc']:.2f}%, "
               f"PGD-{measured['pgd']['steps']} accuracy {100 * measured['pgd']['acc']:.2f}%")
-    print(f"results in {Path(config.out) / 'results.json'}")
+    print(f"results in {run / 'results.json'}")
 
 
 def _schedule(args: argparse.Namespace) -> None:
@@ -225,6 +243,8 @@ def _eval(args: argparse.Namespace) -> None:
     from .train.load import load_run, load_weights
 
     path = Path(args.run)
+    if args.batch_size < 1:
+        raise RobustrainError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not path.exists():
         raise RobustrainError(f"{args.run} does not exist; expected a run folder, a checkpoint or a state-dict file")
     state_dict_flags = {"--model": args.model, "--data": args.data, "--data-root": args.data_root,
@@ -254,7 +274,7 @@ def _eval(args: argparse.Namespace) -> None:
     results = evaluate(run.model, run.test_set, args.suite, eps=eps, norm=norm, out=out,
                        device=resolve_device(args.device), batch_size=args.batch_size, seed=args.seed,
                        corruptions_dir=args.corruptions_dir, table=args.table, progress=not args.no_progress)
-    print("\n".join(summary_lines(results["summary"])))
+    print("\n".join(summary_lines(results["summary"], name=path.name)))
     print(f"results in {out}")
 
 
@@ -283,8 +303,7 @@ def _quantize(args: argparse.Namespace) -> None:
 
     out = args.out or f"{args.run.rstrip('/')}-w{args.bits}bit"
     results = quantize_run(args.run, args.bits, out, args.device)
-    print(f"{args.bits}-bit weights: clean accuracy {100 * results['clean_acc']:.2f}%, PGD-{results['pgd']['steps']} "
-          f"accuracy {100 * results['pgd']['acc']:.2f}% (run in {out})")
+    _print_results(results, Path(out), prefix=f"{args.bits}-bit weights: ")
 
 
 def _report(args: argparse.Namespace) -> None:

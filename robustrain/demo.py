@@ -16,8 +16,9 @@ DEMO_RUNS = {
     "standard": {"name": "standard"},
     "pgd_at": {"name": "pgd_at", "steps": 10},
 }
-# The 15 benchmark corruptions x 5 severities on the whole test set (grey digits are corrupted as RGB).
-DEMO_SUITE = Suite("demo", BENCHMARK, SEVERITIES, None, (), None, ())
+# The 15 benchmark corruptions x 5 severities and PGD-20 on the whole test set (grey digits are
+# corrupted as RGB), so that `robustrain report ... --suite demo` shows both.
+DEMO_SUITE = Suite("demo", BENCHMARK, SEVERITIES, None, ("pgd20",), None, ())
 
 
 def demo_config(method: dict, out: Path, epochs: int, device: str, seed: int) -> RunConfig:
@@ -42,11 +43,13 @@ def run_demo(out: str | None = None, epochs: int = 15, device: str = "auto", see
         print(f"training {label} on digits ({epochs} epochs) -> {root / label}")
         results[label] = train(demo_config(method, root / label, epochs, device, seed), progress=progress)
         run = load_run(root / label)
-        evaluation = evaluate(run.model, run.test_set, DEMO_SUITE, out=root / label / "eval" / "demo.json",
+        evaluation = evaluate(run.model, run.test_set, DEMO_SUITE, eps=DEMO_EPS, out=root / label / "eval" / "demo.json",
                               device=resolve_device(device), seed=seed, progress=False)
         results[label]["corruption_error"] = evaluation["summary"]["model"]["mean_corruption_error"]
     print()
     print(format_table(results))
+    print(f"\nThe run folders are kept in {root}" + ("" if out else " (a temporary folder; delete it when done)")
+          + f"; compare them with `robustrain report {root / 'standard'} {root / 'pgd_at'} --suite demo --out REPORT`.")
     return results
 
 

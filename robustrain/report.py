@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .attacks.norms import format_radius
 from .corruptions import BENCHMARK
 from .errors import RobustrainError
 from .io import atomic_write_text
@@ -12,32 +13,56 @@ from .io import atomic_write_text
 ATTACK_LABELS = {"fgsm": "FGSM", "pgd20": "PGD-20", "autoattack": "AutoAttack"}
 
 
+def _row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
-def summary_lines(summary: dict) -> list[str]:
-    """A short plain-text account of one evaluation's summary, per condition."""
+def summary_lines(summary: dict, name: str = "model") -> list[str]:
+    """A short plain-text account of one evaluation's summary, per condition (a plain model's line
+    is labelled `name`)."""
     lines = []
     for condition, s in summary.items():
-        parts = [f"clean {_pct(s['clean_accuracy'])}%"]
+        parts = [f"clean accuracy {_pct(s['clean_accuracy'])}%"]
         if "corruption_error" in s:
             parts.append(f"corruption error {_pct(s['corruption_error'])}%")
         if "mce" in s:
             parts.append(f"mCE {_pct(s['mce'])}%")
-        for name, acc in s["attack_accuracy"].items():
-            parts.append(f"{ATTACK_LABELS.get(name, name)} {_pct(acc)}%")
+        for attack, acc in s["attack_accuracy"].items():
+            parts.append(f"{ATTACK_LABELS.get(attack, attack)} accuracy {_pct(acc)}%")
         if "worst_case_accuracy" in s:
-            parts.append(f"worst case {_pct(s['worst_case_accuracy'])}%")
-        lines.append(f"{condition}: " + ", ".join(parts))
+            parts.append(f"worst-case accuracy {_pct(s['worst_case_accuracy'])}%")
+        lines.append(f"{name if condition == 'model' else condition}: " + ", ".join(parts))
         lines += [f"  warning: {f['name']}: {f['detail']}" for f in s["gradient_masking"] if f["fired"]]
     return lines
+
+
+def evaluated_suites(run: Path) -> list[str]:
+    """The evaluations a run folder holds (eval/<name>.json), by name."""
+    return sorted(p.stem for p in (run / "eval").glob("*.json")) if (run / "eval").is_dir() else []
+
+
+def common_suite(runs: list[Path]) -> str:
+    """The one evaluation every run has; the error names what they have when it is not one."""
+    common = set.intersection(*(set(evaluated_suites(run)) for run in runs))
+    if len(common) == 1:
+        return common.pop()
+    if not common:
+        raise RobustrainError(f"{', '.join(map(str, runs))} share no evaluation; run `robustrain eval RUN --suite quick` "
+                              "(or another suite) on each first")
+    raise RobustrainError(f"the runs share the evaluations {', '.join(sorted(common))}; choose one with --suite")
 
 
 def load_evaluation(run: Path, suite: str) -> dict:
     path = run / "eval" / f"{suite}.json"
     if not path.is_file():
-        raise RobustrainError(f"{run} has no {path.relative_to(run)}; run `robustrain eval {run} --suite {suite}` first")
+        present = evaluated_suites(run)
+        held = f" (it holds {', '.join(present)}: pass --suite to use one)" if present else ""
+        raise RobustrainError(f"{run} has no {path.relative_to(run)}{held}; run `robustrain eval {run} --suite {suite}` "
+                              "first")
     evaluation = json.loads(path.read_text())
     if "summary" not in evaluation:
         raise RobustrainError(f"the evaluation in {path} did not finish; run `robustrain eval {run} --suite {suite}` "
@@ -56,8 +81,6 @@ def _corruption_means(summary: dict) -> dict[str, float]:
     return {n: 1 - sum(a) / len(a) for n, a in summary["corruption_accuracy"].items()}
 
 
-def _radius(eps: float, norm: str) -> str:
-    return f"{eps * 255:.4g}/255" if norm == "linf" else f"{eps:.4g}"
 
 
 def _series(name: str, condition: str) -> str:
@@ -75,11 +98,11 @@ def _describe(key: str, p: dict) -> str:
             .format(**{"version": 1, **p["generated"]})
         return f"corruptions: {p['images']} test images each (subset seed {p['subset_seed']}), {source}"
     norm = "L-inf" if p["norm"] == "linf" else "L2"
-    head = f"{key.split('/')[-1]}: {norm}, eps {_radius(p['eps'], p['norm'])}"
+    head = f"{key.split('/')[-1]}: {norm}, eps {format_radius(p['eps'], p['norm'])}"
     if p["attack"] == "autoattack":
         body = f"AutoAttack {p['version']} ({', '.join(p['components'])})"
     else:
-        body = (f"{p.get('steps', 1)} step(s) of {_radius(p['step_size'], p['norm'])}, {p.get('restarts', 1)} "
+        body = (f"{p.get('steps', 1)} step(s) of {format_radius(p['step_size'], p['norm'])}, {p.get('restarts', 1)} "
                 f"restart(s), {p.get('random_start', 'no')} random start, {p.get('loss', 'ce').upper()} loss")
     return f"{head}, {body}, {p['images']} images (subset seed {p['subset_seed']}), attack seed {p['seed']}"
 
@@ -106,10 +129,16 @@ def _flag_line(label: str, flags: list[dict]) -> str:
     return f"- {label}: none of the {len(flags)} checks fired" + (f" ({curve.rstrip('.')})" if curve else "") + "."
 
 
-def write_report(runs: list[Path], out: Path, *, suite: str = "standard", names: list[str] | None = None) -> list[Path]:
-    """report.md, report.json and plots comparing evaluated runs; returns the written paths."""
+def write_report(runs: list[Path], out: Path, *, suite: str | None = None, names: list[str] | None = None) -> list[Path]:
+    """report.md, report.json and plots comparing evaluated runs; returns the written paths.
+
+    suite: which evaluation of each run (eval/<suite>.json); by default the one evaluation all runs have."""
     from .plots import plot_curves, plot_grouped_bars, plot_scatter
 
+    for run in runs:
+        if not run.is_dir():
+            raise RobustrainError(f"{run} is not a folder; expected run folders evaluated with `robustrain eval`")
+    suite = suite or common_suite(runs)
     if names is not None and len(names) != len(runs):
         raise RobustrainError(f"--names gives {len(names)} labels for {len(runs)} runs")
     names = names or [run.name for run in runs]
@@ -158,15 +187,17 @@ def write_report(runs: list[Path], out: Path, *, suite: str = "standard", names:
                     "Robust accuracy against the attack radius", out / "accuracy_vs_eps.png")
         written.append(out / "accuracy_vs_eps.png")
 
-    table = ["| run | clean acc. | corruption error | " + " | ".join(ATTACK_LABELS[a] for a in attack_names)
-             + " | worst case | gradient-masking flags | eval time |",
-             "|---|---:|---:|" + "---:|" * len(attack_names) + "---:|---|---:|"]
+    worst_case = ["worst case"] if attack_names else []
+    headers = ["run", "clean acc.", "corruption error", *(ATTACK_LABELS[a] for a in attack_names), *worst_case,
+               "gradient-masking flags", "eval time"]
+    table = [_row(headers), _row(["---"] + ["---:"] * (len(headers) - 3) + ["---", "---:"])]
     for label, name, s in rows:
         fired = [f["name"] for f in s["gradient_masking"] if f["fired"]]
         seconds = sum(e["seconds"] for e in evaluations[name]["entries"].values())
-        table.append(f"| {label} | {_pct(s['clean_accuracy'])} | {_pct(s.get('corruption_error'))} | "
-                     + " | ".join(_pct(s["attack_accuracy"].get(a)) for a in attack_names)
-                     + f" | {_pct(s.get('worst_case_accuracy'))} | {', '.join(fired) or 'none'} | {seconds / 60:.1f} min |")
+        worst = [_pct(s.get("worst_case_accuracy"))] if attack_names else []
+        table.append(_row([label, _pct(s["clean_accuracy"]), _pct(s.get("corruption_error")),
+                           *(_pct(s["attack_accuracy"].get(a)) for a in attack_names), *worst,
+                           ", ".join(fired) or "none", f"{seconds / 60:.1f} min"]))
     per_corruption = ["| run | " + " | ".join(n.replace("_", " ") for n in corruption_names) + " |",
                       "|---|" + "---:|" * len(corruption_names)]
     for label, _, s in rows:

@@ -104,7 +104,7 @@ def test_rotation_view_keeps_the_centre_and_fills_corners_with_zero():
     rotated = rotate_view(x, torch.Generator().manual_seed(0))
     assert (rotated[:, :, 16, 16] == 1).all()
     assert (rotated[:, :, 0, 0] == 0).float().mean() > 0.5  # most angles move the corner outside
-    with pytest.raises(ConfigError, match="unknown view 'fog/9'"):
+    with pytest.raises(ConfigError, match="view 'fog/9' needs a severity from 1 to 5"):
         make_view("fog/9")
     assert make_view("fog/3")(torch.rand(2, 3, 32, 32), torch.Generator()).shape == (2, 3, 32, 32)
 

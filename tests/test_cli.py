@@ -150,7 +150,7 @@ def test_eval_report_and_corrupt_commands(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["eval", "/nonexistent/run"], "/nonexistent/run does not exist"),
-    (["report", "/nonexistent/run", "--out", "x"], "has no eval/standard.json"),
+    (["report", "/nonexistent/run", "--out", "x"], "/nonexistent/run is not a folder"),
     (["corrupt", "--data", "digits", "--corruptions", "rain", "--out", "x"], "unknown corruption 'rain'"),
 ])
 def test_eval_report_corrupt_errors_are_one_sentence(tmp_path, capsys, monkeypatch, args, message):

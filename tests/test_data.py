@@ -192,7 +192,7 @@ def test_image_folder_test_split_uses_training_statistics(tmp_path):
     ("mixed_size", r"is 4x4 but .* is 3x3; all images must have one size"),
     ("empty_class", r"class folder .*dog holds no images"),
     ("corrupt", r"cannot decode image .*broken.png"),
-    ("gray_and_rgb", r"is grayscale but .* is RGB"),
+    ("gray_and_rgb", r"1 of 2 images are grayscale \(the first: .*b.png\) and the rest RGB; set data.color"),
 ])
 def test_bad_image_folders_are_named(tmp_path, problem, message):
     write_png(tmp_path / "train" / "cat" / "a.png", np.zeros((3, 3, 3), np.uint8))

@@ -176,9 +176,10 @@ def test_same_seed_gives_bitwise_the_same_run(reference_run, tmp_path):
     assert read_metrics(other_seed)[0] != read_metrics(reference_run)[0]
 
 
-def test_checkpoints_hold_only_safetensors_and_json(reference_run):
+def test_checkpoints_hold_only_safetensors_and_json_of_the_last_two_epochs(reference_run):
     files = sorted(p.name for p in (reference_run / "checkpoints").iterdir())
-    assert files == ["epoch-0004.json", "epoch-0004.safetensors", "latest.json"]
+    assert files == ["epoch-0003.json", "epoch-0003.safetensors", "epoch-0004.json", "epoch-0004.safetensors",
+                     "latest.json"]
     sidecar = json.loads((reference_run / "checkpoints" / "epoch-0004.json").read_text())
     assert sidecar["epoch"] == 4 and sidecar["config"]["method"]["name"] == "pgd_at"
     keys = final_tensors(reference_run)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import attacking
+from .norms import format_radius
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,6 @@ def accuracy_not_falling_with_eps(eps: Sequence[float], accuracy: Sequence[float
     rises = [(a, b) for (_, a), (_, b) in zip(pairs, pairs[1:]) if b > a + 1e-9]
     largest_eps, last = pairs[-1]
     stuck = largest_eps >= 0.5 and last > unbounded
-    detail = ", ".join(f"{100 * a:.1f}% at eps {e:.4g}" for e, a in pairs)
+    detail = ", ".join(f"{100 * a:.1f}% at eps {format_radius(e)}" for e, a in pairs)
     return Flag("accuracy not falling with eps", bool(rises) or stuck,
                 f"robust accuracy: {detail}" + ("; it rises with eps or stays high at a huge eps." if rises or stuck else "."))

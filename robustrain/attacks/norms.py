@@ -9,6 +9,15 @@ import torch
 Norm = Literal["linf", "l2"]
 
 
+def format_radius(eps: float, norm: Norm = "linf") -> str:
+    """A radius as people write it: k/255 where an L-inf radius is a whole number of pixel levels
+    (8/255), else the number itself (MNIST's 0.3, any L2 radius)."""
+    levels = eps * 255
+    if norm == "linf" and abs(levels - round(levels)) < 1e-6 and 1 <= levels < 255:
+        return f"{round(levels)}/255"
+    return f"{eps:.4g}"
+
+
 def per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A (batch,) tensor shaped to broadcast over images like `like`."""
     return values.view((-1,) + (1,) * (like.dim() - 1))

@@ -114,13 +114,13 @@ def _locate(release: CifarRelease, root: Path, download_missing: bool) -> Path |
                     f"or train/<class>/ image folders; pass download=True (CLI: --download) to fetch it.")
 
 
-def load_cifar(name: str, root: Path, split: str, download_missing: bool = False) -> ImageDataset:
+def load_cifar(name: str, root: Path, split: str, download_missing: bool = False, color: str = "auto") -> ImageDataset:
     release = RELEASES[name]
     if split not in release.files:
         raise DataError(f"{release.name} has splits {sorted(release.files)}, not '{split}'.")
     source = _locate(release, root, download_missing)
     if source is None:
-        folder = load_image_folder(root, split, name=release.name)
+        folder = load_image_folder(root, split, name=release.name, color=color)
         return make_dataset(release.name, split, folder.images, folder.labels, folder.classes, release.mean, release.std)
     meta, *batches = _read_members(release, source, (release.meta_file, *release.files[split]))
     classes = [c.decode() for c in meta[release.names_key]]

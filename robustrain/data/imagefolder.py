@@ -50,49 +50,71 @@ def list_image_folder(root: Path, split: str) -> tuple[tuple[str, ...], list[tup
     return classes, files
 
 
-def _fingerprint(root: Path, split: str, files: list[tuple[Path, int]]) -> str:
-    digest = hashlib.sha256(f"{CACHE_FORMAT}\0{root.resolve()}\0{split}".encode())
+COLORS = ("auto", "rgb", "grey")
+KINDS = {2: "grayscale", 3: "RGB"}
+
+
+def _fingerprint(root: Path, split: str, files: list[tuple[Path, int]], color: str) -> str:
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\0{root.resolve()}\0{split}\0{color}".encode())
     for path, label in files:
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise DataError(f"image {path} disappeared while {root / split} was being read; run again once the "
+                            "folder has stopped changing.") from None
         digest.update(f"{path.name}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 
-def _decode(path: Path) -> np.ndarray:
+def _decode(path: Path, color: str) -> np.ndarray:
+    """8-bit pixels (H, W) or (H, W, 3); 16-bit grey images are scaled to 8 bits, not clipped."""
     try:
         with Image.open(path) as image:
-            if image.mode not in ("L", "RGB"):
-                image = image.convert("L" if image.mode in ("1", "I", "I;16", "F") else "RGB")
+            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+                image = Image.fromarray(np.round(np.asarray(image, dtype=np.float64) / 257).clip(0, 255)
+                                        .astype(np.uint8), mode="L")
+            elif image.mode not in ("L", "RGB"):
+                image = image.convert("L" if image.mode in ("1", "F") else "RGB")
+            if color != "auto":
+                image = image.convert("RGB" if color == "rgb" else "L")
             return np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(f"cannot decode image {path} ({error}).") from None
 
 
-def _decode_all(files: list[tuple[Path, int]]) -> torch.Tensor:
-    first = _decode(files[0][0])
-    out = np.empty((len(files), *first.shape), dtype=np.uint8)
-    for index, (path, _) in enumerate(files):
-        array = first if index == 0 else _decode(path)
+def _decode_all(files: list[tuple[Path, int]], color: str) -> torch.Tensor:
+    arrays = [_decode(path, color) for path, _ in files]
+    kinds = {}
+    for (path, _), array in zip(files, arrays):
+        kinds.setdefault(array.ndim, []).append(path)
+    if len(kinds) > 1:
+        grey = kinds[2]
+        raise DataError(f"{len(grey)} of {len(files)} images are grayscale (the first: {grey[0]}) and the rest RGB; "
+                        "set data.color to rgb (or grey) to convert every image when it is read, or convert those "
+                        "files yourself.")
+    first = arrays[0]
+    for (path, _), array in zip(files, arrays):
         if array.shape != first.shape:
-            if array.ndim != first.ndim:
-                kinds = {2: "grayscale", 3: "RGB"}
-                raise DataError(f"image {path} is {kinds[array.ndim]} but {files[0][0]} is {kinds[first.ndim]}; "
-                                f"a dataset must be all grayscale or all RGB.")
             raise DataError(f"image {path} is {array.shape[1]}x{array.shape[0]} but {files[0][0]} is "
                             f"{first.shape[1]}x{first.shape[0]}; all images must have one size.")
-        out[index] = array
-    tensor = torch.from_numpy(out)
+    tensor = torch.from_numpy(np.stack(arrays))
     return tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2).contiguous()
 
 
-def load_image_folder(root: Path, split: str, name: str = "imagefolder") -> DecodedFolder:
-    """Decode `root/split` once; later loads read the cache (seconds for 60,000 images)."""
+def load_image_folder(root: Path, split: str, name: str = "imagefolder", color: str = "auto") -> DecodedFolder:
+    """Decode `root/split` once; later loads read the cache (seconds for 60,000 images).
+
+    color: "auto" keeps the images as stored (all must be grayscale or all RGB); "rgb" or "grey"
+    converts each image as it is read.
+    """
+    if color not in COLORS:
+        raise DataError(f"data.color must be one of {', '.join(COLORS)}, got {color!r}.")
     classes, files = list_image_folder(root, split)
-    cache = cache_dir() / f"{name}-{split}-{_fingerprint(root, split, files)}.safetensors"
+    cache = cache_dir() / f"{name}-{split}-{_fingerprint(root, split, files, color)}.safetensors"
     if cache.is_file():
         tensors = load_file(cache)
         return DecodedFolder(tensors["images"], tensors["labels"], classes)
-    images = _decode_all(files)
+    images = _decode_all(files, color)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     atomic_write(cache, lambda tmp: save_file({"images": images, "labels": labels}, tmp))
     return DecodedFolder(images, labels, classes)

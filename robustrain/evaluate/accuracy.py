@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..attacks import Attack, running_mode
 from ..data import ImageDataset
@@ -11,14 +12,16 @@ from ..data import ImageDataset
 
 def correct_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
                  device: torch.device | str = "cpu", attack: Attack | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, progress: str | None = None) -> torch.Tensor:
     """Per image, whether the model classifies it correctly (under `attack` if given); bool on the CPU.
 
     images: uint8 (N, C, H, W). The model runs in eval mode (restored afterwards).
+    progress: a label for a progress bar on stderr (batches done, time left), none when None.
     """
     correct = []
     with running_mode(model, "eval"):
-        for start in range(0, len(images), batch_size):
+        for start in tqdm(range(0, len(images), batch_size), desc=progress, unit="batch", leave=False,
+                          disable=progress is None):
             x = images[start:start + batch_size].to(device).float().div_(255)
             y = labels[start:start + batch_size].to(device)
             if attack is not None:
@@ -37,7 +40,8 @@ def fixed_subset(total: int, size: int | None, seed: int) -> torch.Tensor:
 
 
 def accuracy(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 500, device: torch.device | str = "cpu",
-             attack: Attack | None = None, seed: int = 0, limit: int | None = None) -> float:
+             attack: Attack | None = None, seed: int = 0, limit: int | None = None,
+             progress: str | None = None) -> float:
     """Top-1 accuracy in [0, 1] on a fixed random subset of `limit` images (`fixed_subset` with
     `seed`; all images when None), under `attack` if given.
 
@@ -45,5 +49,5 @@ def accuracy(model: nn.Module, dataset: ImageDataset, *, batch_size: int = 500, 
     """
     subset = fixed_subset(len(dataset), limit, seed)
     mask = correct_mask(model, dataset.images[subset], dataset.labels[subset], batch_size=batch_size, device=device,
-                        attack=attack, generator=torch.Generator().manual_seed(seed))
+                        attack=attack, generator=torch.Generator().manual_seed(seed), progress=progress)
     return mask.sum().item() / len(subset)

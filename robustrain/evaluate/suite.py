@@ -77,7 +77,7 @@ class Measurements:
         seconds = time.perf_counter() - started
         self.entries[key] = {"protocol": protocol, "result": result, "seconds": round(seconds, 3)}
         self.save()
-        shown = f"{100 * result['accuracy']:.2f}%" if "accuracy" in result else "done"
+        shown = f"accuracy {100 * result['accuracy']:.2f}%" if "accuracy" in result else "done"
         self.log(f"{key}: {shown} ({seconds:.1f} s)")
         return result
 
@@ -153,16 +153,17 @@ def evaluate(model: nn.Module, dataset: ImageDataset, suite: str | Suite = "stan
         prefix = f"{condition_name}/" if condition_name else ""
         summary[condition_name or "model"] = _evaluate_condition(
             net, dataset, suite, store, prefix, eps=eps, norm=norm, device=device, batch_size=batch_size, seed=seed,
-            table=table, corruptions_dir=corruptions_dir)
+            table=table, corruptions_dir=corruptions_dir, progress=progress)
     store.save(summary)
     return {"header": header, "entries": store.entries, "summary": summary}
 
 
 def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, store: Measurements, prefix: str, *,
-                        eps, norm, device, batch_size, seed, table, corruptions_dir) -> dict:
+                        eps, norm, device, batch_size, seed, table, corruptions_dir, progress) -> dict:
     def mask_of(images, labels, attack=None) -> torch.Tensor:
+        label = f"[{suite.name}] {prefix}{type(attack).__name__ if attack else 'predicting'}" if progress else None
         return correct_mask(net, images, labels, batch_size=batch_size, device=device, attack=attack,
-                            generator=torch.Generator().manual_seed(seed))
+                            generator=torch.Generator().manual_seed(seed), progress=label)
 
     attack_subset = fixed_subset(len(dataset), suite.attack_images, seed)
     attack_images, attack_labels = dataset.images[attack_subset], dataset.labels[attack_subset]

@@ -118,6 +118,16 @@ class Auxiliary(Method):
         device = model.fc.weight.device
         self.heads = nn.ModuleList(AuxiliaryHead(channels, classes) for _ in self.view_fns).to(device)
 
+    def check_images(self, model: nn.Module, shape: tuple[int, int, int]) -> None:
+        was_training = model.training
+        with torch.no_grad():
+            size = tuple(model.eval().last_feature_map(torch.zeros(1, *shape, device=model.fc.weight.device)).shape[-2:])
+        model.train(was_training)
+        if min(size) < 3:
+            raise ConfigError(f"method auxiliary needs a last feature map of at least 3x3, but {shape[1]}x{shape[2]} "
+                              f"images give {size[0]}x{size[1]} in this model; use larger images or a model that "
+                              "downsamples less.")
+
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         o = self.options
         logits = model(x)

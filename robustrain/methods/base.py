@@ -23,6 +23,9 @@ class Threat:
     def __post_init__(self):
         if self.eps < 0:
             raise ConfigError(f"threat.eps must be non-negative, got {self.eps}.")
+        if self.norm == "linf" and self.eps > 1:
+            raise ConfigError(f"threat.eps {self.eps:g} is larger than the whole pixel range [0, 1]; an L-inf radius "
+                              "lies in [0, 1], e.g. 8/255.")
 
     def step_size(self, given: float | None) -> float:
         """A PGD step size: `given`, else eps/4 (2/255 at 8/255, the literature's usual choice)."""
@@ -100,6 +103,10 @@ class Method(nn.Module):
         """Called once with the model before training (before the optimizer and any checkpoint
         are made): raise ConfigError if this method cannot train it, and build the modules that
         depend on it (auxiliary heads)."""
+
+    def check_images(self, model: nn.Module, shape: tuple[int, int, int]) -> None:
+        """Called after attach with the training images' (channels, height, width), before anything
+        is written: raise ConfigError if this method cannot train on such images."""
 
     def self_trained_parameters(self) -> tuple[nn.Parameter, ...]:
         """Parameters this method updates itself (with its own optimizer), which the trainer's

@@ -77,5 +77,7 @@ def make_view(spec: str) -> View:
     name, _, severity = spec.partition("/")
     if name in CORRUPTIONS and severity.isdigit() and int(severity) in SEVERITIES:
         return lambda x, generator: corrupt(x, name, int(severity), generator=generator)
+    if name in CORRUPTIONS:
+        raise ConfigError(f"view {spec!r} needs a severity from 1 to 5 after the corruption's name, e.g. '{name}/3'.")
     raise ConfigError(f"unknown view {spec!r}; expected one of {sorted(BUILT_IN)} or a corruption with a severity "
                       f"such as 'fog/3' (corruptions: {', '.join(CORRUPTIONS)}).")

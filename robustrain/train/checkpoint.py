@@ -1,14 +1,16 @@
 """Checkpoints: tensors in safetensors, everything else in a JSON sidecar. Nothing is unpickled.
 
-Layout of `<run>/checkpoints/`: `epoch-NNNN.safetensors` + `epoch-NNNN.json`, and
-`latest.json` naming the newest complete pair. Every file is written to a temporary
-name and renamed into place, and `latest.json` moves only after both files of a pair
-exist, so a run killed at any moment leaves the previous checkpoint intact.
+Layout of `<run>/checkpoints/`: `epoch-NNNN.safetensors` + `epoch-NNNN.json` for the newest
+two epochs, and `latest.json` naming the newest complete pair. Every file is written to a
+temporary name and renamed into place, and `latest.json` moves only after both files of a pair
+exist, so a run killed at any moment leaves the previous checkpoint intact; a newest checkpoint
+damaged afterwards (a full disk, a copy cut short) falls back to the one before it.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,26 +59,55 @@ def unpack_state(tensors: dict[str, torch.Tensor], optimizer_states: dict[str, d
         optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
 
 
+KEEP = 2  # the newest checkpoint and the one before it, to fall back on if the newest is damaged
+
+
 def save_checkpoint(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor], sidecar: dict) -> None:
     folder = run_dir / "checkpoints"
     stem = f"epoch-{epoch:04d}"
     atomic_write(folder / f"{stem}.safetensors", lambda tmp: save_file(tensors, tmp))
     atomic_write_text(folder / f"{stem}.json", json.dumps(sidecar, indent=1))
     atomic_write_text(folder / "latest.json", json.dumps({"epoch": epoch, "stem": stem}))
-    for old in folder.glob("epoch-*"):
-        if not old.name.startswith(stem):
-            old.unlink()
+    for old in _stems(folder)[KEEP:]:
+        for suffix in (".safetensors", ".json"):
+            (folder / f"{old}{suffix}").unlink(missing_ok=True)
+
+
+def _stems(folder: Path) -> list[str]:
+    """Checkpoint names in the folder, newest first."""
+    return sorted({p.name.split(".")[0] for p in folder.glob("epoch-*.*")}, reverse=True)
+
+
+def _read(folder: Path, stem: str, device: torch.device | str) -> tuple[dict[str, torch.Tensor], dict]:
+    sidecar = json.loads((folder / f"{stem}.json").read_text())
+    tensors = load_file(folder / f"{stem}.safetensors", device=str(device))
+    return tensors, sidecar
 
 
 def load_latest(run_dir: Path, device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict] | None:
-    """The newest complete checkpoint of a run, or None if it has none."""
-    pointer = run_dir / "checkpoints" / "latest.json"
+    """The newest readable checkpoint of a run, or None if it has none.
+
+    If the newest one (named by latest.json) cannot be read, the one before it is used, with a warning
+    on stderr; if none can be read, the error names the newest.
+    """
+    folder = run_dir / "checkpoints"
+    pointer = folder / "latest.json"
     if not pointer.is_file():
         return None
     try:
-        stem = json.loads(pointer.read_text())["stem"]
-        sidecar = json.loads((run_dir / "checkpoints" / f"{stem}.json").read_text())
-        tensors = load_file(run_dir / "checkpoints" / f"{stem}.safetensors", device=str(device))
-    except (OSError, ValueError, KeyError) as error:
-        raise RobustrainError(f"the checkpoint in {run_dir / 'checkpoints'} cannot be read ({error}).") from None
-    return tensors, sidecar
+        newest = json.loads(pointer.read_text())["stem"]
+    except (OSError, ValueError, KeyError, TypeError):
+        newest = None
+    candidates = ([newest] if newest else []) + [s for s in _stems(folder) if s != newest and (not newest or s < newest)]
+    first_error = None
+    for stem in candidates:
+        try:
+            checkpoint = _read(folder, stem, device)
+        except Exception as error:  # safetensors raises its own error types for damaged files
+            first_error = first_error or f"{stem}: {(str(error).splitlines() or [type(error).__name__])[0]}"
+            continue
+        if stem != newest:
+            print(f"robustrain: warning: the newest checkpoint cannot be read ({first_error}); using {stem} instead.",
+                  file=sys.stderr)
+        return checkpoint
+    raise RobustrainError(f"no checkpoint in {folder} can be read ({first_error or 'latest.json is damaged'}).")

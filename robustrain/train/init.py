@@ -8,6 +8,7 @@ arbitrary objects) has no known cost.
 
 from __future__ import annotations
 
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +47,14 @@ def _read_state_dict(path: Path, entry: str | None) -> dict[str, torch.Tensor]:
         return load_file(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for unreadable or unsafe files
-        raise RobustrainError(f"cannot read {path} as a state dict ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0]}).") from None
+    except pickle.UnpicklingError:
+        # torch's own text here advises loading with weights_only=False, which runs the file's code
+        raise RobustrainError(f"{path} holds Python objects besides tensors and plain containers, which robustrain "
+                              "does not unpickle (that could run code); save its state dict alone "
+                              "(torch.save(model.state_dict(), ...)) or as .safetensors.") from None
+    except Exception:  # torch raises several types for files it did not write
+        raise RobustrainError(f"cannot read {path} as a state dict: it is not a file written by torch.save "
+                              "(or .safetensors).") from None
     if entry is not None:
         if not isinstance(loaded, dict) or entry not in loaded:
             raise ConfigError(f"init.entry {entry!r} is not a key of {path}.")
@@ -64,11 +70,12 @@ def _read_state_dict(path: Path, entry: str | None) -> dict[str, torch.Tensor]:
     return {k: v for k, v in loaded.items() if torch.is_tensor(v)}
 
 
-def load_initial_weights(model: nn.Module, config: InitConfig) -> dict | None:
+def load_initial_weights(model: nn.Module, config: InitConfig, rename_hint: str = "init.key_map") -> dict | None:
     """Load `config.path` into `model`; return the source's total training cost, or None if unknown.
 
     Every parameter and buffer must be matched, except the input normalisation, which
-    comes from the dataset when the source does not carry it.
+    comes from the dataset when the source does not carry it. rename_hint: the setting that
+    renames keys where the caller is (a training setting, or eval's --rename).
     """
     path = Path(config.path)
     cost = None
@@ -95,7 +102,7 @@ def load_initial_weights(model: nn.Module, config: InitConfig) -> dict | None:
     if missing or unexpected:
         raise RobustrainError(f"weights in {path} do not fit the model: {len(missing)} of its tensors are missing "
                               f"(first: {missing[:3]}) and {len(unexpected)} are unexpected (first: {unexpected[:3]}); "
-                              f"rename keys with init.key_map.")
+                              f"rename keys with {rename_hint}.")
     return cost
 
 

@@ -36,9 +36,11 @@ def load_weights(path: str | Path, model: dict, data: dict, key_map: tuple[tuple
     if not path.is_file():
         raise ConfigError(f"{path} is not a file; expected a run folder, a checkpoint or a state-dict file")
     config = from_dict(RunConfig, {"model": model, "data": data, "out": str(path.parent)})
-    test_set = load_dataset(config.data.name, config.data.root, "test", download=config.data.download)
+    test_set = load_dataset(config.data.name, config.data.root, "test", download=config.data.download,
+                            color=config.data.color)
     built = build_model(config, test_set.info)
-    load_initial_weights(built, InitConfig(path=str(path), key_map=key_map))
+    load_initial_weights(built, InitConfig(path=str(path), key_map=key_map),
+                         rename_hint="--rename PATTERN=REPLACEMENT (e.g. --rename '^module\\.=')")
     return TrainedRun(path.parent, config, built, test_set)
 
 
@@ -60,7 +62,8 @@ def load_run(path: str | Path) -> TrainedRun:
     else:
         raise RobustrainError(f"{path} is neither a run folder nor a checkpoints/*.safetensors file of one")
     config = load_run_config(folder)
-    test_set = load_dataset(config.data.name, config.data.root, "test", download=config.data.download)
+    test_set = load_dataset(config.data.name, config.data.root, "test", download=config.data.download,
+                            color=config.data.color)
     model = build_model(config, test_set.info)
     weights = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     try:

@@ -14,15 +14,23 @@ from .schedules import ScheduleConfig
 
 @dataclass(frozen=True)
 class DataConfig:
-    """name/root/download: as `load_dataset`. augment: training augmentation.
-    train_limit: train on a fixed random subset of N training images (CPU-sized experiments)."""
+    """name/root/download/color: as `load_dataset` (color: auto, rgb or grey, for image folders).
+    augment: training augmentation. train_limit: train on a fixed random subset of N training
+    images (CPU-sized experiments)."""
 
     name: str = "digits"
     root: str | None = None
     download: bool = False
+    color: Literal["auto", "rgb", "grey"] = "auto"
     augment: Literal["crop_flip", "crop", "none"] = "crop_flip"
     crop_padding: int = 4
     train_limit: int | None = None
+
+    def __post_init__(self):
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ConfigError(f"data.train_limit must be at least 1, got {self.train_limit}.")
+        if self.crop_padding < 0:
+            raise ConfigError(f"data.crop_padding must be non-negative, got {self.crop_padding}.")
 
 
 @dataclass(frozen=True)

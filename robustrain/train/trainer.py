@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 import yaml
+from safetensors import safe_open
 from tqdm import tqdm
 
 from ..attacks import PGD
 from ..config import from_dict, load_yaml, to_dict
-from ..data import DeviceLoader, ImageDataset, crop_flip, load_dataset, stream_seed
+from ..data import DatasetInfo, DeviceLoader, ImageDataset, crop_flip, load_dataset, stream_seed
 from ..errors import ConfigError, RobustrainError
 from ..evaluate import accuracy, conditions_of
 from ..methods import StepContext, method_from_section
@@ -67,13 +68,20 @@ def build_model(config: RunConfig, info) -> Classifier:
         raise ConfigError(str(error)) from None
 
 
+def validate(config: RunConfig) -> None:
+    """Every check that needs no data: the method's settings and the model's options (the model is
+    built on the meta device, so nothing is allocated); raises ConfigError."""
+    method_from_section(config.method, config.threat)
+    info = DatasetInfo("check", 10, config.model.get("in_channels", 3), (32, 32), (0.5,) * 3, (0.25,) * 3)
+    with torch.device("meta"):
+        build_model(config, info)
+
+
 def load_training_data(config: RunConfig) -> tuple[ImageDataset, ImageDataset]:
     data = config.data
-    train_set = load_dataset(data.name, data.root, "train", download=data.download)
-    test_set = load_dataset(data.name, data.root, "test", download=data.download)
+    train_set = load_dataset(data.name, data.root, "train", download=data.download, color=data.color)
+    test_set = load_dataset(data.name, data.root, "test", download=data.download, color=data.color)
     if data.train_limit is not None:
-        if data.train_limit < 1:
-            raise ConfigError(f"data.train_limit must be at least 1, got {data.train_limit}.")
         # A fixed random subset (not the first N, which an ImageFolder sorts by class), the
         # same for every run seed so that runs with different seeds see the same images.
         keep = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:data.train_limit].sort().values
@@ -95,6 +103,20 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
         return
     if (run_dir / CONFIG_FILE).exists() or (run_dir / "checkpoints").exists():
         raise RobustrainError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out.")
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise RobustrainError(f"{run_dir} exists and is not an empty folder; a run writes config.yaml, metrics.jsonl, "
+                              "results.json and checkpoints/ into its folder, so choose a new or empty --out.")
+
+
+def _finished(run_dir: Path, epochs: int) -> bool:
+    """The run has its results and a readable checkpoint of its last epoch (only its header is read)."""
+    try:
+        pointer = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
+        with safe_open(run_dir / "checkpoints" / f"{pointer['stem']}.safetensors", framework="pt"):
+            pass
+    except Exception:  # a missing or damaged checkpoint: the run is resumed as usual, which says why
+        return False
+    return pointer["epoch"] + 1 >= epochs and (run_dir / RESULTS_FILE).is_file()
 
 
 def _write_run_config(run_dir: Path, config: RunConfig) -> None:
@@ -121,10 +143,16 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     if config.out is None:
         raise ConfigError("no output folder: set out (CLI: --out RUN_DIR).")
     run_dir = Path(config.out)
+    _check_run_dir(run_dir, resume)
+    if resume and _finished(run_dir, config.epochs):
+        if progress:
+            tqdm.write(f"{run_dir} finished all {config.epochs} epochs already; nothing to train.")
+        return json.loads((run_dir / RESULTS_FILE).read_text())
     cluster = from_environment("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
     device = resolve_device(config.device, cluster.local_rank)
     if config.precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision fp16 needs a CUDA device (GradScaler); use bf16 or fp32 on a CPU.")
+    validate(config)  # a bad method or model setting is refused before any data is read
     train_set, test_set = load_training_data(config)
     torch.manual_seed(config.seed)
     model = build_model(config, train_set.info).to(device)
@@ -132,6 +160,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         model = model.to(memory_format=torch.channels_last)
     method = method_from_section(config.method, config.threat).to(device)
     method.attach(model)
+    method.check_images(model, (train_set.info.channels, *train_set.info.image_size))
     synchronise_batch_norm(model, config.sync_bn and cluster.world > 1)
     optimizer = build_optimizer(config.optim, [model, method], exclude=method.self_trained_parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
@@ -148,7 +177,6 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         init_cost = load_initial_weights(model, config.init)
     else:
         init_cost = dict(ZERO_COST)
-    _check_run_dir(run_dir, resume)
     cluster.barrier()  # every process has checked the folder before process 0 writes into it
     if cluster.writer:
         if not resume:
@@ -169,8 +197,6 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     loader = DeviceLoader(train_set_used, config.batch_size, shuffle=True, seed=config.seed,
                           last_batch=config.last_batch, augment=_augmentation(config), device=device,
                           channels_last=config.channels_last, shard=(cluster.rank, cluster.world))
-    if start_epoch >= config.epochs and (run_dir / RESULTS_FILE).is_file():
-        return json.loads((run_dir / RESULTS_FILE).read_text())
 
     forward = torch.compile(model) if config.compile else model
     for epoch in range(start_epoch, config.epochs):
@@ -203,7 +229,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     cluster.barrier()
     if not cluster.writer:
         return {}
-    return _final_evaluation(run_dir, config, model, test_set, device, totals, init_cost)
+    return _final_evaluation(run_dir, config, model, test_set, device, totals, init_cost, progress)
 
 
 def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, method, optimizer, scaler,
@@ -298,7 +324,8 @@ def _per_condition(model: Classifier, measure):
     return {name: measure(model.bind(condition)) for name, condition in conditions.items()}
 
 
-def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device, totals, init_cost) -> dict:
+def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device, totals, init_cost,
+                      progress: bool = False) -> dict:
     step = config.threat.step_size(config.eval.pgd_step_size)
     attack = PGD(config.threat.eps, step, config.eval.pgd_steps, norm=config.threat.norm,
                  restarts=config.eval.pgd_restarts)
@@ -307,7 +334,8 @@ def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device,
     def measure(net) -> dict:
         clean = accuracy(net, test_set, batch_size=config.eval.batch_size, device=device)
         robust = accuracy(net, test_set, batch_size=config.eval.batch_size, device=device, attack=attack,
-                          seed=config.seed, limit=config.eval.pgd_limit)
+                          seed=config.seed, limit=config.eval.pgd_limit,
+                          progress=f"final PGD-{config.eval.pgd_steps} on {images} images" if progress else None)
         return {"clean_acc": clean, "pgd": {"acc": robust, "steps": config.eval.pgd_steps, "step_size": step,
                                             "eps": config.threat.eps, "norm": config.threat.norm,
                                             "restarts": config.eval.pgd_restarts, "images": images}}
