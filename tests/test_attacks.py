@@ -12,26 +12,15 @@ from robustrain.attacks.square import fraction_schedule
 from robustrain.attacks.apgd import checkpoints
 from robustrain.attacks.losses import dlr, targeted_dlr
 from robustrain.evaluate import accuracy
-from robustrain.models import create_model
 from robustrain.data import load_dataset
 from robustrain.errors import ConfigError
+
+from .conftest import train_digits_model
 
 
 @pytest.fixture(scope="module")
 def digits_model():
-    """A small CNN trained for a few seconds on the real digits data (clean accuracy ~95%)."""
-    torch.manual_seed(0)
-    train = load_dataset("digits", split="train")
-    model = create_model("small_cnn", 10, in_channels=1, width=8, mean=train.info.mean, std=train.info.std)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x, y = train.images.float() / 255, train.labels
-    for _ in range(8):
-        for i in range(0, len(y), 64):
-            loss = nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval(), load_dataset("digits", split="test")
+    return train_digits_model(), load_dataset("digits", split="test")
 
 
 def test_pgd_linf_equals_torchattacks_per_image(digits_model):
