@@ -10,7 +10,8 @@ robustrain.corruptions.fidelity (mean absolute change, per-image spread, mean ch
 of a fixed small CNN (bench/fidelity/small_cnn_standard.safetensors: configs/cpu/standard_cifar10.yaml,
 seed 0, 75.75% clean accuracy on the JPEG test set), and compares each with the reference's
 (bench/fidelity/cifar10c_reference.json) within the tolerances stated in that module. It writes
-docs/results/fidelity.json and docs/results/fidelity.md and exits 1 if any check fails.
+docs/results/fidelity.json and docs/results/fidelity.md, the per-corruption table of
+docs/corruptions.md, and exits 1 if any check fails.
 
 --build-reference makes that JSON from the reference generator's output on the same images: .npz
 files (one per NumPy seed) holding `clean` (N, 32, 32, 3) uint8 and one uint8 array per
@@ -104,6 +105,35 @@ def markdown(checks, reference: Reference, seconds: float) -> str:
     return "\n".join(head + summary + [""] + lines) + "\n"
 
 
+def by_corruption(checks) -> str:
+    """One row per corruption: the largest gap of each statistic over its severities, in tolerances."""
+    rows = {}
+    for c in checks:
+        if c.severity:
+            rows.setdefault(c.corruption, []).append(c)
+    lines = ["| corruption | largest gap / tolerance: mean abs. change, mean change, model error | "
+             "model error % (mean of 5 severities): ours / reference | |", "|---|---|---:|---|"]
+    for name, row in rows.items():
+        worst = {stat: max(abs(c.ours - c.reference) / c.tolerance for c in row if c.statistic == stat)
+                 for stat in ("mean_abs_change", "mean_change", "model_error")}
+        errors = [c for c in row if c.statistic == "model_error"]
+        ours, ref = (100 * sum(getattr(c, side) for c in errors) / len(errors) for side in ("ours", "reference"))
+        verdict = "ok" if all(c.passed for c in row) else "**differs**"
+        lines.append(f"| {name} | {worst['mean_abs_change']:.2f}, {worst['mean_change']:.2f}, "
+                     f"{worst['model_error']:.2f} | {ours:.1f} / {ref:.1f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def replace_block(page: Path, text: str) -> None:
+    """Put `text` between the page's fidelity markers."""
+    begin, end = "<!-- fidelity table: written by bench/fidelity.py -->", "<!-- end of fidelity table -->"
+    content = page.read_text()
+    if begin not in content or end not in content:
+        raise SystemExit(f"{page} has no fidelity markers")
+    head, rest = content.split(begin, 1)
+    page.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+
+
 def check(reference_path: Path, out_dir: Path) -> int:
     reference = Reference.from_json(json.loads(reference_path.read_text()))
     clean, labels = exact_test_images()
@@ -116,6 +146,8 @@ def check(reference_path: Path, out_dir: Path) -> int:
         {"generator_version": GENERATOR_VERSION, "seed": 0, "table": "cifar", "reference": str(reference_path.name),
          "images": reference.images, "checks": [c.to_json() for c in checks]}, indent=1) + "\n")
     (out_dir / "fidelity.md").write_text(markdown(checks, reference, seconds))
+    if out_dir.resolve() == (ROOT / "docs" / "results").resolve():
+        replace_block(ROOT / "docs" / "corruptions.md", by_corruption(checks))
     failed = [c for c in checks if not c.passed]
     for c in failed:
         print(f"differs: {c.corruption} severity {c.severity} {c.statistic}: ours {c.ours:.4f}, reference "

@@ -141,6 +141,26 @@ def test_resuming_a_finished_run_says_so_and_prints_its_results(trained_run, cap
     assert snapshot(trained_run) == before
 
 
+def test_eval_shows_progress_and_labels_what_it_prints(trained_run, tmp_path, capsys):
+    assert main(["eval", str(trained_run), "--suite", "quick", "--out", str(tmp_path / "q.json"), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "[quick] PGD" in captured.err  # a progress bar while the attack runs
+    assert "corruption/snow/3: accuracy " in captured.err  # each measurement says what it printed
+    assert captured.out.startswith("run: clean accuracy ")  # the summary names the run, and errors as errors
+
+
+def test_an_image_that_disappears_while_a_folder_is_read_is_named(tmp_path, monkeypatch):
+    from robustrain.data import imagefolder
+
+    write(tmp_path / "train" / "a" / "0.png", np.zeros((2, 2), np.uint8))
+    listed = imagefolder.list_image_folder(tmp_path, "train")
+    (tmp_path / "train" / "a" / "0.png").unlink()
+    write(tmp_path / "train" / "a" / "1.png", np.zeros((2, 2), np.uint8))
+    monkeypatch.setattr(imagefolder, "list_image_folder", lambda root, split: listed)
+    with pytest.raises(DataError, match="0.png disappeared while .* was being read"):
+        load_dataset("imagefolder", tmp_path, "train")
+
+
 def test_eval_refuses_a_batch_size_of_zero(trained_run, capsys):
     before = snapshot(trained_run)
     one_sentence_error(capsys, main(["eval", str(trained_run), "--batch-size", "0"]), "--batch-size must be at least 1")

@@ -94,6 +94,23 @@ def test_demo_prints_clean_and_pgd_accuracy_of_both_models(tmp_path, capsys):
     assert "| standard |" in out and "| pgd_at   |" in out and "PGD-20 acc (eps 0.1, linf)" in out
     assert "mean corruption error (15 x 5)" in out
     assert (tmp_path / "standard" / "results.json").is_file() and (tmp_path / "pgd_at" / "results.json").is_file()
+    assert f"The run folders are kept in {tmp_path}" in out
+    # its evaluation holds PGD-20 as well, so a report of the two runs has the column
+    assert main(["report", str(tmp_path / "standard"), str(tmp_path / "pgd_at"), "--out", str(tmp_path / "r")]) == 0
+    assert "| PGD-20 |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_every_example_in_the_help_names_a_file_that_exists():
+    import re
+    from pathlib import Path
+
+    from robustrain.cli import EXAMPLES, build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [EXAMPLES] + [sub.epilog or "" for action in build_parser()._subparsers._group_actions
+                          for sub in action.choices.values()]
+    named = {m for text in texts for m in re.findall(r"configs/\S+\.yaml", text)}
+    assert named and all((root / path).is_file() for path in named), named
 
 
 def test_schedule_command_prints_and_plots_the_curve(tmp_path, capsys):
