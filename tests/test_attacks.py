@@ -287,6 +287,32 @@ def test_autoattack_standard_uses_the_reference_settings():
     assert not custom["square"].rescale_schedule and Square(8 / 255).rescale_schedule
 
 
+def test_autoattack_runs_every_component_in_its_model_mode():
+    torch.manual_seed(0)
+    seen = []
+
+    class RecordsMode(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(12, 3)
+
+        def forward(self, x):
+            seen.append(self.training)
+            return self.linear(x.flatten(1))
+
+    model = RecordsMode().eval()
+    x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
+    for mode in ("train", "eval"):
+        seen.clear()
+        attack = AutoAttack(0.1, version="custom", attacks=["apgd-ce", "fab-t", "square"], model_mode=mode)
+        assert all(a.model_mode == mode for _, a in attack.attacks)
+        for _, component in attack.attacks:  # few steps: the mode is what is checked
+            component.steps = component.queries = 2
+        attack.run(model, x, y, torch.Generator().manual_seed(0))
+        assert seen and all(training == (mode == "train") for training in seen)
+    assert not model.training
+
+
 def test_autoattack_refuses_a_version_together_with_a_list_of_attacks():
     with pytest.raises(ConfigError, match="version='custom'"):
         AutoAttack(8 / 255, attacks=["apgd-ce"])

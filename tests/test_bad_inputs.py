@@ -84,6 +84,12 @@ def test_settings_are_checked_before_any_data_is_read(tmp_path, capsys):
     one_sentence_error(capsys, code, "steps and restarts must be at least 1")
 
 
+def test_ews_with_a_base_it_cannot_wrap_is_refused_before_any_data_is_read(tmp_path, capsys):
+    code = main(["train", "--data", "imagefolder", "--data-root", str(tmp_path / "nowhere"), "--method", "ews",
+                 "--set", "method.base.name=fast_at", "--out", str(tmp_path / "run")])
+    one_sentence_error(capsys, code, "method.base must name the method EWS strengthens, one of standard, augmix")
+
+
 def test_an_existing_folder_of_the_users_files_is_never_trained_into(tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()

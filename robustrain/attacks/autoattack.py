@@ -29,16 +29,17 @@ from .norms import Norm
 from .square import Square
 
 
-def named_attack(name: str, eps: float, norm: Norm, restarts: int = 1) -> Attack:
-    """An attack of the AutoAttack family with the reference settings."""
+def named_attack(name: str, eps: float, norm: Norm, restarts: int = 1, model_mode: ModelMode = "eval") -> Attack:
+    """An attack of the AutoAttack family with the reference settings, run in `model_mode`."""
+    mode = {"model_mode": model_mode}
     factories = {
-        "apgd-ce": lambda: APGD(eps, 100, norm=norm, loss="ce", restarts=restarts),
-        "apgd-dlr": lambda: APGD(eps, 100, norm=norm, loss="dlr", restarts=restarts),
-        "apgd-t": lambda: APGDT(eps, 100, norm=norm, targets=9),
-        "fab": lambda: FAB(eps, 100, norm=norm, targeted=False, restarts=restarts),
-        "fab-t": lambda: FAB(eps, 100, norm=norm, targeted=True, targets=9),
+        "apgd-ce": lambda: APGD(eps, 100, norm=norm, loss="ce", restarts=restarts, **mode),
+        "apgd-dlr": lambda: APGD(eps, 100, norm=norm, loss="dlr", restarts=restarts, **mode),
+        "apgd-t": lambda: APGDT(eps, 100, norm=norm, targets=9, **mode),
+        "fab": lambda: FAB(eps, 100, norm=norm, targeted=False, restarts=restarts, **mode),
+        "fab-t": lambda: FAB(eps, 100, norm=norm, targeted=True, targets=9, **mode),
         # the reference builds its Square with resc_schedule=False, in every version
-        "square": lambda: Square(eps, 5000, norm=norm, rescale_schedule=False),
+        "square": lambda: Square(eps, 5000, norm=norm, rescale_schedule=False, **mode),
     }
     if name not in factories:
         raise ConfigError(f"unknown AutoAttack component '{name}'; choose from {sorted(factories)}.")
@@ -65,7 +66,9 @@ class AutoAttackResult:
 
 class AutoAttack(Attack):
     """version "standard" or "plus"; or version "custom" with `attacks`, a list of component names
-    or (name, Attack) pairs. `batch_size` bounds the images attacked at once."""
+    or (name, Attack) pairs. `batch_size` bounds the images attacked at once. `model_mode` applies
+    to AutoAttack's own passes and to every component it builds by name (an Attack object passed
+    in keeps its own)."""
 
     def __init__(self, eps: float, *, norm: Norm = "linf", version: Literal["standard", "plus", "custom"] = "standard",
                  attacks: Sequence[str | tuple[str, Attack]] | None = None, batch_size: int = 500,
@@ -76,10 +79,12 @@ class AutoAttack(Attack):
         if attacks is None:
             if version not in VERSIONS:
                 raise ConfigError(f"AutoAttack version must be one of {sorted(VERSIONS)}, got {version!r}.")
-            self.attacks = [(name, named_attack(name, eps, norm, restarts)) for name, restarts in VERSIONS[version]]
+            self.attacks = [(name, named_attack(name, eps, norm, restarts, model_mode))
+                            for name, restarts in VERSIONS[version]]
             self.version = version
         else:
-            self.attacks = [(a, named_attack(a, eps, norm)) if isinstance(a, str) else tuple(a) for a in attacks]
+            self.attacks = [(a, named_attack(a, eps, norm, model_mode=model_mode)) if isinstance(a, str) else tuple(a)
+                            for a in attacks]
             self.version = "custom"
         if not self.attacks:
             raise ConfigError("AutoAttack needs at least one attack.")

@@ -92,6 +92,10 @@ def kl_to_subnet(teacher_logits: torch.Tensor, student_logits: torch.Tensor, red
     return kl / student_logits.shape[1] if reduction == "mean" else kl
 
 
+# The base methods whose steps report the inputs they trained on (StepOutput.views), which EWS distils on
+BASES = ("standard", "augmix", "pgd_at", "trades")
+
+
 @dataclass(frozen=True)
 class EWSOptions:
     """base: the method EWS strengthens ({name: augmix, ...}). subnet_width w, kl_weight λ_KL,
@@ -118,9 +122,9 @@ class EWSOptions:
         if self.controller_interval < 1 or self.kl_weight < 0:
             raise ConfigError(f"method.controller_interval must be at least 1 and method.kl_weight non-negative, got "
                               f"{self.controller_interval} and {self.kl_weight}.")
-        if not isinstance(self.base, dict) or self.base.get("name") in (None, "ews"):
-            raise ConfigError(f"method.base must name the method EWS strengthens (standard, augmix, pgd_at, trades), "
-                              f"got {self.base!r}.")
+        if not isinstance(self.base, dict) or self.base.get("name") not in BASES:
+            raise ConfigError(f"method.base must name the method EWS strengthens, one of {', '.join(BASES)} (the "
+                              f"methods that report the inputs they trained on), got {self.base!r}.")
 
 
 class EWS(Method):
@@ -160,8 +164,6 @@ class EWS(Method):
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         out = self.base.step(model, x, y, ctx)
-        if not out.views:
-            raise ConfigError(f"method {self.base.name} does not say which inputs it trained on; EWS cannot wrap it.")
         if int(self.steps_done) % self.options.controller_interval == 0:
             self.update_controller(model, out.views[-1][0][:len(y)], y, ctx)
         self.steps_done += 1
