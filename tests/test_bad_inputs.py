@@ -281,3 +281,15 @@ def test_a_report_without_attacks_is_a_well_formed_table(tmp_path):
     assert "|  |" not in header and "worst case" not in header
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report
+
+
+@pytest.mark.parametrize("option, expected", [
+    ('model.dropout="0.3"', "model.dropout must be a number, got '0.3'"),
+    ("model.width=abc", "model.width must be an integer, got 'abc'"),
+    ("model.lambdas=[0, x]", "model.lambdas must be a list of which each is a number"),
+])
+def test_a_model_option_of_the_wrong_type_is_named(tmp_path, capsys, option, expected):
+    model = "wrn16_8" if "dropout" in option else "small_cnn"
+    code = main(["train", "--data", "digits", "--model", model, "--set", option, "--out", str(tmp_path / "run")])
+    one_sentence_error(capsys, code, expected)
+    assert not (tmp_path / "run").exists()

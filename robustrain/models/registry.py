@@ -92,6 +92,8 @@ def create_model(name: str, num_classes: int, *, mean: Sequence[float] | None = 
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"model '{name}' has no option {unknown[0]!r}; its options are {sorted(allowed)}.")
+    for key, value in options.items():
+        check_option_type(key, value, allowed[key].annotation)
     in_channels = options.get("in_channels", 3)
     if mean is None or std is None:
         if in_channels != 3:
@@ -107,6 +109,40 @@ def create_model(name: str, num_classes: int, *, mean: Sequence[float] | None = 
         if isinstance(layer, (SlimmableConv2d, SlimmableLinear)):
             layer.weight_bits = weight_bits
     return model
+
+
+_SIMPLE_TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _fits(value, annotation: str) -> bool | None:
+    """Whether `value` fits a constructor's annotation (written as text); None when it cannot say."""
+    parts = [p.strip() for p in annotation.split("|")]
+    if "None" in parts and value is None:
+        return True
+    checks = []
+    for part in (p for p in parts if p != "None"):
+        if part == "bool":
+            checks.append(isinstance(value, bool))
+        elif part == "int":
+            checks.append(isinstance(value, int) and not isinstance(value, bool))
+        elif part == "float":
+            checks.append(isinstance(value, (int, float)) and not isinstance(value, bool))
+        elif part == "str":
+            checks.append(isinstance(value, str))
+        elif part.startswith("Sequence[") and part[9:-1] in _SIMPLE_TYPES:
+            checks.append(isinstance(value, (list, tuple)) and all(_fits(v, part[9:-1]) for v in value))
+        else:
+            return None
+    return any(checks)
+
+
+def check_option_type(key: str, value, annotation) -> None:
+    """A model option of the wrong type, named in one sentence (YAML's "0.3" is a string, not a number)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if text and _fits(value, text) is False:
+        kinds = [p.strip() for p in text.split("|") if p.strip() != "None"]
+        wanted = " or ".join(_SIMPLE_TYPES.get(k) or "a list of which each is " + _SIMPLE_TYPES[k[9:-1]] for k in kinds)
+        raise ValueError(f"model.{key} must be {wanted}, got {value!r}.")
 
 
 def _lookup(name: str) -> Callable[..., Classifier]:
