@@ -184,6 +184,7 @@ def test_square_schedule_follows_the_paper():
     assert fraction_schedule(0.8, 4999, 5000, rescale=False) == pytest.approx(0.8 / 128)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm, eps, reference_norm", [("linf", 0.1, "Linf"), ("l2", 1.0, "L2")])
 def test_square_agrees_with_torchattacks_and_stays_in_the_ball(digits_all, norm, eps, reference_norm):
     model, x, y = digits_all

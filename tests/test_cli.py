@@ -14,6 +14,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "robustrain", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_help_explains_commands_and_options():
     top = run_cli("--help")
     assert top.returncode == 0 and "train" in top.stdout and "demo" in top.stdout
@@ -88,6 +89,7 @@ def test_list_shows_registries(capsys):
     assert "wrn34_10" in out and "pgd_at" in out and "cifar10" in out
 
 
+@pytest.mark.slow
 def test_demo_prints_clean_and_pgd_accuracy_of_both_models(tmp_path, capsys):
     assert main(["demo", "--epochs", "2", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

@@ -213,6 +213,7 @@ def test_labels_out_of_range_are_reported():
         make_dataset("toy", "train", torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 3]), ["a", "b", "c"])
 
 
+@pytest.mark.slow
 def test_cifar10_jpeg_matches_the_exact_official_pixels():
     jpeg_root, exact = shared_data("cifar10-jpeg"), shared_data("cifar10-exact")
     test = load_dataset("cifar10", jpeg_root, "test")

@@ -14,6 +14,8 @@ import yaml
 
 from .test_train import final_tensors, read_metrics
 
+pytestmark = pytest.mark.slow  # every test here starts torchrun processes
+
 
 # The subprocesses import this checkout's robustrain, whatever the current folder.
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -190,6 +190,7 @@ def _controller_after_steps(rank: int, world: int, init_file: str, out_dir: str,
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shared", [True, False])
 def test_data_parallel_processes_keep_one_controller(tmp_path, shared):
     """With the shared stream and the global reward, two processes on different shards pick the same

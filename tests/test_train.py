@@ -186,6 +186,7 @@ def test_checkpoints_hold_only_safetensors_and_json_of_the_last_two_epochs(refer
     assert any(k.startswith("model/") for k in keys) and any(k.startswith("optimizer/") for k in keys)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_ends_like_an_uninterrupted_run(reference_run, tmp_path):
     run = tmp_path / "killed"
     config = tmp_path / "config.yaml"
