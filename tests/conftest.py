@@ -45,3 +45,16 @@ def train_digits_model():
             optimizer.step()
     torch.set_num_threads(threads)
     return model.eval()
+
+
+def load_bench_script(name: str):
+    """A script of bench/ as a module (bench/ is not a package)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 locally; tests/data/autoattack_reference.json) on models whose gradients are masked, where
 AutoAttack's black-box Square decides the result."""
 
-import importlib.util
 import json
 import statistics
 from pathlib import Path
@@ -15,9 +14,8 @@ from torch import nn
 from robustrain.attacks import AutoAttack
 from robustrain.data import load_dataset
 
-from .conftest import shared_data, train_digits_model
+from .conftest import load_bench_script, shared_data, train_digits_model
 
-ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = json.loads((Path(__file__).parent / "data" / "autoattack_reference.json").read_text())
 
 
@@ -52,17 +50,10 @@ def test_autoattack_on_a_gradient_masked_model_agrees_with_the_reference():
     assert abs(mean - statistics.mean(reference)) <= 2 * spread, (mean, reference)
 
 
-def load_fidelity_bench():
-    spec = importlib.util.spec_from_file_location("fidelity_bench", ROOT / "bench" / "fidelity.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
 @pytest.mark.slow
 def test_autoattacks_square_follows_the_reference_schedule_where_rescaling_would_show():
     setting = REFERENCE["cifar_masked_square"]
-    bench = load_fidelity_bench()
+    bench = load_bench_script("fidelity")
     clean, labels = bench.exact_test_images(shared_data("cifar10-exact") / "cifar10_exact_subset.npz")
     model = RoundedInput(bench.fixed_model(), setting["levels"]).eval()
     x = torch.from_numpy(clean[:setting["images"]]).permute(0, 3, 1, 2).float() / 255

@@ -420,6 +420,19 @@ def test_a_corruptions_seeds_do_not_depend_on_the_other_corruptions(monkeypatch)
     assert {name: registry.chunk_seed(0, name, 3, 1) for name in before} == before
 
 
+def test_tiny_imagenet_and_imagenet_sets_are_stored_as_the_released_jpegs():
+    x = (images(3, size=64) * 255).round().to(torch.uint8)
+    stored = corrupt_uint8(x, "contrast", 2, table="tinyimagenet")
+    truncated = ops.truncate_to_uint8(corrupt(x.float() / 255, "contrast", 2, table="tinyimagenet"))
+    for image, array in zip(stored, truncated):
+        buffer = io.BytesIO()
+        Image.fromarray(array.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=85, optimize=True)
+        buffer.seek(0)
+        np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), np.asarray(Image.open(buffer).convert("RGB")))
+    assert torch.equal(corrupt_uint8(x[:, :, :32, :32], "contrast", 2, table="cifar"),
+                       ops.truncate_to_uint8(corrupt(x[:, :, :32, :32].float() / 255, "contrast", 2, table="cifar")))
+
+
 def test_uint8_corruption_does_not_depend_on_how_the_data_is_split():
     x = (images(2 * CHUNK, size=8) * 255).round().to(torch.uint8)
     whole = corrupt_uint8(x, "gaussian_noise", 3, seed=5)

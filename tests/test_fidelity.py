@@ -2,9 +2,7 @@
 (make_cifar_c.py, run locally; bench/fidelity/cifar10c_reference.json) on the 1,017 byte-exact
 CIFAR-10 test images: what each corruption does to them and what it does to a fixed model."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +11,9 @@ from robustrain.corruptions import blur
 from robustrain.corruptions.fidelity import (ChangeStats, Reference, change_statistics, check_all, check_changes,
                                              level_tolerance, model_error)
 
-from .conftest import shared_data
+from .conftest import load_bench_script, shared_data
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("fidelity_bench", ROOT / "bench" / "fidelity.py")
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+bench = load_bench_script("fidelity")
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +84,17 @@ def test_the_check_fails_on_a_glass_blur_that_swaps_pixels(reference, exact_imag
     changes, errors = bench.measure(clean, labels, bench.our_sets(clean, ("glass_blur",)), bench.fixed_model())
     checks = [c for c in check_all(reference, changes, errors) if c.statistic == "mean_abs_change"]
     assert len(checks) == 5 and not any(c.passed for c in checks)
+
+
+@pytest.mark.slow
+def test_the_tiny_imagenet_table_matches_make_tinyimagenet_c_at_64_pixels():
+    # 500 exact test images enlarged to 64x64: the table, glass blur's wider walk, the 64-wide fog map
+    # and frost textures shrunk by 0.3 against the reference's change statistics (no model here)
+    benchmark = bench.BENCHMARKS["tinyimagenetc"]
+    reference = Reference.from_json(json.loads(benchmark.reference.read_text()))
+    clean, labels = benchmark.images(shared_data("cifar10-exact") / "cifar10_exact_subset.npz")
+    assert reference.table == "tinyimagenet" and reference.image_count == len(clean) == 500
+    changes, errors = bench.measure(clean, labels, bench.our_sets(clean, table="tinyimagenet"), None)
+    checks = check_all(reference, changes, errors)
+    failed = [c for c in checks if not c.passed]
+    assert len(checks) == 190 and not failed, failed

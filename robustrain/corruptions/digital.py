@@ -34,15 +34,17 @@ def pixelate(x: torch.Tensor, factor: float, generator: torch.Generator) -> torc
 
 
 def jpeg_compression(x: torch.Tensor, quality: int, generator: torch.Generator) -> torch.Tensor:
-    """Encode and decode each image with Pillow's JPEG at `quality` (the reference does exactly this)."""
+    """Encode and decode each image (RGB or grey) with Pillow's JPEG at `quality` (the reference does
+    exactly this)."""
     pixels = torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    mode = "RGB" if pixels.shape[-1] == 3 else "L"
     decoded = []
     for image in pixels:
         buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+        Image.fromarray(image if mode == "RGB" else image[..., 0]).save(buffer, "JPEG", quality=quality)
         buffer.seek(0)
         with Image.open(buffer) as jpeg:
-            decoded.append(np.asarray(jpeg.convert("RGB")))
+            decoded.append(np.asarray(jpeg.convert(mode)).reshape(image.shape))
     return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).to(x) / 255
 
 

@@ -107,15 +107,17 @@ def check_error(corruption: str, severity: int, ours: float, reference: list[flo
 class Reference:
     """The reference generator's statistics on a named set of clean images, one entry per seed.
 
-    changes / model_errors: keyed "corruption/severity"; model_errors are the fixed model's.
+    changes / model_errors: keyed "corruption/severity"; model_errors are a fixed model's (empty
+    where the benchmark has no model here; clean_error None then). table: the severity table.
     """
     images: str
     image_count: int
     seeds: tuple[int, ...]
     changes: dict[str, tuple[ChangeStats, ...]]
     model_errors: dict[str, tuple[float, ...]]
-    clean_error: float
+    clean_error: float | None
     provenance: dict
+    table: str = "cifar"
 
     @property
     def noise_ratio(self) -> float:
@@ -128,10 +130,10 @@ class Reference:
                 continue
             mean = float(np.mean(errors))
             ratios.append(float(np.var(errors, ddof=1)) / binomial_sd(mean, self.image_count) ** 2)
-        return math.sqrt(float(np.mean(ratios)))
+        return math.sqrt(float(np.mean(ratios))) if ratios else 1.0
 
     def to_json(self) -> dict:
-        return {"images": self.images, "image_count": self.image_count, "seeds": list(self.seeds),
+        return {"table": self.table, "images": self.images, "image_count": self.image_count, "seeds": list(self.seeds),
                 "clean_error": self.clean_error, "provenance": self.provenance,
                 "changes": {key: [asdict(s) for s in stats] for key, stats in self.changes.items()},
                 "model_errors": {key: list(errors) for key, errors in self.model_errors.items()}}
@@ -141,7 +143,7 @@ class Reference:
         return cls(data["images"], data["image_count"], tuple(data["seeds"]),
                    {key: tuple(ChangeStats(**s) for s in stats) for key, stats in data["changes"].items()},
                    {key: tuple(errors) for key, errors in data["model_errors"].items()},
-                   data["clean_error"], data["provenance"])
+                   data["clean_error"], data["provenance"], data.get("table", "cifar"))
 
 
 def key(corruption: str, severity: int) -> str:
@@ -155,6 +157,8 @@ def check_all(reference: Reference, changes: dict[str, ChangeStats], model_error
         corruption, severity = name_severity.rsplit("/", 1)
         checks += check_changes(corruption, int(severity), ours, list(reference.changes[name_severity]),
                                 reference.image_count)
+        if name_severity not in model_errors:
+            continue
         checks.append(check_error(corruption, int(severity), model_errors[name_severity],
                                   list(reference.model_errors[name_severity]), reference.image_count,
                                   reference.noise_ratio, is_deterministic(list(reference.changes[name_severity]))))
@@ -190,7 +194,8 @@ def model_error(model, images: np.ndarray, labels: np.ndarray, batch_size: int =
 
 def measure(clean: np.ndarray, labels: np.ndarray, corrupted: dict[str, np.ndarray],
             model) -> tuple[dict[str, ChangeStats], dict[str, float]]:
-    """Change statistics and the model's error for each corrupted set (uint8 (N, H, W, 3), keyed like `key`)."""
+    """Change statistics and the model's error (none without a model) for each corrupted set
+    (uint8 (N, H, W, 3), keyed like `key`)."""
     changes = {name: change_statistics(clean, images) for name, images in corrupted.items()}
-    errors = {name: model_error(model, images, labels) for name, images in corrupted.items()}
+    errors = {name: model_error(model, images, labels) for name, images in corrupted.items()} if model else {}
     return changes, errors

@@ -99,19 +99,28 @@ def chunk_seed(seed: int, name: str, severity: int, chunk: int) -> int:
 CHUNK = 500
 
 
+# The benchmarks whose released files are JPEGs: make_tinyimagenet_c.py and make_imagenet_c.py save
+# every corrupted image with Pillow at quality 85 (CIFAR-10-C is stored as raw arrays).
+JPEG_STORED = {"tinyimagenet": 85, "imagenet": 85}
+
+
 def corrupt_uint8(images: torch.Tensor, name: str, severity: int, *, seed: int = 0, table: str | None = None,
                   start: int = 0) -> torch.Tensor:
-    """Corrupt uint8 images (N, 3, H, W) the way the released files store them (8-bit, truncated).
+    """Corrupt uint8 images (N, 3, H, W) the way the released files store them (8-bit, truncated;
+    then, for Tiny-ImageNet-C and ImageNet-C, a JPEG at quality 85).
 
     Randomness is drawn per chunk of CHUNK images counted from `start` (which must be a multiple of
     CHUNK), so the result does not depend on how a dataset is split into calls.
     """
     if start % CHUNK:
         raise ValueError(f"start {start} must be a multiple of {CHUNK}")
+    table = table or table_for(*images.shape[-2:])
     out = torch.empty_like(images)
     for offset in range(0, images.shape[0], CHUNK):
         generator = torch.Generator().manual_seed(chunk_seed(seed, name, severity, (start + offset) // CHUNK))
         batch = images[offset:offset + CHUNK].float() / 255
-        out[offset:offset + CHUNK] = truncate_to_uint8(corrupt(batch, name, severity, generator=generator,
-                                                               table=table))
+        stored = truncate_to_uint8(corrupt(batch, name, severity, generator=generator, table=table))
+        if table in JPEG_STORED:
+            stored = torch.round(digital.jpeg_compression(stored.float() / 255, JPEG_STORED[table], generator) * 255)
+        out[offset:offset + CHUNK] = stored.to(torch.uint8)
     return out
