@@ -257,3 +257,18 @@ def test_crop_flip_outputs_are_windows_of_the_padded_image():
         assert plain or mirrored
         flips += mirrored and not plain
     assert 0 < flips < 16
+
+
+def test_decoding_in_worker_processes_gives_the_same_cache(tmp_path, monkeypatch):
+    from robustrain.data import imagefolder
+
+    rng = np.random.default_rng(0)
+    for k in range(7):
+        write_png(tmp_path / "train" / f"c{k % 2}" / f"{k}.png", rng.integers(0, 256, (3, 3, 3), dtype=np.uint8))
+    monkeypatch.setattr(imagefolder, "DECODE_CHUNK", 2)  # 4 chunks over 2 workers
+    alone = imagefolder._decode_all(imagefolder.list_image_folder(tmp_path, "train")[1], "auto", workers=1)
+    parallel = imagefolder._decode_all(imagefolder.list_image_folder(tmp_path, "train")[1], "auto", workers=2)
+    assert torch.equal(alone, parallel) and alone.shape == (7, 3, 3, 3)
+    monkeypatch.setenv("ROBUSTRAIN_DECODE_WORKERS", "0")
+    with pytest.raises(DataError, match="ROBUSTRAIN_DECODE_WORKERS must be a whole number of at least 1"):
+        imagefolder.decode_workers()

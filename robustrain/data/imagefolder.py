@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +84,37 @@ def _decode(path: Path, color: str) -> np.ndarray:
         raise DataError(f"cannot decode image {path} ({error}).") from None
 
 
-def _decode_all(files: list[tuple[Path, int]], color: str) -> torch.Tensor:
-    arrays = [_decode(path, color) for path, _ in files]
+def _decode_chunk(paths: list[Path], color: str) -> list[np.ndarray]:
+    return [_decode(path, color) for path in paths]
+
+
+def decode_workers() -> int:
+    """Processes that decode a folder: $ROBUSTRAIN_DECODE_WORKERS, else one per CPU core this process may use."""
+    given = os.environ.get("ROBUSTRAIN_DECODE_WORKERS")
+    if given is not None:
+        if not given.isdigit() or int(given) < 1:
+            raise DataError(f"ROBUSTRAIN_DECODE_WORKERS must be a whole number of at least 1, got {given!r}.")
+        return int(given)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+DECODE_CHUNK = 1000  # images per task: large enough that starting a task costs little
+
+
+def _decode_files(paths: list[Path], color: str, workers: int) -> list[np.ndarray]:
+    """Decode in `workers` processes (chunks in order, so the result is the same for any count)."""
+    chunks = [paths[i:i + DECODE_CHUNK] for i in range(0, len(paths), DECODE_CHUNK)]
+    if workers <= 1 or len(chunks) <= 1:
+        return [array for chunk in chunks for array in _decode_chunk(chunk, color)]
+    # fork: the workers only run Pillow and NumPy, and a spawned worker would re-run the caller's
+    # main module (breaking scripts without a __main__ guard); spawn where fork does not exist
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
+        return [array for decoded in pool.map(_decode_chunk, chunks, [color] * len(chunks)) for array in decoded]
+
+
+def _decode_all(files: list[tuple[Path, int]], color: str, workers: int) -> torch.Tensor:
+    arrays = _decode_files([path for path, _ in files], color, workers)
     kinds = {}
     for (path, _), array in zip(files, arrays):
         kinds.setdefault(array.ndim, []).append(path)
@@ -101,11 +132,12 @@ def _decode_all(files: list[tuple[Path, int]], color: str) -> torch.Tensor:
     return tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2).contiguous()
 
 
-def load_image_folder(root: Path, split: str, name: str = "imagefolder", color: str = "auto") -> DecodedFolder:
+def load_image_folder(root: Path, split: str, name: str = "imagefolder", color: str = "auto",
+                      workers: int | None = None) -> DecodedFolder:
     """Decode `root/split` once; later loads read the cache (seconds for 60,000 images).
 
     color: "auto" keeps the images as stored (all must be grayscale or all RGB); "rgb" or "grey"
-    converts each image as it is read.
+    converts each image as it is read. workers: decoding processes (default `decode_workers()`).
     """
     if color not in COLORS:
         raise DataError(f"data.color must be one of {', '.join(COLORS)}, got {color!r}.")
@@ -114,7 +146,7 @@ def load_image_folder(root: Path, split: str, name: str = "imagefolder", color: 
     if cache.is_file():
         tensors = load_file(cache)
         return DecodedFolder(tensors["images"], tensors["labels"], classes)
-    images = _decode_all(files, color)
+    images = _decode_all(files, color, decode_workers() if workers is None else workers)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     atomic_write(cache, lambda tmp: save_file({"images": images, "labels": labels}, tmp))
     return DecodedFolder(images, labels, classes)
