@@ -70,6 +70,12 @@ TRAIN_PROBES = [
 ]
 
 
+def test_a_model_setting_without_a_model_name_says_what_to_add(tmp_path, capsys):
+    code = main(["train", "--data", "digits", "--set", "model.width=4", "--out", str(tmp_path / "run")])
+    one_sentence_error(capsys, code, "has no name: a model section or --set model.KEY replaces the default model whole")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("args, expected", TRAIN_PROBES)
 def test_train_refuses_bad_settings_before_writing(tmp_path, capsys, args, expected):
     out = tmp_path / "run"

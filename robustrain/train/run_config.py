@@ -76,8 +76,13 @@ class RunConfig:
 
     def __post_init__(self):
         for section in ("model", "method"):
-            if not isinstance(getattr(self, section).get("name"), str):
-                raise ConfigError(f"{section}.name must name a registered {section}, got {getattr(self, section)}.")
+            given = getattr(self, section)
+            if "name" not in given:
+                raise ConfigError(f"the {section} section {given} has no name: a {section} section or --set "
+                                  f"{section}.KEY replaces the default {section} whole, so also give --{section} NAME "
+                                  f"(or --set {section}.name=NAME).")
+            if not isinstance(given.get("name"), str):
+                raise ConfigError(f"{section}.name must name a registered {section}, got {given}.")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}.")
         if not 0 <= self.label_smoothing < 1:
