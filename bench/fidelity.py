@@ -77,7 +77,8 @@ class Benchmark:
 BENCHMARKS = {
     "cifar10c": Benchmark("cifar", REFERENCE, exact_test_images, IMAGES, True, "fidelity"),
     "tinyimagenetc": Benchmark("tinyimagenet", ROOT / "bench" / "fidelity" / "tinyimagenetc_reference.json",
-                               enlarged_test_images, "the first 500 of those 1,017 images enlarged to 64x64 "
+                               enlarged_test_images, "the first 500 of the 1,017 byte-exact CIFAR-10 test images of "
+                               "cifar10_exact_subset.npz, enlarged to 64x64 "
                                "(Pillow bicubic)", False, "fidelity-tinyimagenetc"),
 }
 
