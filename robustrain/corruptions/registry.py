@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Callable
-import zlib
 
 import torch
 

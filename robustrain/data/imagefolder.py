@@ -53,7 +53,6 @@ def list_image_folder(root: Path, split: str) -> tuple[tuple[str, ...], list[tup
 
 
 COLORS = ("auto", "rgb", "grey")
-KINDS = {2: "grayscale", 3: "RGB"}
 
 
 def _fingerprint(root: Path, split: str, files: list[tuple[Path, int]], color: str) -> str:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attacks import running_mode
 from ..errors import ConfigError
 from ..nn import Condition
 from .base import Method, StepContext, StepOutput, layout_like
@@ -119,10 +120,8 @@ class Auxiliary(Method):
         self.heads = nn.ModuleList(AuxiliaryHead(channels, classes) for _ in self.view_fns).to(device)
 
     def check_images(self, model: nn.Module, shape: tuple[int, int, int]) -> None:
-        was_training = model.training
-        with torch.no_grad():
-            size = tuple(model.eval().last_feature_map(torch.zeros(1, *shape, device=model.fc.weight.device)).shape[-2:])
-        model.train(was_training)
+        with running_mode(model, "eval"), torch.no_grad():
+            size = tuple(model.last_feature_map(torch.zeros(1, *shape, device=model.fc.weight.device)).shape[-2:])
         if min(size) < 3:
             raise ConfigError(f"method auxiliary needs a last feature map of at least 3x3, but {shape[1]}x{shape[2]} "
                               f"images give {size[0]}x{size[1]} in this model; use larger images or a model that "

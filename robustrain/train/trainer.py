@@ -24,7 +24,7 @@ from ..config import from_dict, load_yaml, to_dict
 from ..data import DatasetInfo, DeviceLoader, ImageDataset, crop_flip, load_dataset, stream_seed
 from ..errors import ConfigError, RobustrainError
 from ..evaluate import accuracy, conditions_of
-from ..methods import StepContext, method_from_section
+from ..methods import Method, StepContext, method_from_section
 from ..models import Classifier, create_model
 from ..io import atomic_write_text
 from .checkpoint import load_latest, pack_state, save_checkpoint, unpack_state
@@ -68,13 +68,15 @@ def build_model(config: RunConfig, info) -> Classifier:
         raise ConfigError(str(error)) from None
 
 
-def validate(config: RunConfig) -> None:
+def validate(config: RunConfig) -> Method:
     """Every check that needs no data: the method's settings and the model's options (the model is
-    built on the meta device, so nothing is allocated); raises ConfigError."""
-    method_from_section(config.method, config.threat)
+    built on the meta device, so nothing is allocated); raises ConfigError. Returns the method, which
+    draws nothing at random when built (its modules that need the model come in `attach`)."""
+    method = method_from_section(config.method, config.threat)
     info = DatasetInfo("check", 10, config.model.get("in_channels", 3), (32, 32), (0.5,) * 3, (0.25,) * 3)
     with torch.device("meta"):
         build_model(config, info)
+    return method
 
 
 def load_training_data(config: RunConfig) -> tuple[ImageDataset, ImageDataset]:
@@ -152,13 +154,13 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     device = resolve_device(config.device, cluster.local_rank)
     if config.precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision fp16 needs a CUDA device (GradScaler); use bf16 or fp32 on a CPU.")
-    validate(config)  # a bad method or model setting is refused before any data is read
+    method = validate(config)  # a bad method or model setting is refused before any data is read
     train_set, test_set = load_training_data(config)
     torch.manual_seed(config.seed)
     model = build_model(config, train_set.info).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    method = method_from_section(config.method, config.threat).to(device)
+    method = method.to(device)
     method.attach(model)
     method.check_images(model, (train_set.info.channels, *train_set.info.image_size))
     synchronise_batch_norm(model, config.sync_bn and cluster.world > 1)
