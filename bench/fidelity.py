@@ -42,7 +42,7 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from robustrain.corruptions import CORRUPTIONS, SEVERITIES, GENERATOR_VERSION, corrupt_uint8  # noqa: E402
+from robustrain.corruptions import CORRUPTIONS, SEVERITIES, GENERATOR_VERSION, blur, corrupt_uint8  # noqa: E402
 from robustrain.corruptions.fidelity import Reference, check_all, key, measure, model_error  # noqa: E402
 from robustrain.models import create_model  # noqa: E402
 
@@ -93,6 +93,22 @@ def our_sets(clean: np.ndarray, names=tuple(CORRUPTIONS), seed: int = 0, table: 
     images = torch.from_numpy(clean).permute(0, 3, 1, 2).contiguous()
     return {key(name, severity): corrupt_uint8(images, name, severity, seed=seed, table=table)
             .permute(0, 2, 3, 1).numpy() for name in names for severity in SEVERITIES}
+
+
+def exchanging_glass_walk(offsets: np.ndarray, height: int, width: int, delta: int) -> np.ndarray:
+    """Glass blur's walk as generator v2 had it, each pixel exchanged with its neighbour (the
+    reference copies): kept to show what the check catches (--glass-blur-v2, tests/test_fidelity.py)."""
+    positions = [(h, w) for h in range(height - delta, delta, -1) for w in range(width - delta, delta, -1)]
+    source = np.tile(np.arange(height * width), (offsets.shape[-1], 1))
+    images = np.arange(offsets.shape[-1])
+    for step in range(offsets.shape[0]):
+        for k, (h, w) in enumerate(positions):
+            dx, dy = offsets[step, k]
+            here, there = h * width + w, (h + dy) * width + (w + dx)
+            moved = source[:, here].copy()
+            source[:, here] = source[images, there]
+            source[images, there] = moved
+    return source
 
 
 def build_reference(benchmark: Benchmark, files: list[Path], provenance: dict) -> Reference:
@@ -205,12 +221,34 @@ def run_check(name: str, out_dir: Path) -> int:
     return 1 if failed else 0
 
 
+def glass_blur_v2(benchmark: Benchmark) -> int:
+    """The numbers docs/corruptions.md quotes for the v2 glass blur: its change and model error
+    against the reference's (seed mean), per severity."""
+    reference = Reference.from_json(json.loads(benchmark.reference.read_text()))
+    clean, labels = benchmark.images(EXACT)
+    blur.glass_walk = exchanging_glass_walk
+    changes, errors = measure(clean, labels, our_sets(clean, ("glass_blur",), table=benchmark.table),
+                              fixed_model() if benchmark.uses_model else None)
+    print("| severity | mean abs. change: v2 / reference | model error %: v2 / reference |\n|---:|---:|---:|")
+    for name, stats in changes.items():
+        reference_change = np.mean([r.mean_abs_change for r in reference.changes[name]])
+        error = (f"{100 * errors[name]:.1f} / {100 * np.mean(reference.model_errors[name]):.1f}"
+                 if name in errors else "-")
+        print(f"| {name.rsplit('/', 1)[1]} | {stats.mean_abs_change:.1f} / {reference_change:.1f} | {error} |")
+    if errors:
+        print(f"model error, mean of 5 severities: v2 {100 * np.mean(list(errors.values())):.1f}%, reference "
+              f"{100 * np.mean([np.mean(reference.model_errors[n]) for n in errors]):.1f}%")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build-reference", nargs="+", type=Path, metavar="NPZ",
                         help="the reference generator's outputs, one file per seed")
     parser.add_argument("--provenance", type=Path, help="with --build-reference: JSON saying how they were made")
     parser.add_argument("--benchmark", choices=tuple(BENCHMARKS), default="cifar10c")
+    parser.add_argument("--glass-blur-v2", action="store_true",
+                        help="print glass blur made with generator v2's exchanging walk against the reference")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     args = parser.parse_args()
     if args.build_reference:
@@ -220,6 +258,8 @@ def main() -> int:
         benchmark.reference.write_text(json.dumps(reference.to_json(), indent=1) + "\n")
         print(f"wrote {benchmark.reference}")
         return 0
+    if args.glass_blur_v2:
+        return glass_blur_v2(BENCHMARKS[args.benchmark])
     return run_check(args.benchmark, args.out)
 
 

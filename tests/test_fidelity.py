@@ -62,25 +62,10 @@ def test_every_corruption_and_severity_matches_the_reference_generator(reference
                                  f"± {c.tolerance:.4f}" for c in failed)
 
 
-def true_swap_walk(offsets, height, width, delta):
-    """Glass blur as generator v2 had it: each pixel exchanged with its neighbour."""
-    positions = [(h, w) for h in range(height - delta, delta, -1) for w in range(width - delta, delta, -1)]
-    source = np.tile(np.arange(height * width), (offsets.shape[-1], 1))
-    images = np.arange(offsets.shape[-1])
-    for step in range(offsets.shape[0]):
-        for k, (h, w) in enumerate(positions):
-            dx, dy = offsets[step, k]
-            here, there = h * width + w, (h + dy) * width + (w + dx)
-            moved = source[:, here].copy()
-            source[:, here] = source[images, there]
-            source[images, there] = moved
-    return source
-
-
 @pytest.mark.slow
 def test_the_check_fails_on_a_glass_blur_that_swaps_pixels(reference, exact_images, monkeypatch):
     clean, labels = exact_images
-    monkeypatch.setattr(blur, "glass_walk", true_swap_walk)
+    monkeypatch.setattr(blur, "glass_walk", bench.exchanging_glass_walk)
     changes, errors = bench.measure(clean, labels, bench.our_sets(clean, ("glass_blur",)), bench.fixed_model())
     checks = [c for c in check_all(reference, changes, errors) if c.statistic == "mean_abs_change"]
     assert len(checks) == 5 and not any(c.passed for c in checks)
