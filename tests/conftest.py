@@ -20,31 +20,8 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 
 
 def train_digits_model():
-    """A small CNN trained for a few seconds on the real digits data (clean accuracy ~95%), trained
-    on one thread so that one torch build gives the same weights on any machine: the attack tests'
-    model, and the one the reference AutoAttack numbers in tests/data/autoattack_reference.json
-    were computed on."""
-    import torch
-    from torch import nn
-
-    from robustrain.data import load_dataset
-    from robustrain.models import create_model
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the weights depend on how sums are split between threads
-    torch.manual_seed(0)
-    train = load_dataset("digits", split="train")
-    model = create_model("small_cnn", 10, in_channels=1, width=8, mean=train.info.mean, std=train.info.std)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x, y = train.images.float() / 255, train.labels
-    for _ in range(8):
-        for i in range(0, len(y), 64):
-            loss = nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    torch.set_num_threads(threads)
-    return model.eval()
+    """The attack tests' digits model (bench/autoattack_reference.py, where the reference numbers use it too)."""
+    return load_bench_script("autoattack_reference").train_digits_model()
 
 
 def load_bench_script(name: str):
