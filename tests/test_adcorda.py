@@ -151,3 +151,54 @@ def test_quantize_command_writes_a_quantized_run_whose_evaluation_names_its_bits
     assert "from 2 to 8, got 9" in capsys.readouterr().err and not (tmp_path / "q9").exists()
     assert main(["quantize", str(pretrained), "--bits", "4", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_partial_correction_picks_a_fixed_share_and_keeping_originals_adds_the_corrections(pretrained):
+    from robustrain.methods.adcorda import AdCorDAOptions, corrected_set
+
+    model = load_run(pretrained).model
+    train_set = __import__("robustrain").load_dataset("digits", split="train")
+    attack = Correct(0.1, 2 / 255, 20)
+    full_images, _, full = corrected_set(model, train_set, attack, AdCorDAOptions(), torch.device("cpu"))
+    half_images, _, half = corrected_set(model, train_set, attack, AdCorDAOptions(correct_fraction=0.5,
+                                                                                  correction_batch_size=97),
+                                         torch.device("cpu"))
+    assert half["misclassified"] == full["misclassified"] > 20
+    # A binomial share of the misclassified images: within 4 standard deviations of one half.
+    assert abs(half["selected"] - full["misclassified"] / 2) <= 4 * math.sqrt(full["misclassified"] / 4)
+    changed_half = (half_images != train_set.images).flatten(1).any(1)
+    changed_full = (full_images != train_set.images).flatten(1).any(1)
+    assert int(changed_half.sum()) == half["corrected"] and bool((changed_half <= changed_full).all())
+    # The same share is picked whatever the batch size: its corrections are the full run's.
+    assert torch.equal(half_images[changed_half], full_images[changed_half])
+    both, both_labels, counts = corrected_set(model, train_set, attack, AdCorDAOptions(keep_originals=True),
+                                              torch.device("cpu"))
+    n = len(train_set)
+    assert counts["corrected_set_images"] == len(both) == n + full["corrected"]
+    assert torch.equal(both[:n], train_set.images) and torch.equal(both_labels[:n], train_set.labels)
+    assert torch.equal(both[n:], full_images[changed_full])
+    assert torch.equal(both_labels[n:], train_set.labels[changed_full])
+    with pytest.raises(Exception, match="correct_fraction must be in"):
+        AdCorDAOptions(correct_fraction=0)
+
+
+def test_coral_on_logits_and_balanced_weight():
+    from robustrain.methods.adcorda import AdCorDAOptions, adaptation_terms
+
+    torch.manual_seed(0)
+    model = create_model("small_cnn", 10, width=4)
+    xs, xt = torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16) * 0.5
+    ys, yt = torch.randint(10, (8,)), torch.randint(10, (8,))
+    ce = nn.functional.cross_entropy
+    on_logits = adaptation_terms(model, xs, ys, xt, yt, AdCorDAOptions(coral_on="logits", coral_weight=2.0), ce)
+    expected = ((np.cov(model(xs).detach().numpy(), rowvar=False)
+                 - np.cov(model(xt).detach().numpy(), rowvar=False)) ** 2).sum() / (4 * 10 ** 2)
+    assert on_logits.coral.item() == pytest.approx(expected, rel=1e-4)
+    assert on_logits.total.item() == pytest.approx(ce(model(xs), ys).item() + 2 * expected, rel=1e-4)
+    balanced = adaptation_terms(model, xs, ys, xt, yt, AdCorDAOptions(coral_balance=True, coral_weight=0.5), ce)
+    # The weighted CORAL term equals half the cross-entropy in value; its weight carries no gradient.
+    assert (balanced.coral_weight * balanced.coral).item() == pytest.approx(0.5 * balanced.source_loss.item(),
+                                                                            rel=1e-5)
+    assert not balanced.coral_weight.requires_grad
+    labelled = adaptation_terms(model, xs, ys, xt, yt, AdCorDAOptions(target_labels=True, coral_weight=0.0), ce)
+    assert labelled.total.item() == pytest.approx(ce(model(xs), ys).item() + ce(model(xt), yt).item(), rel=1e-5)

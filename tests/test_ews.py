@@ -109,6 +109,29 @@ def test_loss_is_the_base_loss_plus_the_weighted_kl_to_the_subnet():
     assert kl_to_subnet(teacher, student, "batchmean").item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_random_subnet_control_keeps_each_channel_with_probability_keep_over_channels():
+    from robustrain.methods.ews import random_picks
+
+    generator = torch.Generator().manual_seed(0)
+    draws = 4000
+    counts = torch.zeros(10)
+    for _ in range(draws):
+        (pick,) = random_picks([10], [7], generator)
+        assert len(pick) == 7 and len(set(pick.tolist())) == 7
+        counts[pick] += 1
+    # Each channel is kept with probability 7/10: binomial counts within 4 standard deviations.
+    assert ((counts - 0.7 * draws).abs() <= 4 * math.sqrt(draws * 0.7 * 0.3)).all()
+    model, method = ews(subnets="random", kl_weight=0.5)
+    assert method.controller is None and method.optimizers() == {} and method.self_trained_parameters() == ()
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    out = method.step(model, x, y, StepContext(torch.Generator().manual_seed(0)))
+    assert out.logs["subnet_kl"] > 0 and "controller_reward" not in out.logs
+    assert out.loss.item() == pytest.approx(F.cross_entropy(out.logits, y).item() + 0.5 * out.logs["subnet_kl"].item(),
+                                            rel=1e-5)
+    with pytest.raises(ConfigError, match="subnets must be one of"):
+        create_method("ews", {"subnets": "weakest"}, Threat())
+
+
 def test_ews_wraps_adversarial_and_augmix_bases_and_trains_end_to_end(tmp_path):
     for base in ({"name": "pgd_at", "steps": 1}, {"name": "trades", "steps": 1}, {"name": "augmix"}):
         model, method = ews(base)

@@ -8,15 +8,20 @@ and the defaults take this reading (spec section 3, [INF]):
    misclassifies is attacked toward its true label (`attacks.Correct`: loss-descending PGD inside
    an eps-ball, each image stopping at its first success). The corrected set D' is the training
    set with each corrected image in place of its original; an image that cannot be corrected is
-   kept as it was (`failures: keep`) or dropped (`drop`). D' and its counts are written to
-   `<run>/corrected/` and reused when the run is resumed.
-2. Domain adaptation: fine-tune on D' (labelled source) with Deep CORAL (Sun & Saenko, 2016) on
-   the penultimate features against random batches of the original set D (target):
+   kept as it was (`failures: keep`) or dropped (`drop`). `correct_fraction` < 1 corrects only a
+   fixed random share of the misclassified images (the same share for every seed);
+   `keep_originals: true` keeps every original and adds the corrected images beside them. D' and
+   its counts are written to `<run>/corrected/` and reused when the run is resumed.
+2. Domain adaptation: fine-tune on D' (labelled source) with Deep CORAL (Sun & Saenko, 2016)
+   against random batches of the original set D (target), on the penultimate features
+   (`coral_on: penultimate`) or, as Deep CORAL does, on the last layer's outputs (`logits`):
 
-       L = CE(f(x_s), y_s) + coral_weight · ||Cov(φ(x_s)) - Cov(φ(x_t))||_F² / (4 d²)
+       L = CE(f(x_s), y_s) + λ_C · ||Cov(h(x_s)) - Cov(h(x_t))||_F² / (4 d²)
 
-   (+ CE(f(x_t), y_t) with `target_labels: true`; the default uses no labels of D). Epochs,
-   learning rate and schedule are the run's. A weight-quantized model (model option
+   λ_C is `coral_weight`; with `coral_balance: true` it is `coral_weight` · CE / CORAL (both
+   detached) at every step, so that the two terms are of the same size, which is how Sun & Saenko
+   choose the weight. (+ CE(f(x_t), y_t) with `target_labels: true`; the default uses no labels of
+   D.) Epochs, learning rate and schedule are the run's. A weight-quantized model (model option
    `weight_bits`) stays quantized: its layers fake-quantize with a straight-through estimator.
 """
 
@@ -52,13 +57,20 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class AdCorDAOptions:
     """correction_eps / correction_step / correction_steps: the correction attack (L-inf by the
     run's threat norm; eps None: the threat's eps). failures: keep or drop images the attack cannot
-    correct. coral_weight: λ_C. target_labels: also train on the original set's labels."""
+    correct. correct_fraction: the share of misclassified images that are corrected. keep_originals:
+    D' holds every original and the corrected images beside them. coral_on: the layer CORAL aligns.
+    coral_weight: λ_C, or its multiplier of CE / CORAL with coral_balance. target_labels: also train
+    on the original set's labels."""
 
     correction_eps: float | None = None
     correction_step: float = 2 / 255
     correction_steps: int = 10
     failures: Literal["keep", "drop"] = "keep"
+    correct_fraction: float = 1.0
+    keep_originals: bool = False
+    coral_on: Literal["penultimate", "logits"] = "penultimate"
     coral_weight: float = 1.0
+    coral_balance: bool = False
     target_labels: bool = False
     correction_batch_size: int = 500
 
@@ -67,6 +79,8 @@ class AdCorDAOptions:
             raise ConfigError(f"method.coral_weight must be non-negative, got {self.coral_weight}.")
         if self.failures not in ("keep", "drop"):
             raise ConfigError(f"method.failures must be 'keep' or 'drop', got {self.failures!r}.")
+        if not 0 < self.correct_fraction <= 1:
+            raise ConfigError(f"method.correct_fraction must be in (0, 1], got {self.correct_fraction}.")
 
 
 class AdCorDA(Method):
@@ -88,8 +102,7 @@ class AdCorDA(Method):
         self.augment = augment
         folder = run_dir / CORRECTED_DIR
         if not (folder / "images.safetensors").is_file():
-            images, labels, counts = corrected_set(model, train_set, self.correct, self.options.failures,
-                                                   self.options.correction_batch_size, device)
+            images, labels, counts = corrected_set(model, train_set, self.correct, self.options, device)
             atomic_write(folder / "images.safetensors", lambda tmp: save_file({"images": images, "labels": labels},
                                                                                 tmp))
             atomic_write_text(folder / "counts.json", json.dumps(counts, indent=1))
@@ -104,47 +117,92 @@ class AdCorDA(Method):
         if self.augment is not None:
             x_target = self.augment(x_target, ctx.generator)
         x_target = layout_like(x_target.to(x.dtype).div_(255), x)
-        source_features, target_features = model.penultimate(x), model.penultimate(x_target)
-        logits = model.fc(source_features)
-        source_loss = ctx.cross_entropy(logits, y)
-        coral = coral_loss(source_features, target_features)
-        loss = source_loss + self.options.coral_weight * coral
-        logs = {"source_loss": source_loss.detach(), "coral": coral.detach()}
-        if self.options.target_labels:
-            target_loss = ctx.cross_entropy(model.fc(target_features), self.target.labels[rows])
-            loss = loss + target_loss
-            logs["target_loss"] = target_loss.detach()
-        return StepOutput(loss, logits, logs)
+        terms = adaptation_terms(model, x, y, x_target, self.target.labels[rows], self.options, ctx.cross_entropy)
+        logs = {"source_loss": terms.source_loss.detach(), "coral": terms.coral.detach(),
+                "coral_weight": terms.coral_weight.detach()}
+        if terms.target_loss is not None:
+            logs["target_loss"] = terms.target_loss.detach()
+        return StepOutput(terms.total, terms.logits, logs)
 
 
-def corrected_set(model, train_set: ImageDataset, attack: Correct, failures: str, batch_size: int,
+@dataclass(frozen=True)
+class AdaptationTerms:
+    """The terms of one domain-adaptation step: source CE, raw CORAL, the weight λ_C applied to it
+    (a tensor: with coral_balance it changes every step), target CE (None without target labels),
+    and the source logits."""
+
+    source_loss: torch.Tensor
+    coral: torch.Tensor
+    coral_weight: torch.Tensor
+    target_loss: torch.Tensor | None
+    logits: torch.Tensor
+
+    @property
+    def total(self) -> torch.Tensor:
+        loss = self.source_loss + self.coral_weight * self.coral
+        return loss if self.target_loss is None else loss + self.target_loss
+
+
+def adaptation_terms(model, x_source, y_source, x_target, y_target, options: AdCorDAOptions,
+                     cross_entropy) -> AdaptationTerms:
+    """The loss terms of a step on a source batch (from D') and a target batch (from D)."""
+    source_features, target_features = model.penultimate(x_source), model.penultimate(x_target)
+    logits = model.fc(source_features)
+    target_logits = model.fc(target_features) if options.coral_on == "logits" or options.target_labels else None
+    aligned = (logits, target_logits) if options.coral_on == "logits" else (source_features, target_features)
+    source_loss = cross_entropy(logits, y_source)
+    coral = coral_loss(*aligned)
+    weight = torch.tensor(options.coral_weight, device=coral.device)
+    if options.coral_balance:
+        weight = weight * source_loss.detach() / coral.detach().clamp_min(torch.finfo(coral.dtype).tiny)
+    target_loss = cross_entropy(target_logits, y_target) if options.target_labels else None
+    return AdaptationTerms(source_loss, coral, weight, target_loss, logits)
+
+
+def corrected_set(model, train_set: ImageDataset, attack: Correct, options: AdCorDAOptions,
                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(uint8 images, labels, counts) of D': each misclassified image replaced by its correction.
+    """(uint8 images, labels, counts) of D': each selected misclassified image replaced by its
+    correction (or, with keep_originals, added beside its original).
 
-    An image counts as corrected only if the model classifies its stored 8-bit version correctly."""
+    An image counts as corrected only if the model classifies its stored 8-bit version correctly.
+    The share selected by correct_fraction is drawn from a fixed stream, so it is the same for every
+    seed and every batch size."""
+    selected = torch.rand(len(train_set.labels), generator=torch.Generator().manual_seed(0)) < options.correct_fraction
     images, labels = train_set.images.clone(), train_set.labels.clone()
     keep = torch.ones(len(labels), dtype=torch.bool)
-    misclassified = corrected = 0
+    added = torch.zeros(len(labels), dtype=torch.bool)
+    misclassified = chosen = corrected = 0
+    batch_size = options.correction_batch_size
     for start in range(0, len(labels), batch_size):
         x = images[start:start + batch_size].to(device).float() / 255
         y = labels[start:start + batch_size].to(device)
         with torch.no_grad():
-            wrong = (_eval_predictions(model, x) != y).nonzero().flatten()
+            wrong = _eval_predictions(model, x) != y
+        misclassified += int(wrong.sum())
+        wrong = (wrong & selected[start:start + batch_size].to(device)).nonzero().flatten()
         if not len(wrong):
             continue
         x_corr, _ = attack.correct(model, x[wrong], y[wrong])
         stored = (x_corr * 255).round().to(torch.uint8)
         with torch.no_grad():
-            success = _eval_predictions(model, stored.float() / 255) == y[wrong]
-        rows = (start + wrong.cpu())
-        images[rows[success.cpu()]] = stored[success].cpu()
-        keep[rows[~success.cpu()]] = failures == "keep"
-        misclassified += len(wrong)
+            success = (_eval_predictions(model, stored.float() / 255) == y[wrong]).cpu()
+        rows = start + wrong.cpu()
+        images[rows[success]] = stored[success.to(stored.device)].cpu()
+        added[rows[success]] = True
+        keep[rows[~success]] = options.failures == "keep"
+        chosen += len(wrong)
         corrected += int(success.sum())
-    counts = {"training_images": len(labels), "misclassified": misclassified, "corrected": corrected,
-              "failed": misclassified - corrected, "failures": failures, "corrected_set_images": int(keep.sum()),
+    if options.keep_originals:
+        images = torch.cat([train_set.images, images[added]])
+        labels = torch.cat([train_set.labels, labels[added]])
+    else:
+        images, labels = images[keep], labels[keep]
+    counts = {"training_images": len(train_set.labels), "misclassified": misclassified, "selected": chosen,
+              "corrected": corrected, "failed": chosen - corrected, "failures": options.failures,
+              "correct_fraction": options.correct_fraction, "keep_originals": options.keep_originals,
+              "corrected_set_images": len(labels),
               "attack": {"eps": attack.eps, "step": attack.alpha, "steps": attack.steps, "norm": attack.norm}}
-    return images[keep].contiguous(), labels[keep].contiguous(), counts
+    return images.contiguous(), labels.contiguous(), counts
 
 
 def _eval_predictions(model, x: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,9 @@ Departures from the official code, each an option or written here:
   is left out: at w >= 0.5 both paths are always kept;
 - every controller parameter starts uniform(±0.1), output biases at 0 (the official code
   re-initialises a random 30% of its tensors).
+
+`subnets: random` is the control the official code lacks: the same distillation into a uniformly
+random subnet of the same width each step, with no controller, to tell what the search adds.
 """
 
 from __future__ import annotations
@@ -81,8 +84,16 @@ class Controller(nn.Module):
             inputs = embedding(pick).mean(0, keepdim=True)
         return picks, log_prob, entropy
 
-    def masks(self, picks: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.zeros(c, device=device).index_fill_(0, p.to(device), 1.0) for c, p in zip(self.channels, picks))
+
+
+def channel_masks(channels: list[int], picks: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """0/1 masks over each block's input channels with the picked ones set."""
+    return tuple(torch.zeros(c, device=device).index_fill_(0, p.to(device), 1.0) for c, p in zip(channels, picks))
+
+
+def random_picks(channels: list[int], keep: list[int], generator: torch.Generator) -> list[torch.Tensor]:
+    """A uniformly random subnet of the same widths: keep[b] of the channels[b] channels of each block."""
+    return [torch.randperm(c, generator=generator)[:k].sort().values for c, k in zip(channels, keep)]
 
 
 def kl_to_subnet(teacher_logits: torch.Tensor, student_logits: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -112,6 +123,7 @@ class EWSOptions:
     controller_hidden: int = 100
     baseline_decay: float = 0.99
     baseline: Literal["reward", "advantage"] = "reward"
+    subnets: Literal["controller", "random"] = "controller"
 
     def __post_init__(self):
         if not 0 < self.subnet_width <= 1:
@@ -141,6 +153,8 @@ class EWS(Method):
         self.register_buffer("last_reward", torch.zeros((), dtype=torch.float64))
         self.controller: Controller | None = None
         self.controller_optimizer: torch.optim.Optimizer | None = None
+        self.channels: list[int] = []  # per masked block: its channels, and how many a subnet keeps
+        self.keep: list[int] = []
 
     def attach(self, model: nn.Module) -> None:
         self.base.attach(model)
@@ -148,8 +162,11 @@ class EWS(Method):
         if not channels:
             raise ConfigError("method ews needs a model with residual blocks (a ResNet, PreAct-ResNet or WRN); "
                               f"{type(model).__name__} has none to mask.")
-        keep = [math.ceil(self.options.subnet_width * c) for c in channels]
-        self.controller = Controller(channels, keep, self.options.controller_hidden).to(model.fc.weight.device)
+        self.channels = list(channels)
+        self.keep = [math.ceil(self.options.subnet_width * c) for c in channels]
+        if self.options.subnets == "random":
+            return
+        self.controller = Controller(channels, self.keep, self.options.controller_hidden).to(model.fc.weight.device)
         self.controller_optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.options.controller_lr,
                                                      betas=(0.5, 0.999))
 
@@ -164,15 +181,18 @@ class EWS(Method):
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         out = self.base.step(model, x, y, ctx)
-        if int(self.steps_done) % self.options.controller_interval == 0:
-            self.update_controller(model, out.views[-1][0][:len(y)], y, ctx)
-        self.steps_done += 1
-        logs = {**out.logs, "controller_reward": self.last_reward.float(),
-                "controller_baseline": self.reward_baseline.float()}
+        logs = dict(out.logs)
         # Every process masks the same subnet, and every controller takes the same step from the
         # global reward, so the controllers of data-parallel processes stay one controller.
-        picks, _, _ = self.controller(ctx.shared)
-        subnet = Condition(channel_masks=self.controller.masks(picks, x.device), update_bn_stats=False)
+        if self.options.subnets == "random":
+            picks = random_picks(self.channels, self.keep, ctx.shared)
+        else:
+            if int(self.steps_done) % self.options.controller_interval == 0:
+                self.update_controller(model, out.views[-1][0][:len(y)], y, ctx)
+            logs.update(controller_reward=self.last_reward.float(), controller_baseline=self.reward_baseline.float())
+            picks, _, _ = self.controller(ctx.shared)
+        self.steps_done += 1
+        subnet = Condition(channel_masks=channel_masks(self.channels, picks, x.device), update_bn_stats=False)
         distill = sum(weight * kl_to_subnet(logits, model(inputs, subnet), self.options.kl_reduction)
                       for inputs, logits, weight in out.views)
         logs["subnet_kl"] = distill.detach()
@@ -181,7 +201,7 @@ class EWS(Method):
     def update_controller(self, model, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> None:
         """One REINFORCE step toward subnets that get the (global) batch wrong."""
         picks, log_prob, entropy = self.controller(ctx.shared)
-        subnet = Condition(channel_masks=self.controller.masks(picks, x.device), update_bn_stats=False)
+        subnet = Condition(channel_masks=channel_masks(self.channels, picks, x.device), update_bn_stats=False)
         with torch.no_grad():
             reward = -ctx.global_mean((model(x.detach(), subnet).argmax(1) == y).double().mean())
         advantage = reward - self.reward_baseline
