@@ -182,7 +182,9 @@ def test_partial_correction_picks_a_fixed_share_and_keeping_originals_adds_the_c
         AdCorDAOptions(correct_fraction=0)
 
 
-def test_coral_on_logits_and_balanced_weight():
+def test_coral_on_logits_and_a_balanced_weight_measured_once():
+    from robustrain.data import load_dataset
+    from robustrain.methods import StepContext, Threat, create_method
     from robustrain.methods.adcorda import AdCorDAOptions, adaptation_terms
 
     torch.manual_seed(0)
@@ -190,15 +192,26 @@ def test_coral_on_logits_and_balanced_weight():
     xs, xt = torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16) * 0.5
     ys, yt = torch.randint(10, (8,)), torch.randint(10, (8,))
     ce = nn.functional.cross_entropy
-    on_logits = adaptation_terms(model, xs, ys, xt, yt, AdCorDAOptions(coral_on="logits", coral_weight=2.0), ce)
+    on_logits = adaptation_terms(model, xs, ys, xt, yt, AdCorDAOptions(coral_on="logits"), ce)
     expected = ((np.cov(model(xs).detach().numpy(), rowvar=False)
                  - np.cov(model(xt).detach().numpy(), rowvar=False)) ** 2).sum() / (4 * 10 ** 2)
     assert on_logits.coral.item() == pytest.approx(expected, rel=1e-4)
-    assert on_logits.total.item() == pytest.approx(ce(model(xs), ys).item() + 2 * expected, rel=1e-4)
-    balanced = adaptation_terms(model, xs, ys, xt, yt, AdCorDAOptions(coral_balance=True, coral_weight=0.5), ce)
-    # The weighted CORAL term equals half the cross-entropy in value; its weight carries no gradient.
-    assert (balanced.coral_weight * balanced.coral).item() == pytest.approx(0.5 * balanced.source_loss.item(),
-                                                                            rel=1e-5)
-    assert not balanced.coral_weight.requires_grad
-    labelled = adaptation_terms(model, xs, ys, xt, yt, AdCorDAOptions(target_labels=True, coral_weight=0.0), ce)
-    assert labelled.total.item() == pytest.approx(ce(model(xs), ys).item() + ce(model(xt), yt).item(), rel=1e-5)
+    assert on_logits.total(2.0).item() == pytest.approx(ce(model(xs), ys).item() + 2 * expected, rel=1e-4)
+    labelled = adaptation_terms(model, xs, ys, xt, yt, AdCorDAOptions(target_labels=True), ce)
+    assert labelled.total(0.0).item() == pytest.approx(ce(model(xs), ys).item() + ce(model(xt), yt).item(), rel=1e-5)
+
+    # coral_balance: the weight makes the CORAL term half the CE term on the first step, then stays.
+    digits = load_dataset("digits", split="train")
+    model = create_model("small_cnn", 10, width=4, in_channels=1, mean=(0.5,), std=(0.25,))
+    method = create_method("adcorda", {"coral_on": "logits", "coral_balance": True, "coral_weight": 0.5}, Threat())
+    method.target = digits
+    ctx = StepContext(torch.Generator().manual_seed(0))
+    x, y = digits.images[:32].float() / 255, digits.labels[:32]
+    first = method.step(model, x, y, ctx)
+    weight = first.logs["coral_weight"].item()
+    assert weight * first.logs["coral"].item() == pytest.approx(0.5 * first.logs["source_loss"].item(), rel=1e-4)
+    assert first.loss.item() == pytest.approx(1.5 * first.logs["source_loss"].item(), rel=1e-4)
+    second = method.step(model, digits.images[32:64].float() / 255, digits.labels[32:64], ctx)
+    assert second.logs["coral_weight"].item() == weight and method.state_dict()["balanced_weight"].item() == weight
+    assert second.loss.item() == pytest.approx(
+        second.logs["source_loss"].item() + weight * second.logs["coral"].item(), rel=1e-4)

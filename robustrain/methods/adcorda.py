@@ -18,9 +18,9 @@ and the defaults take this reading (spec section 3, [INF]):
 
        L = CE(f(x_s), y_s) + λ_C · ||Cov(h(x_s)) - Cov(h(x_t))||_F² / (4 d²)
 
-   λ_C is `coral_weight`; with `coral_balance: true` it is `coral_weight` · CE / CORAL (both
-   detached) at every step, so that the two terms are of the same size, which is how Sun & Saenko
-   choose the weight. (+ CE(f(x_t), y_t) with `target_labels: true`; the default uses no labels of
+   λ_C is `coral_weight`; with `coral_balance: true` it is `coral_weight` · CE / CORAL measured on
+   the first step and then held, so that the two terms start of the same size (Sun & Saenko choose
+   a fixed weight that makes them about equal). (+ CE(f(x_t), y_t) with `target_labels: true`; the default uses no labels of
    D.) Epochs, learning rate and schedule are the run's. A weight-quantized model (model option
    `weight_bits`) stays quantized: its layers fake-quantize with a straight-through estimator.
 """
@@ -59,7 +59,7 @@ class AdCorDAOptions:
     run's threat norm; eps None: the threat's eps). failures: keep or drop images the attack cannot
     correct. correct_fraction: the share of misclassified images that are corrected. keep_originals:
     D' holds every original and the corrected images beside them. coral_on: the layer CORAL aligns.
-    coral_weight: λ_C, or its multiplier of CE / CORAL with coral_balance. target_labels: also train
+    coral_weight: λ_C, or, with coral_balance, its multiplier of CE / CORAL on the first step. target_labels: also train
     on the original set's labels."""
 
     correction_eps: float | None = None
@@ -93,6 +93,8 @@ class AdCorDA(Method):
         self.correct = Correct(eps, options.correction_step, options.correction_steps, norm=threat.norm)
         self.target: ImageDataset | None = None
         self.augment = None
+        # λ_C with coral_balance, measured on the first step (0: not yet); checkpointed with the run.
+        self.register_buffer("balanced_weight", torch.zeros(()))
 
     def prepare(self, model, train_set: ImageDataset, run_dir: Path, device: torch.device, augment) -> ImageDataset:
         """The corrected set D' (computed now with the model's current weights, or read back from the
@@ -118,28 +120,38 @@ class AdCorDA(Method):
             x_target = self.augment(x_target, ctx.generator)
         x_target = layout_like(x_target.to(x.dtype).div_(255), x)
         terms = adaptation_terms(model, x, y, x_target, self.target.labels[rows], self.options, ctx.cross_entropy)
+        if self.options.coral_balance and not self.balanced_weight > 0:
+            # Measured once, on the first step (over every process), then held: a weight that
+            # followed CE / CORAL at every step would make the term CE * log CORAL, whose gradient
+            # grows without bound as CORAL shrinks (the logits collapse to a constant).
+            self.balanced_weight.fill_(float(balanced_coral_weight(self.options.coral_weight, ctx.global_mean(
+                terms.source_loss.detach()), ctx.global_mean(terms.coral.detach()))))
+        weight = self.balanced_weight if self.options.coral_balance else self.options.coral_weight
         logs = {"source_loss": terms.source_loss.detach(), "coral": terms.coral.detach(),
-                "coral_weight": terms.coral_weight.detach()}
+                "coral_weight": torch.as_tensor(weight, dtype=torch.float32).detach()}
         if terms.target_loss is not None:
             logs["target_loss"] = terms.target_loss.detach()
-        return StepOutput(terms.total, terms.logits, logs)
+        return StepOutput(terms.total(weight), terms.logits, logs)
+
+
+def balanced_coral_weight(coral_weight: float, cross_entropy: torch.Tensor, coral: torch.Tensor) -> torch.Tensor:
+    """coral_weight * CE / CORAL: the weight that makes the CORAL term coral_weight times the CE term."""
+    return coral_weight * cross_entropy / coral.clamp_min(torch.finfo(coral.dtype).tiny)
 
 
 @dataclass(frozen=True)
 class AdaptationTerms:
-    """The terms of one domain-adaptation step: source CE, raw CORAL, the weight λ_C applied to it
-    (a tensor: with coral_balance it changes every step), target CE (None without target labels),
-    and the source logits."""
+    """The terms of one domain-adaptation step: source CE, raw CORAL, target CE (None without
+    target labels) and the source logits."""
 
     source_loss: torch.Tensor
     coral: torch.Tensor
-    coral_weight: torch.Tensor
     target_loss: torch.Tensor | None
     logits: torch.Tensor
 
-    @property
-    def total(self) -> torch.Tensor:
-        loss = self.source_loss + self.coral_weight * self.coral
+    def total(self, coral_weight: float | torch.Tensor) -> torch.Tensor:
+        """CE(source) + coral_weight * CORAL (+ CE(target))."""
+        loss = self.source_loss + coral_weight * self.coral
         return loss if self.target_loss is None else loss + self.target_loss
 
 
@@ -151,12 +163,8 @@ def adaptation_terms(model, x_source, y_source, x_target, y_target, options: AdC
     target_logits = model.fc(target_features) if options.coral_on == "logits" or options.target_labels else None
     aligned = (logits, target_logits) if options.coral_on == "logits" else (source_features, target_features)
     source_loss = cross_entropy(logits, y_source)
-    coral = coral_loss(*aligned)
-    weight = torch.tensor(options.coral_weight, device=coral.device)
-    if options.coral_balance:
-        weight = weight * source_loss.detach() / coral.detach().clamp_min(torch.finfo(coral.dtype).tiny)
     target_loss = cross_entropy(target_logits, y_target) if options.target_labels else None
-    return AdaptationTerms(source_loss, coral, weight, target_loss, logits)
+    return AdaptationTerms(source_loss, coral_loss(*aligned), target_loss, logits)
 
 
 def corrected_set(model, train_set: ImageDataset, attack: Correct, options: AdCorDAOptions,
