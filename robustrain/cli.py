@@ -183,7 +183,8 @@ def _train(args: argparse.Namespace) -> None:
     import yaml
 
     from .config import to_dict
-    from .train import RunConfig, load_run_config, train
+    from .runs import RunFolder
+    from .train import RunConfig, read_run_config, train
     from .train.trainer import validate
 
     if args.resume:
@@ -191,7 +192,7 @@ def _train(args: argparse.Namespace) -> None:
                  if getattr(args, name) is not None] + (["--set"] if args.set else [])
         if given:
             raise RobustrainError(f"--resume continues a run with its saved settings; drop {', '.join(given)}.")
-        config = load_run_config(Path(args.resume))
+        config = read_run_config(RunFolder(args.resume))
         if Path(config.out) != Path(args.resume):
             config = dataclasses.replace(config, out=args.resume)
         results = train(config, resume=True, progress=not args.no_progress)
@@ -210,11 +211,13 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _print_results(results: dict, run: Path, prefix: str = "") -> None:
-    """The final accuracies of a run's results.json, one line per test-time setting (OAT's λ)."""
+    """The final accuracies of a run's results, one line per test-time setting (OAT's λ)."""
+    from .runs import RunFolder
+
     for setting, measured in results.get("conditions", {"": results}).items():
         print(f"{prefix}{setting + ': ' if setting else ''}clean accuracy {100 * measured['clean_acc']:.2f}%, "
               f"PGD-{measured['pgd']['steps']} accuracy {100 * measured['pgd']['acc']:.2f}%")
-    print(f"results in {run / 'results.json'}")
+    print(f"results in {RunFolder(run).results_file}")
 
 
 def _schedule(args: argparse.Namespace) -> None:
@@ -239,6 +242,7 @@ def _eval(args: argparse.Namespace) -> None:
     from .config import parse_float
     from .evaluate import evaluate
     from .report import summary_lines
+    from .runs import RunFolder
     from .train import resolve_device
     from .train.load import load_run, load_weights
 
@@ -270,7 +274,7 @@ def _eval(args: argparse.Namespace) -> None:
     default_name = args.suite if own_threat else f"{args.suite}-{norm}-eps{eps * 255:.4g}"
     if not is_run:
         default_name = f"{path.stem}-{default_name}"
-    out = Path(args.out) if args.out else run.folder / "eval" / f"{default_name}.json"
+    out = Path(args.out) if args.out else RunFolder(run.folder).evaluation_file(default_name)
     results = evaluate(run.model, run.test_set, args.suite, eps=eps, norm=norm, out=out,
                        device=resolve_device(args.device), batch_size=args.batch_size, seed=args.seed,
                        corruptions_dir=args.corruptions_dir, table=args.table, progress=not args.no_progress)
@@ -279,8 +283,10 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _is_run_path(path: Path) -> bool:
-    return path.is_dir() or (path.suffix == ".safetensors" and path.parent.name == "checkpoints"
-                             and (path.parent.parent / "config.yaml").is_file())
+    from .runs import RunFolder
+
+    owner = RunFolder.of_checkpoint(path)
+    return path.is_dir() or (owner is not None and owner.holds_run())
 
 
 def _corrupt(args: argparse.Namespace) -> None:

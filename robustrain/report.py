@@ -9,6 +9,7 @@ from .attacks.norms import format_radius
 from .corruptions import BENCHMARK
 from .errors import RobustrainError
 from .io import atomic_write_text
+from .runs import RunFolder
 
 ATTACK_LABELS = {"fgsm": "FGSM", "pgd20": "PGD-20", "autoattack": "AutoAttack"}
 
@@ -41,8 +42,8 @@ def summary_lines(summary: dict, name: str = "model") -> list[str]:
 
 
 def evaluated_suites(run: Path) -> list[str]:
-    """The evaluations a run folder holds (eval/<name>.json), by name."""
-    return sorted(p.stem for p in (run / "eval").glob("*.json")) if (run / "eval").is_dir() else []
+    """The evaluations a run folder holds, by name."""
+    return RunFolder(run).evaluations()
 
 
 def common_suite(runs: list[Path]) -> str:
@@ -57,7 +58,7 @@ def common_suite(runs: list[Path]) -> str:
 
 
 def load_evaluation(run: Path, suite: str) -> dict:
-    path = run / "eval" / f"{suite}.json"
+    path = RunFolder(run).evaluation_file(suite)
     if not path.is_file():
         present = evaluated_suites(run)
         held = f" (it holds {', '.join(present)}: pass --suite to use one)" if present else ""
