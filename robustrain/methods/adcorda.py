@@ -182,7 +182,7 @@ def corrected_set(model, train_set: ImageDataset, attack: Correct, options: AdCo
         wrong = (wrong & selected[start:start + batch_size].to(device)).nonzero().flatten()
         if not len(wrong):
             continue
-        x_corr, _ = attack.correct(model, x[wrong], y[wrong])
+        x_corr = attack.run(model, x[wrong], y[wrong]).adversarial
         stored = (x_corr * 255).round().to(torch.uint8)
         with torch.no_grad():
             success = (_eval_predictions(model, stored.float() / 255) == y[wrong]).cpu()
