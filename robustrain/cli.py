@@ -9,7 +9,10 @@ from pathlib import Path
 
 from .config import from_dict, load_yaml, set_dotted
 from .corruptions.tables import TABLES
+from .data import DATASETS
 from .errors import RobustrainError
+from .evaluate import SUITES
+from .train.schedules import SCHEDULES
 
 SEVERITY_TABLES = tuple(TABLES)
 
@@ -51,14 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="FILE", help="YAML file with the run's settings (see configs/)")
     train.add_argument("--method", help="training method, e.g. standard, pgd_at, trades, oat, ews (see `robustrain list`)")
     train.add_argument("--model", help="model name, e.g. small_cnn, resnet18, wrn34_10 (see `robustrain list`)")
-    train.add_argument("--data", help="dataset: cifar10, cifar100, svhn, mnist, fashion_mnist, imagefolder, digits")
+    train.add_argument("--data", help=f"dataset: {', '.join(DATASETS)}")
     train.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
     train.add_argument("--download", action="store_true", help="download CIFAR archives that are missing")
     train.add_argument("--epochs", type=int, help="number of epochs")
     train.add_argument("--batch-size", type=int, help="training batch size")
     train.add_argument("--lr", help="base learning rate")
-    train.add_argument("--schedule", help="learning-rate schedule: constant, multistep, cosine, onecycle, "
-                                          "slow_start_fast_decay, piecewise (see `robustrain schedule`)")
+    train.add_argument("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES)} (see `robustrain schedule`)")
     train.add_argument("--eps", help="perturbation radius on [0, 1] pixels, e.g. 8/255")
     train.add_argument("--seed", type=int, help="random seed (same seed, same CPU: bitwise same run)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show the learning-rate curve of a configuration before training with it.",
         epilog="example: robustrain schedule --config configs/cpu/aft_ssfd_cifar10.yaml --plot lr.png")
     schedule.add_argument("--config", metavar="FILE", help="YAML file with the run's settings")
-    schedule.add_argument("--schedule", help="constant, multistep, cosine, onecycle, slow_start_fast_decay, piecewise")
+    schedule.add_argument("--schedule", help=", ".join(SCHEDULES))
     schedule.add_argument("--epochs", type=int, help="number of epochs")
     schedule.add_argument("--lr", help="base (peak) learning rate")
     schedule.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", metavar="DIR", help="for a state dict: folder holding the dataset")
     evaluate.add_argument("--rename", action="append", default=[], metavar="PATTERN=REPLACEMENT",
                           help="for a state dict: rename keys by regular expression, e.g. '^module\\.='")
-    evaluate.add_argument("--suite", default="quick", help="quick, standard, corruptions or full (default quick)")
+    evaluate.add_argument("--suite", default="quick", help=f"{', '.join(SUITES)} (default quick)")
     evaluate.add_argument("--eps", help="attack radius (default: the run's threat.eps), e.g. 8/255")
     evaluate.add_argument("--norm", help="linf or l2 (default: the run's threat.norm)")
     evaluate.add_argument("--out", metavar="FILE", help="results file (default RUN/eval/SUITE.json for the run's own "
@@ -321,15 +323,17 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _list() -> None:
-    from .data import DATASETS
+    from .attacks.registry import ATTACKS
+    from .corruptions import CORRUPTIONS
     from .methods import METHODS
     from .models import list_models, model_options
 
     print("models:")
     for name in list_models():
         print(f"  {name:<16} options: {', '.join(model_options(name))}")
-    print("methods:", ", ".join(sorted(METHODS)))
-    print("datasets:", ", ".join(DATASETS))
+    for kind, registry in (("methods", METHODS), ("datasets", DATASETS), ("schedules", SCHEDULES),
+                           ("suites", SUITES), ("suite attacks", ATTACKS), ("corruptions", CORRUPTIONS)):
+        print(f"{kind}:", ", ".join(registry))
 
 
 def main(argv: list[str] | None = None) -> int:

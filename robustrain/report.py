@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 from .attacks.norms import format_radius
+from .attacks.registry import ATTACKS
 from .corruptions import BENCHMARK
 from .errors import RobustrainError
 from .io import atomic_write_text
 from .runs import RunFolder
 
-ATTACK_LABELS = {"fgsm": "FGSM", "pgd20": "PGD-20", "autoattack": "AutoAttack"}
+ATTACK_LABELS = {name: attack.label for name, attack in ATTACKS.items()}
 
 
 def _row(cells) -> str:

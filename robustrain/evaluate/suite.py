@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..attacks import FGSM, PGD, Attack, AutoAttack
+from ..attacks import Attack
+from ..attacks.registry import build_attack
 from ..attacks import checks as masking
 from ..corruptions import BENCHMARK, GENERATOR_VERSION, SEVERITIES, TABLES, corrupt_uint8, load_corrupted, table_for
 from ..data import ImageDataset
@@ -97,23 +98,6 @@ def share(mask: torch.Tensor) -> float:
 
 def _bits(mask: torch.Tensor) -> str:
     return "".join("1" if b else "0" for b in mask.tolist())
-
-
-def _attack(name: str, eps: float, norm: str) -> tuple[Attack, dict]:
-    """A suite attack and its settings, the attack's part of a measurement's protocol."""
-    threat = {"kind": "attack", "norm": norm, "eps": eps}
-    if name == "fgsm":
-        if norm != "linf":
-            raise ConfigError(f"fgsm is an L-infinity attack; the threat model's norm is {norm!r}")
-        return FGSM(eps), {**threat, "attack": "fgsm", "step_size": eps}
-    if name == "pgd20":
-        return PGD(eps, eps / 4, 20, norm=norm), {**threat, "attack": "pgd", "steps": 20, "step_size": eps / 4,
-                                                   "restarts": 1, "random_start": "uniform", "loss": "ce"}
-    if name == "autoattack":
-        attack = AutoAttack(eps, norm=norm, version="standard")
-        return attack, {**threat, "attack": "autoattack", "version": "standard",
-                        "components": [n for n, _ in attack.attacks]}
-    raise ConfigError(f"unknown suite attack {name!r}; expected fgsm, pgd20 or autoattack")
 
 
 def evaluate(model: nn.Module, dataset: ImageDataset, suite: str | Suite = "standard", *, eps: float = 8 / 255,
@@ -239,7 +223,7 @@ class _Condition:
         components or None)."""
         accuracy, robust, after = {}, {}, None
         for name in self.suite.attacks:
-            attack, details = _attack(name, self.eps, self.norm)
+            attack, details = build_attack(name, self.eps, self.norm)
             protocol = {**details, **self.subset_protocol}
             if name == "autoattack":
                 def measure(attack=attack) -> dict:
@@ -262,7 +246,7 @@ class _Condition:
         check that the attack can break every image, or None without a curve)."""
         curve = [(self.eps, attack_accuracy["pgd20"])] if "pgd20" in self.suite.attacks else []
         for multiple in self.suite.eps_curve:
-            attack, details = _attack("pgd20", self.eps * multiple, self.norm)
+            attack, details = build_attack("pgd20", self.eps * multiple, self.norm)
             result = self.store.measure(f"{self.prefix}curve/pgd20/{multiple:g}x", {**details, **self.subset_protocol},
                                         lambda attack=attack: {"accuracy": share(self.mask_of(
                                             self.attack_images, self.attack_labels, attack))})
@@ -270,7 +254,7 @@ class _Condition:
         if not curve:
             return curve, None
         images = min(SANITY_IMAGES, len(self.attack_labels))
-        attack, details = _attack("pgd20", HUGE_EPS[self.norm], self.norm)
+        attack, details = build_attack("pgd20", HUGE_EPS[self.norm], self.norm)
         protocol = {**details, **self.subset_protocol, "images": images}
         result = self.store.measure(self.prefix + "checks/huge_eps", protocol, lambda: {
             "accuracy": share(self.mask_of(self.attack_images[:images], self.attack_labels[:images], attack))})

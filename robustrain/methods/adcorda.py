@@ -39,7 +39,7 @@ from ..attacks import Correct, running_mode
 from ..data import ImageDataset
 from ..errors import ConfigError
 from ..io import atomic_write, atomic_write_text
-from .base import Method, StepContext, StepOutput, layout_like
+from .base import METHODS, Method, StepContext, StepOutput, layout_like
 
 CORRECTED_DIR = "corrected"
 
@@ -83,6 +83,7 @@ class AdCorDAOptions:
             raise ConfigError(f"method.correct_fraction must be in (0, 1], got {self.correct_fraction}.")
 
 
+@METHODS.register()
 class AdCorDA(Method):
     name = "adcorda"
     Options = AdCorDAOptions
