@@ -9,7 +9,10 @@ from pathlib import Path
 
 from .config import from_dict, load_yaml, set_dotted
 from .corruptions.tables import TABLES
+from .data import DATASETS
 from .errors import RobustrainError
+from .evaluate import SUITES
+from .train.schedules import SCHEDULES
 
 SEVERITY_TABLES = tuple(TABLES)
 
@@ -51,14 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="FILE", help="YAML file with the run's settings (see configs/)")
     train.add_argument("--method", help="training method, e.g. standard, pgd_at, trades, oat, ews (see `robustrain list`)")
     train.add_argument("--model", help="model name, e.g. small_cnn, resnet18, wrn34_10 (see `robustrain list`)")
-    train.add_argument("--data", help="dataset: cifar10, cifar100, svhn, mnist, fashion_mnist, imagefolder, digits")
+    train.add_argument("--data", help=f"dataset: {', '.join(DATASETS)}")
     train.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
     train.add_argument("--download", action="store_true", help="download CIFAR archives that are missing")
     train.add_argument("--epochs", type=int, help="number of epochs")
     train.add_argument("--batch-size", type=int, help="training batch size")
     train.add_argument("--lr", help="base learning rate")
-    train.add_argument("--schedule", help="learning-rate schedule: constant, multistep, cosine, onecycle, "
-                                          "slow_start_fast_decay, piecewise (see `robustrain schedule`)")
+    train.add_argument("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES)} (see `robustrain schedule`)")
     train.add_argument("--eps", help="perturbation radius on [0, 1] pixels, e.g. 8/255")
     train.add_argument("--seed", type=int, help="random seed (same seed, same CPU: bitwise same run)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show the learning-rate curve of a configuration before training with it.",
         epilog="example: robustrain schedule --config configs/cpu/aft_ssfd_cifar10.yaml --plot lr.png")
     schedule.add_argument("--config", metavar="FILE", help="YAML file with the run's settings")
-    schedule.add_argument("--schedule", help="constant, multistep, cosine, onecycle, slow_start_fast_decay, piecewise")
+    schedule.add_argument("--schedule", help=", ".join(SCHEDULES))
     schedule.add_argument("--epochs", type=int, help="number of epochs")
     schedule.add_argument("--lr", help="base (peak) learning rate")
     schedule.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", metavar="DIR", help="for a state dict: folder holding the dataset")
     evaluate.add_argument("--rename", action="append", default=[], metavar="PATTERN=REPLACEMENT",
                           help="for a state dict: rename keys by regular expression, e.g. '^module\\.='")
-    evaluate.add_argument("--suite", default="quick", help="quick, standard, corruptions or full (default quick)")
+    evaluate.add_argument("--suite", default="quick", help=f"{', '.join(SUITES)} (default quick)")
     evaluate.add_argument("--eps", help="attack radius (default: the run's threat.eps), e.g. 8/255")
     evaluate.add_argument("--norm", help="linf or l2 (default: the run's threat.norm)")
     evaluate.add_argument("--out", metavar="FILE", help="results file (default RUN/eval/SUITE.json for the run's own "
@@ -183,7 +185,8 @@ def _train(args: argparse.Namespace) -> None:
     import yaml
 
     from .config import to_dict
-    from .train import RunConfig, load_run_config, train
+    from .runs import RunFolder
+    from .train import RunConfig, read_run_config, train
     from .train.trainer import validate
 
     if args.resume:
@@ -191,7 +194,7 @@ def _train(args: argparse.Namespace) -> None:
                  if getattr(args, name) is not None] + (["--set"] if args.set else [])
         if given:
             raise RobustrainError(f"--resume continues a run with its saved settings; drop {', '.join(given)}.")
-        config = load_run_config(Path(args.resume))
+        config = read_run_config(RunFolder(args.resume))
         if Path(config.out) != Path(args.resume):
             config = dataclasses.replace(config, out=args.resume)
         results = train(config, resume=True, progress=not args.no_progress)
@@ -210,11 +213,13 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _print_results(results: dict, run: Path, prefix: str = "") -> None:
-    """The final accuracies of a run's results.json, one line per test-time setting (OAT's λ)."""
+    """The final accuracies of a run's results, one line per test-time setting (OAT's λ)."""
+    from .runs import RunFolder
+
     for setting, measured in results.get("conditions", {"": results}).items():
         print(f"{prefix}{setting + ': ' if setting else ''}clean accuracy {100 * measured['clean_acc']:.2f}%, "
               f"PGD-{measured['pgd']['steps']} accuracy {100 * measured['pgd']['acc']:.2f}%")
-    print(f"results in {run / 'results.json'}")
+    print(f"results in {RunFolder(run).results_file}")
 
 
 def _schedule(args: argparse.Namespace) -> None:
@@ -239,6 +244,7 @@ def _eval(args: argparse.Namespace) -> None:
     from .config import parse_float
     from .evaluate import evaluate
     from .report import summary_lines
+    from .runs import RunFolder
     from .train import resolve_device
     from .train.load import load_run, load_weights
 
@@ -270,7 +276,7 @@ def _eval(args: argparse.Namespace) -> None:
     default_name = args.suite if own_threat else f"{args.suite}-{norm}-eps{eps * 255:.4g}"
     if not is_run:
         default_name = f"{path.stem}-{default_name}"
-    out = Path(args.out) if args.out else run.folder / "eval" / f"{default_name}.json"
+    out = Path(args.out) if args.out else RunFolder(run.folder).evaluation_file(default_name)
     results = evaluate(run.model, run.test_set, args.suite, eps=eps, norm=norm, out=out,
                        device=resolve_device(args.device), batch_size=args.batch_size, seed=args.seed,
                        corruptions_dir=args.corruptions_dir, table=args.table, progress=not args.no_progress)
@@ -279,8 +285,10 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _is_run_path(path: Path) -> bool:
-    return path.is_dir() or (path.suffix == ".safetensors" and path.parent.name == "checkpoints"
-                             and (path.parent.parent / "config.yaml").is_file())
+    from .runs import RunFolder
+
+    owner = RunFolder.of_checkpoint(path)
+    return path.is_dir() or (owner is not None and owner.holds_run())
 
 
 def _corrupt(args: argparse.Namespace) -> None:
@@ -315,15 +323,17 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _list() -> None:
-    from .data import DATASETS
+    from .attacks.registry import ATTACKS
+    from .corruptions import CORRUPTIONS
     from .methods import METHODS
     from .models import list_models, model_options
 
     print("models:")
     for name in list_models():
         print(f"  {name:<16} options: {', '.join(model_options(name))}")
-    print("methods:", ", ".join(sorted(METHODS)))
-    print("datasets:", ", ".join(DATASETS))
+    for kind, registry in (("methods", METHODS), ("datasets", DATASETS), ("schedules", SCHEDULES),
+                           ("suites", SUITES), ("suite attacks", ATTACKS), ("corruptions", CORRUPTIONS)):
+        print(f"{kind}:", ", ".join(registry))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from .config import from_dict
 from .corruptions import BENCHMARK, SEVERITIES
 from .evaluate import Suite, evaluate
+from .runs import RunFolder
 from .train import RunConfig, resolve_device, train
 from .train.load import load_run
 
@@ -43,7 +44,7 @@ def run_demo(out: str | None = None, epochs: int = 15, device: str = "auto", see
         print(f"training {label} on digits ({epochs} epochs) -> {root / label}")
         results[label] = train(demo_config(method, root / label, epochs, device, seed), progress=progress)
         run = load_run(root / label)
-        evaluation = evaluate(run.model, run.test_set, DEMO_SUITE, eps=DEMO_EPS, out=root / label / "eval" / "demo.json",
+        evaluation = evaluate(run.model, run.test_set, DEMO_SUITE, eps=DEMO_EPS, out=RunFolder(root / label).evaluation_file("demo"),
                               device=resolve_device(device), seed=seed, progress=False)
         results[label]["corruption_error"] = evaluation["summary"]["model"]["mean_corruption_error"]
     print()

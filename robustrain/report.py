@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from .attacks.norms import format_radius
+from .attacks.registry import ATTACKS
 from .corruptions import BENCHMARK
 from .errors import RobustrainError
 from .io import atomic_write_text
+from .runs import RunFolder
 
-ATTACK_LABELS = {"fgsm": "FGSM", "pgd20": "PGD-20", "autoattack": "AutoAttack"}
+ATTACK_LABELS = {name: attack.label for name, attack in ATTACKS.items()}
 
 
 def _row(cells) -> str:
@@ -41,8 +44,8 @@ def summary_lines(summary: dict, name: str = "model") -> list[str]:
 
 
 def evaluated_suites(run: Path) -> list[str]:
-    """The evaluations a run folder holds (eval/<name>.json), by name."""
-    return sorted(p.stem for p in (run / "eval").glob("*.json")) if (run / "eval").is_dir() else []
+    """The evaluations a run folder holds, by name."""
+    return RunFolder(run).evaluations()
 
 
 def common_suite(runs: list[Path]) -> str:
@@ -57,7 +60,7 @@ def common_suite(runs: list[Path]) -> str:
 
 
 def load_evaluation(run: Path, suite: str) -> dict:
-    path = run / "eval" / f"{suite}.json"
+    path = RunFolder(run).evaluation_file(suite)
     if not path.is_file():
         present = evaluated_suites(run)
         held = f" (it holds {', '.join(present)}: pass --suite to use one)" if present else ""
@@ -129,12 +132,20 @@ def _flag_line(label: str, flags: list[dict]) -> str:
     return f"- {label}: none of the {len(flags)} checks fired" + (f" ({curve.rstrip('.')})" if curve else "") + "."
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One evaluated setting: its label in tables, the run it belongs to, and its summary."""
+
+    label: str
+    run: str
+    series: str
+    summary: dict
+
+
 def write_report(runs: list[Path], out: Path, *, suite: str | None = None, names: list[str] | None = None) -> list[Path]:
     """report.md, report.json and plots comparing evaluated runs; returns the written paths.
 
     suite: which evaluation of each run (eval/<suite>.json); by default the one evaluation all runs have."""
-    from .plots import plot_curves, plot_grouped_bars, plot_scatter
-
     for run in runs:
         if not run.is_dir():
             raise RobustrainError(f"{run} is not a folder; expected run folders evaluated with `robustrain eval`")
@@ -143,83 +154,107 @@ def write_report(runs: list[Path], out: Path, *, suite: str | None = None, names
         raise RobustrainError(f"--names gives {len(names)} labels for {len(runs)} runs")
     names = names or [run.name for run in runs]
     evaluations = {name: load_evaluation(run, suite) for name, run in zip(names, runs)}
-    settings = [(name, condition, summary) for name, evaluation in evaluations.items()
-                for condition, summary in evaluation["summary"].items()]
-    rows = [(f"{name}" + (f" [{condition}]" if condition != "model" else ""), name, summary)
-            for name, condition, summary in settings]
-    series = {label: _series(name, condition) for (label, _, _), (name, condition, _) in zip(rows, settings)}
+    rows = _rows(evaluations)
+    attack_names = sorted({k for row in rows for k in row.summary["attack_accuracy"]}, key=list(ATTACK_LABELS).index)
+    corruption_names = [n for n in BENCHMARK if all(n in row.summary["corruption_accuracy"] for row in rows)]
+    corruption_names += [n for n in rows[0].summary["corruption_accuracy"] if n not in corruption_names
+                         and all(n in row.summary["corruption_accuracy"] for row in rows)]
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    plots = _plots(rows, evaluations, suite, corruption_names, out)
+    markdown = [f"# Evaluation report (suite {suite})", "",
+                "Accuracies and errors in %. Corruption error: the unnormalized mean error over the suite's "
+                "corruptions and severities (suite standard: the 15 benchmark corruptions x 5 severities, the "
+                "CIFAR convention). Worst case: images that survive every attack of the suite.", "",
+                *_summary_table(rows, evaluations, attack_names), "",
+                "## Error per corruption (mean over severities, %)", "",
+                *_per_corruption_table(rows, corruption_names), "",
+                *(f"![{p.stem}]({p.name})" for p in plots),
+                "", "## Gradient-masking checks", "",
+                *(_flag_line(row.label, row.summary["gradient_masking"]) for row in rows),
+                "", "## Protocols", "", *_protocols_section(evaluations)]
+    atomic_write_text(out / "report.md", "\n".join(markdown) + "\n")
+    report = {"suite": suite, "runs": {name: {"folder": str(run), **evaluations[name]}
+                                       for name, run in zip(names, runs)}}
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
+    return [out / "report.md", out / "report.json", *plots]
 
-    robust = {label: _robust_key(s) for label, _, s in rows}
+
+def _rows(evaluations: dict[str, dict]) -> list[_Row]:
+    """One row per run and test-time setting (a conditioned run has several)."""
+    return [_Row(name + (f" [{condition}]" if condition != "model" else ""), name, _series(name, condition), summary)
+            for name, evaluation in evaluations.items() for condition, summary in evaluation["summary"].items()]
+
+
+def _plots(rows: list[_Row], evaluations: dict[str, dict], suite: str, corruption_names: list[str],
+           out: Path) -> list[Path]:
+    """The plots the rows allow (trade-offs, error per corruption, accuracy against eps); their paths."""
+    from .plots import plot_curves, plot_grouped_bars, plot_scatter
+
+    written = []
+    robust = {row.label: _robust_key(row.summary) for row in rows}
     tradeoff = {}
-    for label, _, s in rows:
-        if robust[label] is not None:
-            tradeoff.setdefault(series[label], []).append(
-                (100 * s["clean_accuracy"], 100 * s["attack_accuracy"][robust[label]]))
-    attack_names = sorted({k for _, _, s in rows for k in s["attack_accuracy"]}, key=list(ATTACK_LABELS).index)
+    for row in rows:
+        if robust[row.label] is not None:
+            tradeoff.setdefault(row.series, []).append(
+                (100 * row.summary["clean_accuracy"], 100 * row.summary["attack_accuracy"][robust[row.label]]))
     if tradeoff:
         strongest = sorted({k for k in robust.values() if k}, key=list(ATTACK_LABELS).index)
         plot_scatter(tradeoff, "clean accuracy (%)", f"robust accuracy (%), {' / '.join(ATTACK_LABELS[a] for a in strongest)}",
                      "Accuracy against adversarial robustness", out / "clean_vs_robust.png")
         written.append(out / "clean_vs_robust.png")
     corruption = {}
-    for label, name, s in rows:
-        if "corruption_error" in s:
-            corruption.setdefault(name, []).append((100 * s["clean_accuracy"], 100 * s["corruption_error"]))
+    for row in rows:
+        if "corruption_error" in row.summary:
+            corruption.setdefault(row.run, []).append((100 * row.summary["clean_accuracy"],
+                                                       100 * row.summary["corruption_error"]))
     if corruption:
         plot_scatter(corruption, "clean accuracy (%)", f"corruption error (%), suite {suite}",
                      "Accuracy against corruption error (lower is better)", out / "clean_vs_corruption.png")
         written.append(out / "clean_vs_corruption.png")
-    corruption_names = [n for n in BENCHMARK if all(n in s["corruption_accuracy"] for _, _, s in rows)]
-    corruption_names += [n for n in rows[0][2]["corruption_accuracy"] if n not in corruption_names
-                         and all(n in s["corruption_accuracy"] for _, _, s in rows)]
     if corruption_names:
-        means = {label: _corruption_means(s) for label, _, s in rows}
+        means = {row.label: _corruption_means(row.summary) for row in rows}
         plot_grouped_bars(corruption_names, {label: [100 * means[label][n] for n in corruption_names]
                                              for label in means},
                           "error (%), mean over the severities", "Error per corruption", out / "corruption_errors.png")
         written.append(out / "corruption_errors.png")
-    curves = {label: [(255 * e, 100 * a) for e, a in s["eps_curve"]] for label, _, s in rows if len(s["eps_curve"]) > 1}
+    curves = {row.label: [(255 * e, 100 * a) for e, a in row.summary["eps_curve"]]
+              for row in rows if len(row.summary["eps_curve"]) > 1}
     if curves:
         norm = next(iter(evaluations.values()))["header"]["threat"]["norm"]
         plot_curves(curves, f"eps ({norm}, in units of 1/255)", "PGD-20 robust accuracy (%)",
                     "Robust accuracy against the attack radius", out / "accuracy_vs_eps.png")
         written.append(out / "accuracy_vs_eps.png")
+    return written
 
+
+def _summary_table(rows: list[_Row], evaluations: dict[str, dict], attack_names: list[str]) -> list[str]:
     worst_case = ["worst case"] if attack_names else []
     headers = ["run", "clean acc.", "corruption error", *(ATTACK_LABELS[a] for a in attack_names), *worst_case,
                "gradient-masking flags", "eval time"]
     table = [_row(headers), _row(["---"] + ["---:"] * (len(headers) - 3) + ["---", "---:"])]
-    for label, name, s in rows:
+    for row in rows:
+        s = row.summary
         fired = [f["name"] for f in s["gradient_masking"] if f["fired"]]
-        seconds = sum(e["seconds"] for e in evaluations[name]["entries"].values())
+        seconds = sum(e["seconds"] for e in evaluations[row.run]["entries"].values())
         worst = [_pct(s.get("worst_case_accuracy"))] if attack_names else []
-        table.append(_row([label, _pct(s["clean_accuracy"]), _pct(s.get("corruption_error")),
+        table.append(_row([row.label, _pct(s["clean_accuracy"]), _pct(s.get("corruption_error")),
                            *(_pct(s["attack_accuracy"].get(a)) for a in attack_names), *worst,
                            ", ".join(fired) or "none", f"{seconds / 60:.1f} min"]))
-    per_corruption = ["| run | " + " | ".join(n.replace("_", " ") for n in corruption_names) + " |",
-                      "|---|" + "---:|" * len(corruption_names)]
-    for label, _, s in rows:
-        means = _corruption_means(s)
-        per_corruption.append(f"| {label} | " + " | ".join(f"{100 * means[n]:.1f}" for n in corruption_names) + " |")
-    markdown = [f"# Evaluation report (suite {suite})", "",
-                "Accuracies and errors in %. Corruption error: the unnormalized mean error over the suite's "
-                "corruptions and severities (suite standard: the 15 benchmark corruptions x 5 severities, the "
-                "CIFAR convention). Worst case: images that survive every attack of the suite.", "", *table, "", "## Error per corruption (mean over severities, %)", "",
-                *per_corruption, ""]
-    markdown += [f"![{p.stem}]({p.name})" for p in written]
-    markdown += ["", "## Gradient-masking checks", ""]
-    markdown += [_flag_line(label, s["gradient_masking"]) for label, _, s in rows]
-    markdown += ["", "## Protocols", ""]
+    return table
+
+
+def _per_corruption_table(rows: list[_Row], corruption_names: list[str]) -> list[str]:
+    table = ["| run | " + " | ".join(n.replace("_", " ") for n in corruption_names) + " |",
+             "|---|" + "---:|" * len(corruption_names)]
+    for row in rows:
+        means = _corruption_means(row.summary)
+        table.append(f"| {row.label} | " + " | ".join(f"{100 * means[n]:.1f}" for n in corruption_names) + " |")
+    return table
+
+
+def _protocols_section(evaluations: dict[str, dict]) -> list[str]:
+    """The protocols once when every run shares them, else per run."""
     protocols = {name: _protocol_lines(evaluation) for name, evaluation in evaluations.items()}
     if len({tuple(lines) for lines in protocols.values()}) == 1:
-        markdown += ["Every run:", ""] + [f"- {line}" for line in next(iter(protocols.values()))]
-    else:
-        for name, lines in protocols.items():
-            markdown += [f"{name}:", ""] + [f"- {line}" for line in lines] + [""]
-    atomic_write_text(out / "report.md", "\n".join(markdown) + "\n")
-    report = {"suite": suite, "runs": {name: {"folder": str(run), **evaluations[name]}
-                                       for name, run in zip(names, runs)}}
-    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
-    return [out / "report.md", out / "report.json", *written]
+        return ["Every run:", ""] + [f"- {line}" for line in next(iter(protocols.values()))]
+    return [line for name, lines in protocols.items() for line in [f"{name}:", ""] + [f"- {x}" for x in lines] + [""]]

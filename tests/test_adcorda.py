@@ -44,15 +44,15 @@ def test_correction_stops_at_the_first_success_after_the_closed_form_number_of_s
     alpha = 0.002
     needed = math.floor(margin / (alpha * l1)) + 1  # each step closes alpha * ||w0 - w1||_1 of the margin
     y = torch.tensor([0])
-    corrected, success = Correct(0.05, alpha, 50).correct(model, x, y)
-    assert success.item() and model(corrected).argmax(1).item() == 0
+    result = Correct(0.05, alpha, 50).run(model, x, y)
+    corrected = result.adversarial
+    assert not result.fooled.item() and model(corrected).argmax(1).item() == 0
     assert (corrected - x).abs().max().item() == pytest.approx(needed * alpha, rel=1e-4)
     # An eps below the closed-form distance m / ||w0 - w1||_1 cannot correct it.
-    _, failed = Correct(0.9 * margin / l1, alpha, 200).correct(model, x, y)
-    assert not failed.item()
+    assert Correct(0.9 * margin / l1, alpha, 200).run(model, x, y).fooled.item()
     # An image already classified correctly is returned as it is.
-    unchanged, ok = Correct(0.05, alpha, 50).correct(model, x, torch.tensor([1]))
-    assert ok.item() and torch.equal(unchanged, x)
+    unchanged = Correct(0.05, alpha, 50).run(model, x, torch.tensor([1]))
+    assert not unchanged.fooled.item() and torch.equal(unchanged.adversarial, x)
 
 
 def test_coral_matches_hand_computation():

@@ -376,3 +376,47 @@ def test_attack_result_checks_follow_their_definitions():
     assert not accuracy_not_falling_with_eps([0, 2 / 255, 8 / 255, 1.0], [0.9, 0.7, 0.4, 0.0]).fired
     assert accuracy_not_falling_with_eps([0, 2 / 255, 8 / 255], [0.9, 0.6, 0.7]).fired
     assert accuracy_not_falling_with_eps([0, 8 / 255, 1.0], [0.9, 0.4, 0.3]).fired
+
+
+def test_worst_case_attacks_only_the_images_still_robust_and_keeps_the_first_example_found():
+    from robustrain.attacks.base import WorstCase, check_norm
+
+    x = torch.zeros(4, 1, 1, 1)
+    record = WorstCase(x, torch.tensor([True, True, False, True]))
+    index = record.remaining()
+    assert index.tolist() == [0, 1, 3]
+    record.update(index, torch.full((3, 1, 1, 1), 1.0), torch.tensor([True, False, False]))
+    index = record.remaining()
+    assert index.tolist() == [1, 3]
+    record.update(index, torch.full((2, 1, 1, 1), 2.0), torch.tensor([False, True]))
+    assert record.adversarial.flatten().tolist() == [1.0, 0.0, 0.0, 2.0]
+    assert record.robust.tolist() == [False, True, False, False]
+    assert x.abs().sum() == 0  # the clean batch is left alone
+    with pytest.raises(Exception, match="norm must be 'linf' or 'l2', got 'l1'"):
+        check_norm("l1")
+
+
+def test_every_attack_runs_to_one_result_whose_fooled_flags_are_the_models_mistakes(digits_model):
+    from robustrain.attacks import AttackResult, Correct
+    from robustrain.train.cost import PassCounter
+
+    model, test = digits_model
+    x, y = test.images[:40].float() / 255, test.labels[:40]
+    attacks = [PGD(0.1, 0.02, 5), FGSM(0.1), APGD(0.1, 5), APGDT(0.1, 5, targets=2), FAB(0.1, 5), Square(0.1, 30),
+               AutoAttack(0.1, version="custom", attacks=["apgd-ce", "square"]), Correct(0.1, 0.02, 5)]
+    for attack in attacks:
+        result = attack.run(model, x, y, torch.Generator().manual_seed(0))
+        assert isinstance(result, AttackResult), attack
+        with torch.no_grad():
+            mistakes = model.eval()(result.adversarial).argmax(1) != y
+        assert torch.equal(result.fooled, mistakes) and torch.equal(result.robust, ~mistakes), attack
+        assert result.robust_accuracy == pytest.approx((~mistakes).float().mean().item())
+    # Calling an attack returns the images without the extra pass (one forward per image) that `run`
+    # spends on the flags; the pass counter counts images.
+    counter = PassCounter()
+    handle = counter.attach(model)
+    PGD(0.1, 0.02, 5)(model, x, y)
+    called = counter.forward_backward + counter.forward_only
+    PGD(0.1, 0.02, 5).run(model, x, y)
+    handle.remove()
+    assert counter.forward_backward + counter.forward_only == 2 * called + len(y)

@@ -83,12 +83,6 @@ def test_bad_yaml_file_is_reported(tmp_path, capsys):
     assert "is not valid YAML" in capsys.readouterr().err
 
 
-def test_list_shows_registries(capsys):
-    assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    assert "wrn34_10" in out and "pgd_at" in out and "cifar10" in out
-
-
 @pytest.mark.slow
 def test_demo_prints_clean_and_pgd_accuracy_of_both_models(tmp_path, capsys):
     assert main(["demo", "--epochs", "2", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]) == 0

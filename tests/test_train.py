@@ -270,7 +270,7 @@ def test_train_limit_takes_a_fixed_subset_covering_every_class(tmp_path):
 def test_every_shipped_config_resolves_and_builds_its_model_and_method(path):
     from robustrain.config import load_yaml
     from robustrain.data import DatasetInfo
-    from robustrain.train.trainer import build_model
+    from robustrain.train import build_model
 
     config = from_dict(RunConfig, load_yaml(path))
     info = DatasetInfo(name=config.data.name, num_classes=10, channels=3, image_size=(32, 32),

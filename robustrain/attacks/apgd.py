@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Attack, ModelMode
+from .base import Attack, ModelMode, WorstCase, check_norm
 from .losses import cross_entropy, dlr
 from .norms import Norm, project, steepest, unit
 
@@ -53,8 +53,7 @@ class APGD(Attack):
         super().__init__(model_mode)
         if eps < 0 or steps < 1 or restarts < 1:
             raise ConfigError(f"APGD needs eps >= 0, steps >= 1 and restarts >= 1, got {eps}, {steps}, {restarts}.")
-        if norm not in ("linf", "l2"):
-            raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}.")
+        check_norm(norm)
         if loss not in ("ce", "dlr"):
             raise ConfigError(f"APGD loss must be 'ce' or 'dlr', got {loss!r}.")
         self.eps, self.steps, self.norm, self.loss, self.restarts, self.rho = eps, steps, norm, loss, restarts, rho
@@ -68,20 +67,18 @@ class APGD(Attack):
         """Run one APGD pass per entry of passes(number of classes), each on the images no
         earlier pass has fooled. An entry maps those images' clean logits to the loss to
         ascend (APGD-T picks its target classes from them)."""
-        adversarial = x.clone()
         with torch.no_grad():
             clean_logits = model(x)
-        robust = clean_logits.argmax(1) == y
+        record = WorstCase(x, clean_logits.argmax(1) == y)
         for make_loss in passes(clean_logits.shape[1]):
-            index = robust.nonzero().squeeze(1)
+            index = record.remaining()
             if index.numel() == 0:
                 break
-            found, fooled = self.run(model, x[index], y[index], make_loss(clean_logits[index]), generator)
-            adversarial[index[fooled]] = found[fooled]
-            robust[index[fooled]] = False
-        return adversarial
+            found, fooled = self._search(model, x[index], y[index], make_loss(clean_logits[index]), generator)
+            record.update(index, found, fooled)
+        return record.adversarial
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Loss,
+    def _search(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Loss,
             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One APGD run: (an adversarial example per image where one was found, which were found)."""
         shape = (-1,) + (1,) * (x.dim() - 1)

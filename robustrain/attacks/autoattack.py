@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import ConfigError
 from .apgd import APGD
 from .apgd_t import APGDT
-from .base import Attack, ModelMode, attacking
+from .base import Attack, AttackResult, ModelMode, WorstCase, _check_batch, attacking
 from .fab import FAB
 from .norms import Norm
 from .square import Square
@@ -53,15 +53,11 @@ VERSIONS = {
 
 
 @dataclass
-class AutoAttackResult:
-    adversarial: torch.Tensor
-    robust: torch.Tensor
+class AutoAttackResult(AttackResult):
+    """An AttackResult with the clean accuracy and the robust accuracy after each component."""
+
     clean_accuracy: float
     robust_accuracy_after: dict[str, float]
-
-    @property
-    def robust_accuracy(self) -> float:
-        return self.robust.float().mean().item()
 
 
 class AutoAttack(Attack):
@@ -96,20 +92,19 @@ class AutoAttack(Attack):
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             generator: torch.Generator | None = None) -> AutoAttackResult:
         """Adversarial images, the per-image robust flags and the robust accuracy after each attack."""
+        _check_batch(x, y)
         with attacking(model, self.model_mode):
-            adversarial = x.clone()
             with torch.no_grad():
                 robust = torch.cat([model(x[i:i + self.batch_size]).argmax(1) for i in range(0, len(x), self.batch_size)]) == y
+            record = WorstCase(x, robust)
             clean = robust.float().mean().item()
             after = {}
             for name, attack in self.attacks:
-                remaining = robust.nonzero().squeeze(1)
+                remaining = record.remaining()
                 for start in range(0, remaining.numel(), self.batch_size):
                     index = remaining[start:start + self.batch_size]
                     found = attack(model, x[index], y[index], generator)
                     with torch.no_grad():
-                        broken = model(found).argmax(1) != y[index]
-                    adversarial[index[broken]] = found[broken]
-                    robust[index[broken]] = False
-                after[name] = robust.float().mean().item()
-        return AutoAttackResult(adversarial, robust, clean, after)
+                        record.update(index, found, model(found).argmax(1) != y[index])
+                after[name] = record.robust.float().mean().item()
+        return AutoAttackResult(record.adversarial, ~record.robust, clean, after)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -42,8 +43,63 @@ def attacking(model: nn.Module, mode: ModelMode) -> Iterator[None]:
         yield
 
 
+def check_norm(norm: str) -> None:
+    """The threat norms every attack supports; anything else is a ConfigError naming it."""
+    if norm not in ("linf", "l2"):
+        raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}.")
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels.")
+
+
+class WorstCase:
+    """A batch's adversarial images over several attack rounds, each round attacking only the
+    images no earlier round fooled; an image keeps the first adversarial example found for it.
+
+        record = WorstCase(x, robust=model(x).argmax(1) == y)
+        for ...:
+            index = record.remaining()        # indices of the images still robust
+            if index.numel() == 0: break
+            record.update(index, found, fooled)   # found, fooled: per image of index
+        record.adversarial, record.robust
+    """
+
+    def __init__(self, x: torch.Tensor, robust: torch.Tensor):
+        self.adversarial = x.clone()
+        self.robust = robust.clone()
+
+    def remaining(self) -> torch.Tensor:
+        return self.robust.nonzero().squeeze(1)
+
+    def update(self, index: torch.Tensor, found: torch.Tensor, fooled: torch.Tensor) -> None:
+        self.adversarial[index[fooled]] = found[fooled]
+        self.robust[index[fooled]] = False
+
+
+@dataclass
+class AttackResult:
+    """What `Attack.run` returns: the images it made and, per image, whether the model gets it wrong."""
+
+    adversarial: torch.Tensor
+    fooled: torch.Tensor
+
+    @property
+    def robust(self) -> torch.Tensor:
+        """Per image: the model still classifies it correctly."""
+        return ~self.fooled
+
+    @property
+    def robust_accuracy(self) -> float:
+        return self.robust.float().mean().item()
+
+
 class Attack:
-    """Base class: subclasses implement `perturb(model, x, y, generator)`."""
+    """Base class: subclasses implement `perturb(model, x, y, generator)`.
+
+    `attack(model, x, y, generator)` returns the images (what training needs, with no extra pass);
+    `attack.run(...)` returns an AttackResult, which also says which images fool the model."""
 
     def __init__(self, model_mode: ModelMode = "eval"):
         if model_mode not in ("eval", "train"):
@@ -53,10 +109,17 @@ class Attack:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Adversarial images for (x, y); `generator` seeds any randomness (CPU generator)."""
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels.")
+        _check_batch(x, y)
         with attacking(model, self.model_mode):
             return self.perturb(model, x.detach(), y.detach(), generator)
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            generator: torch.Generator | None = None) -> AttackResult:
+        """The adversarial images and which of them the model misclassifies (one more forward pass,
+        in the attack's model mode; attacks that know it already override this)."""
+        adversarial = self(model, x, y, generator)
+        with running_mode(model, self.model_mode), torch.no_grad():
+            return AttackResult(adversarial, model(adversarial).argmax(1) != y)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 generator: torch.Generator | None) -> torch.Tensor:

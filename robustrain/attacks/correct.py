@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Attack, ModelMode, attacking
+from .base import Attack, AttackResult, ModelMode, _check_batch, attacking, check_norm
 from .norms import Norm, project, steepest
 
 
@@ -26,20 +26,20 @@ class Correct(Attack):
         if eps < 0 or alpha <= 0 or steps < 1:
             raise ConfigError(f"correction needs eps >= 0, alpha > 0 and steps >= 1; got eps={eps}, alpha={alpha}, "
                               f"steps={steps}.")
-        if norm not in ("linf", "l2"):
-            raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}.")
+        check_norm(norm)
         self.eps, self.alpha, self.steps, self.norm = eps, alpha, steps, norm
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 generator: torch.Generator | None) -> torch.Tensor:
         return self._correct(model, x, y)[0]
 
-    def correct(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images, whether each is now classified correctly)."""
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels.")
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            generator: torch.Generator | None = None) -> AttackResult:
+        """The corrected images; `fooled` marks those still misclassified (the correction failed)."""
+        _check_batch(x, y)
         with attacking(model, self.model_mode):
-            return self._correct(model, x.detach(), y.detach())
+            corrected, done = self._correct(model, x.detach(), y.detach())
+        return AttackResult(corrected, ~done)
 
     def _correct(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_corr = x.clone()

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Attack, ModelMode
+from .base import Attack, ModelMode, WorstCase, check_norm
 from .norms import Norm, size
 
 
@@ -86,30 +86,26 @@ class FAB(Attack):
         if eps < 0 or steps < 1 or restarts < 1 or targets < 1:
             raise ConfigError(f"FAB needs eps >= 0 and steps, restarts, targets >= 1, got {eps}, {steps}, "
                               f"{restarts}, {targets}.")
-        if norm not in ("linf", "l2"):
-            raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}.")
+        check_norm(norm)
         self.eps, self.steps, self.norm, self.targeted, self.targets = eps, steps, norm, targeted, targets
         self.restarts, self.alpha_max, self.eta, self.beta = restarts, alpha_max, eta, beta
 
     def perturb(self, model, x, y, generator):
-        adversarial = x.clone()
         with torch.no_grad():
             clean_logits = model(x)
-        robust = clean_logits.argmax(1) == y
+        record = WorstCase(x, clean_logits.argmax(1) == y)
         ranks = range(2, min(self.targets, clean_logits.shape[1] - 1) + 2) if self.targeted else [None]
         for rank in ranks:
             for restart in range(self.restarts):
-                index = robust.nonzero().squeeze(1)
+                index = record.remaining()
                 if index.numel() == 0:
-                    return adversarial
+                    return record.adversarial
                 target = None
                 if rank is not None:
                     target = clean_logits[index].argsort(1, descending=True)[:, rank - 1]
                 found, distance = self._run(model, x[index], y[index], target, restart > 0, generator)
-                fooled = distance <= self.eps
-                adversarial[index[fooled]] = found[fooled]
-                robust[index[fooled]] = False
-        return adversarial
+                record.update(index, found, distance <= self.eps)
+        return record.adversarial
 
     def _linearise(self, model, x1, y, target):
         """(f_k - f_y at x1, its gradient) for the class k whose linearised boundary is closest

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Attack, ModelMode
+from .base import Attack, ModelMode, check_norm
 from .losses import LOSSES
 from .norms import Norm, per_image, project, steepest, unit
 
@@ -39,8 +39,7 @@ class PGD(Attack):
             raise ConfigError(f"eps and alpha must be non-negative, got eps={eps}, alpha={alpha}.")
         if steps < 1 or restarts < 1:
             raise ConfigError(f"steps and restarts must be at least 1, got steps={steps}, restarts={restarts}.")
-        if norm not in ("linf", "l2"):
-            raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}.")
+        check_norm(norm)
         if loss not in LOSSES:
             raise ConfigError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}.")
         if random_start not in ("uniform", "normal", "none"):

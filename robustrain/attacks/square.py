@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Attack, ModelMode
+from .base import Attack, ModelMode, WorstCase, check_norm
 from .norms import Norm, per_image, size
 
 
@@ -66,24 +66,20 @@ class Square(Attack):
         if eps < 0 or queries < 1 or restarts < 1 or not 0 < p_init <= 1:
             raise ConfigError(f"Square needs eps >= 0, queries >= 1, restarts >= 1 and p_init in (0, 1], got "
                               f"{eps}, {queries}, {restarts}, {p_init}.")
-        if norm not in ("linf", "l2"):
-            raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}.")
+        check_norm(norm)
         self.eps, self.queries, self.norm, self.p_init, self.restarts = eps, queries, norm, p_init, restarts
         self.rescale_schedule = rescale_schedule
 
     def perturb(self, model, x, y, generator):
-        adversarial = x.clone()
         with torch.no_grad():
-            robust = model(x).argmax(1) == y
+            record = WorstCase(x, model(x).argmax(1) == y)
             for _ in range(self.restarts):
-                index = robust.nonzero().squeeze(1)
+                index = record.remaining()
                 if index.numel() == 0:
                     break
                 found = self._search(model, x[index], y[index], generator)
-                fooled = model(found).argmax(1) != y[index]
-                adversarial[index[fooled]] = found[fooled]
-                robust[index[fooled]] = False
-        return adversarial
+                record.update(index, found, model(found).argmax(1) != y[index])
+        return record.adversarial
 
     def _search(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator) -> torch.Tensor:
         best = self._start(x, generator)

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from ..errors import ConfigError
+from ..registry import Registry
 from . import blur, digital, noise, spatter, weather
 from ..data.loader import stream_seed
 from .ops import rgb_to_gray, truncate_to_uint8
@@ -44,7 +45,9 @@ _ALL = (
     Corruption("spatter", "weather", False, spatter.spatter),
     Corruption("saturate", "digital", False, digital.saturate),
 )
-CORRUPTIONS = {c.name: c for c in _ALL}
+CORRUPTIONS: Registry[Corruption] = Registry("corruption")
+for _corruption in _ALL:
+    CORRUPTIONS.add(_corruption.name, _corruption)
 BENCHMARK = tuple(c.name for c in _ALL if c.benchmark)
 EXTRA = tuple(c.name for c in _ALL if not c.benchmark)
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -56,9 +59,7 @@ GENERATOR_VERSION = 3
 
 
 def get_corruption(name: str) -> Corruption:
-    if name not in CORRUPTIONS:
-        raise ConfigError(f"unknown corruption {name!r}; expected one of {', '.join(CORRUPTIONS)}")
-    return CORRUPTIONS[name]
+    return CORRUPTIONS.get(name)
 
 
 def corrupt(x: torch.Tensor, name: str, severity: int, *, generator: torch.Generator | None = None,

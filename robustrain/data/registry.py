@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
+from ..registry import Registry
 from .cifar import load_cifar
 from .dataset import ImageDataset, channel_stats, make_dataset
 from .digits import load_digits
@@ -12,7 +13,8 @@ from .imagefolder import load_image_folder
 from .mnist import load_mnist
 from .svhn import load_svhn
 
-DATASETS = ("cifar10", "cifar100", "digits", "fashion_mnist", "imagefolder", "mnist", "svhn")
+DATASETS: Registry = Registry("dataset", DataError)
+"""Every dataset, by name: a loader (root, split, download, color) -> ImageDataset."""
 
 
 def load_dataset(name: str, root: str | Path | None = None, split: str = "train", *,
@@ -25,22 +27,51 @@ def load_dataset(name: str, root: str | Path | None = None, split: str = "train"
     download: fetch CIFAR archives that are absent (md5-checked).
     color: for image folders, "auto" (as stored), "rgb" or "grey" (converted when read).
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset '{name}'; available datasets are {list(DATASETS)}.")
-    if name == "digits":
-        return load_digits(split)
-    if root is None:
+    loader = DATASETS.get(name)
+    if name != "digits" and root is None:
         raise DataError(f"dataset '{name}' needs a data root (CLI: --data-root).")
-    root = Path(root).expanduser()
-    if name in ("cifar10", "cifar100"):
-        return load_cifar(name, root, split, download, color)
+    return loader(Path(root).expanduser() if root is not None else None, split, download, color)
+
+
+def _existing(root: Path) -> Path:
     if not root.exists():
         raise DataError(f"data root {root} does not exist.")
-    if name in ("mnist", "fashion_mnist"):
-        return load_mnist(name, root, split)
-    if name == "svhn":
-        return load_svhn(root, split)
-    return _load_generic_folder(root, split, color)
+    return root
+
+
+@DATASETS.register("cifar10")
+def _cifar10(root: Path, split: str, download: bool, color: str) -> ImageDataset:
+    return load_cifar("cifar10", root, split, download, color)
+
+
+@DATASETS.register("cifar100")
+def _cifar100(root: Path, split: str, download: bool, color: str) -> ImageDataset:
+    return load_cifar("cifar100", root, split, download, color)
+
+
+@DATASETS.register("digits")
+def _digits(root: Path | None, split: str, download: bool, color: str) -> ImageDataset:
+    return load_digits(split)
+
+
+@DATASETS.register("fashion_mnist")
+def _fashion_mnist(root: Path, split: str, download: bool, color: str) -> ImageDataset:
+    return load_mnist("fashion_mnist", _existing(root), split)
+
+
+@DATASETS.register("imagefolder")
+def _imagefolder(root: Path, split: str, download: bool, color: str) -> ImageDataset:
+    return _load_generic_folder(_existing(root), split, color)
+
+
+@DATASETS.register("mnist")
+def _mnist(root: Path, split: str, download: bool, color: str) -> ImageDataset:
+    return load_mnist("mnist", _existing(root), split)
+
+
+@DATASETS.register("svhn")
+def _svhn(root: Path, split: str, download: bool, color: str) -> ImageDataset:
+    return load_svhn(_existing(root), split)
 
 
 def _load_generic_folder(root: Path, split: str, color: str) -> ImageDataset:

@@ -14,12 +14,14 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..attacks import FGSM, PGD, Attack, AutoAttack
+from ..attacks import Attack
+from ..attacks.registry import build_attack
 from ..attacks import checks as masking
 from ..corruptions import BENCHMARK, GENERATOR_VERSION, SEVERITIES, TABLES, corrupt_uint8, load_corrupted, table_for
 from ..data import ImageDataset
@@ -98,23 +100,6 @@ def _bits(mask: torch.Tensor) -> str:
     return "".join("1" if b else "0" for b in mask.tolist())
 
 
-def _attack(name: str, eps: float, norm: str) -> tuple[Attack, dict]:
-    """A suite attack and its settings, the attack's part of a measurement's protocol."""
-    threat = {"kind": "attack", "norm": norm, "eps": eps}
-    if name == "fgsm":
-        if norm != "linf":
-            raise ConfigError(f"fgsm is an L-infinity attack; the threat model's norm is {norm!r}")
-        return FGSM(eps), {**threat, "attack": "fgsm", "step_size": eps}
-    if name == "pgd20":
-        return PGD(eps, eps / 4, 20, norm=norm), {**threat, "attack": "pgd", "steps": 20, "step_size": eps / 4,
-                                                   "restarts": 1, "random_start": "uniform", "loss": "ce"}
-    if name == "autoattack":
-        attack = AutoAttack(eps, norm=norm, version="standard")
-        return attack, {**threat, "attack": "autoattack", "version": "standard",
-                        "components": [n for n, _ in attack.attacks]}
-    raise ConfigError(f"unknown suite attack {name!r}; expected fgsm, pgd20 or autoattack")
-
-
 def evaluate(model: nn.Module, dataset: ImageDataset, suite: str | Suite = "standard", *, eps: float = 8 / 255,
              norm: str = "linf", out: str | Path | None = None, device: torch.device | str = "cpu",
              batch_size: int = 500, seed: int = 0, conditions: Mapping[str, Condition | None] | None = None,
@@ -158,106 +143,148 @@ def evaluate(model: nn.Module, dataset: ImageDataset, suite: str | Suite = "stan
     return {"header": header, "entries": store.entries, "summary": summary}
 
 
-def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, store: Measurements, prefix: str, *,
-                        eps, norm, device, batch_size, seed, table, corruptions_dir, progress) -> dict:
-    def mask_of(images, labels, attack=None) -> torch.Tensor:
-        label = f"[{suite.name}] {prefix}{type(attack).__name__ if attack else 'predicting'}" if progress else None
-        return correct_mask(net, images, labels, batch_size=batch_size, device=device, attack=attack,
-                            generator=torch.Generator().manual_seed(seed), progress=label)
+@dataclass
+class _Condition:
+    """One test-time setting of a model under one suite: each measurement is a step below, stored
+    in `store` under `prefix`, and `summary` reads them back."""
 
-    attack_subset = fixed_subset(len(dataset), suite.attack_images, seed)
-    attack_images, attack_labels = dataset.images[attack_subset], dataset.labels[attack_subset]
-    subset_protocol = {"images": len(attack_subset), "subset_seed": seed, "seed": seed}
+    net: nn.Module
+    dataset: ImageDataset
+    suite: Suite
+    store: Measurements
+    prefix: str
+    eps: float
+    norm: str
+    device: torch.device | str
+    batch_size: int
+    seed: int
+    table: str
+    corruptions_dir: str | Path | None
+    progress: bool
 
-    def model_checks() -> dict:
-        x = attack_images[:batch_size].to(device).float() / 255
-        y = attack_labels[:batch_size].to(device)
-        flags = [masking.randomized_outputs(net, x), masking.softmax_outputs(net, x), masking.zero_gradients(net, x, y)]
-        return {"flags": [vars(f) for f in flags]}
+    def __post_init__(self):
+        subset = fixed_subset(len(self.dataset), self.suite.attack_images, self.seed)
+        self.attack_images, self.attack_labels = self.dataset.images[subset], self.dataset.labels[subset]
+        self.subset_protocol = {"images": len(subset), "subset_seed": self.seed, "seed": self.seed}
 
-    checks = store.measure(prefix + "checks/model", {"kind": "checks", "images": min(batch_size, len(attack_subset))},
-                           model_checks)["flags"]
+    def mask_of(self, images, labels, attack: Attack | None = None) -> torch.Tensor:
+        """Per image: classified correctly (after `attack`, if given)."""
+        label = f"[{self.suite.name}] {self.prefix}{type(attack).__name__ if attack else 'predicting'}" \
+            if self.progress else None
+        return correct_mask(self.net, images, labels, batch_size=self.batch_size, device=self.device, attack=attack,
+                            generator=torch.Generator().manual_seed(self.seed), progress=label)
 
-    clean = store.measure(prefix + "clean", {"kind": "clean", "images": len(dataset)},
-                          lambda: {"accuracy": share(mask_of(dataset.images, dataset.labels))})
+    def model_checks(self) -> list[dict]:
+        """The gradient-masking checks that need only the model (randomness, softmax, zero gradients)."""
+        def measure() -> dict:
+            x = self.attack_images[:self.batch_size].to(self.device).float() / 255
+            y = self.attack_labels[:self.batch_size].to(self.device)
+            flags = [masking.randomized_outputs(self.net, x), masking.softmax_outputs(self.net, x),
+                     masking.zero_gradients(self.net, x, y)]
+            return {"flags": [vars(f) for f in flags]}
 
-    corruption_subset = fixed_subset(len(dataset), suite.corruption_images, seed)
-    clean_images = dataset.images[corruption_subset].to(device)
-    source = {"files": str(corruptions_dir)} if corruptions_dir is not None else \
-        {"generated": {"table": table, "seed": seed, "version": GENERATOR_VERSION}}
-    corruption_accuracy: dict[str, list[float]] = {}
-    for name in suite.corruptions:
-        for severity in suite.severities:
-            protocol = {"kind": "corruption", "corruption": name, "severity": severity,
-                        "images": len(corruption_subset), "subset_seed": seed, **source}
+        protocol = {"kind": "checks", "images": min(self.batch_size, len(self.attack_labels))}
+        return self.store.measure(self.prefix + "checks/model", protocol, measure)["flags"]
 
-            def corrupted_accuracy(name=name, severity=severity) -> dict:
-                if corruptions_dir is not None:
-                    images, labels = load_corrupted(corruptions_dir, name, severity)
-                    if len(images) != len(dataset):
-                        raise ConfigError(f"{corruptions_dir}/{name}.npy holds {len(images)} images per severity; "
-                                          f"the test set has {len(dataset)}")
-                    images, labels = images[corruption_subset], labels[corruption_subset]
-                else:
-                    images = corrupt_uint8(clean_images, name, severity, seed=seed, table=table)
-                    labels = dataset.labels[corruption_subset]
-                return {"accuracy": share(mask_of(images, labels))}
+    def clean(self) -> float:
+        return self.store.measure(self.prefix + "clean", {"kind": "clean", "images": len(self.dataset)}, lambda: {
+            "accuracy": share(self.mask_of(self.dataset.images, self.dataset.labels))})["accuracy"]
 
-            result = store.measure(f"{prefix}corruption/{name}/{severity}", protocol, corrupted_accuracy)
-            corruption_accuracy.setdefault(name, []).append(result["accuracy"])
+    def corruptions(self) -> dict[str, list[float]]:
+        """Accuracy per corruption and severity, on the suite's fixed subset of test images."""
+        subset = fixed_subset(len(self.dataset), self.suite.corruption_images, self.seed)
+        clean_images = self.dataset.images[subset].to(self.device)
+        source = {"files": str(self.corruptions_dir)} if self.corruptions_dir is not None else \
+            {"generated": {"table": self.table, "seed": self.seed, "version": GENERATOR_VERSION}}
+        accuracy: dict[str, list[float]] = {}
+        for name in self.suite.corruptions:
+            for severity in self.suite.severities:
+                protocol = {"kind": "corruption", "corruption": name, "severity": severity, "images": len(subset),
+                            "subset_seed": self.seed, **source}
 
-    robust_masks, attack_accuracy, after = {}, {}, None
-    for name in suite.attacks:
-        attack, details = _attack(name, eps, norm)
-        protocol = {**details, **subset_protocol}
-        if name == "autoattack":
-            def run_autoattack(attack=attack) -> dict:
-                result = attack.run(net, attack_images.to(device).float() / 255, attack_labels.to(device),
-                                    torch.Generator().manual_seed(seed))
-                return {"accuracy": result.robust_accuracy, "robust": _bits(result.robust.cpu()),
-                        "robust_accuracy_after": result.robust_accuracy_after}
-            result = store.measure(prefix + "attack/autoattack", protocol, run_autoattack)
-            after = result["robust_accuracy_after"]
-        else:
-            def run_attack(attack=attack) -> dict:
-                mask = mask_of(attack_images, attack_labels, attack)
-                return {"accuracy": share(mask), "robust": _bits(mask)}
-            result = store.measure(f"{prefix}attack/{name}", protocol, run_attack)
-        attack_accuracy[name] = result["accuracy"]
-        robust_masks[name] = torch.tensor([c == "1" for c in result["robust"]])
+                def measure(name=name, severity=severity) -> dict:
+                    if self.corruptions_dir is not None:
+                        images, labels = load_corrupted(self.corruptions_dir, name, severity)
+                        if len(images) != len(self.dataset):
+                            raise ConfigError(f"{self.corruptions_dir}/{name}.npy holds {len(images)} images per "
+                                              f"severity; the test set has {len(self.dataset)}")
+                        images, labels = images[subset], labels[subset]
+                    else:
+                        images = corrupt_uint8(clean_images, name, severity, seed=self.seed, table=self.table)
+                        labels = self.dataset.labels[subset]
+                    return {"accuracy": share(self.mask_of(images, labels))}
 
-    curve = []
-    if "pgd20" in suite.attacks:
-        curve.append((eps, attack_accuracy["pgd20"]))
-    for multiple in suite.eps_curve:
-        attack, details = _attack("pgd20", eps * multiple, norm)
-        protocol = {**details, **subset_protocol}
-        result = store.measure(f"{prefix}curve/pgd20/{multiple:g}x", protocol, lambda attack=attack: {
-            "accuracy": share(mask_of(attack_images, attack_labels, attack))})
-        curve.append((eps * multiple, result["accuracy"]))
-    if curve:
-        huge = HUGE_EPS[norm]
-        sanity_images = min(SANITY_IMAGES, len(attack_subset))
-        attack, details = _attack("pgd20", huge, norm)
-        protocol = {**details, **subset_protocol, "images": sanity_images}
-        result = store.measure(prefix + "checks/huge_eps", protocol, lambda: {"accuracy": share(mask_of(
-            attack_images[:sanity_images], attack_labels[:sanity_images], attack))})
-        curve.sort()
+                result = self.store.measure(f"{self.prefix}corruption/{name}/{severity}", protocol, measure)
+                accuracy.setdefault(name, []).append(result["accuracy"])
+        return accuracy
+
+    def attacks(self) -> tuple[dict[str, float], dict[str, torch.Tensor], dict[str, float] | None]:
+        """(accuracy per suite attack, robust flags per attack, AutoAttack's accuracy after each of its
+        components or None)."""
+        accuracy, robust, after = {}, {}, None
+        for name in self.suite.attacks:
+            attack, details = build_attack(name, self.eps, self.norm)
+            protocol = {**details, **self.subset_protocol}
+            if name == "autoattack":
+                def measure(attack=attack) -> dict:
+                    result = attack.run(self.net, self.attack_images.to(self.device).float() / 255,
+                                        self.attack_labels.to(self.device), torch.Generator().manual_seed(self.seed))
+                    return {"accuracy": result.robust_accuracy, "robust": _bits(result.robust.cpu()),
+                            "robust_accuracy_after": result.robust_accuracy_after}
+            else:
+                def measure(attack=attack) -> dict:
+                    mask = self.mask_of(self.attack_images, self.attack_labels, attack)
+                    return {"accuracy": share(mask), "robust": _bits(mask)}
+            result = self.store.measure(f"{self.prefix}attack/{name}", protocol, measure)
+            after = result.get("robust_accuracy_after", after)
+            accuracy[name] = result["accuracy"]
+            robust[name] = torch.tensor([c == "1" for c in result["robust"]])
+        return accuracy, robust, after
+
+    def eps_curve(self, attack_accuracy: dict[str, float]) -> tuple[list[tuple[float, float]], float | None]:
+        """(PGD-20 accuracy at the suite's multiples of eps, sorted; accuracy at a huge eps, the sanity
+        check that the attack can break every image, or None without a curve)."""
+        curve = [(self.eps, attack_accuracy["pgd20"])] if "pgd20" in self.suite.attacks else []
+        for multiple in self.suite.eps_curve:
+            attack, details = build_attack("pgd20", self.eps * multiple, self.norm)
+            result = self.store.measure(f"{self.prefix}curve/pgd20/{multiple:g}x", {**details, **self.subset_protocol},
+                                        lambda attack=attack: {"accuracy": share(self.mask_of(
+                                            self.attack_images, self.attack_labels, attack))})
+            curve.append((self.eps * multiple, result["accuracy"]))
+        if not curve:
+            return curve, None
+        images = min(SANITY_IMAGES, len(self.attack_labels))
+        attack, details = build_attack("pgd20", HUGE_EPS[self.norm], self.norm)
+        protocol = {**details, **self.subset_protocol, "images": images}
+        result = self.store.measure(self.prefix + "checks/huge_eps", protocol, lambda: {
+            "accuracy": share(self.mask_of(self.attack_images[:images], self.attack_labels[:images], attack))})
+        return sorted(curve), result["accuracy"]
+
+
+def _evaluate_condition(net: nn.Module, dataset: ImageDataset, suite: Suite, store: Measurements, prefix: str,
+                        **settings) -> dict:
+    """Every measurement of the suite for one test-time setting, then its summary."""
+    condition = _Condition(net, dataset, suite, store, prefix, **settings)
+    checks = condition.model_checks()
+    clean = condition.clean()
+    corruption_accuracy = condition.corruptions()
+    attack_accuracy, robust_masks, after = condition.attacks()
+    curve, huge_accuracy = condition.eps_curve(attack_accuracy)
+    if huge_accuracy is not None:
         checks = checks + [vars(masking.accuracy_not_falling_with_eps(
-            [e for e, _ in curve] + [huge], [a for _, a in curve] + [result["accuracy"]]))]
+            [e for e, _ in curve] + [HUGE_EPS[condition.norm]], [a for _, a in curve] + [huge_accuracy]))]
     if after is not None:
         checks = checks + [vars(masking.black_box_beats_white_box(after))]
 
-    summary = {"clean_accuracy": clean["accuracy"], "corruption_accuracy": corruption_accuracy,
-               "attack_accuracy": attack_accuracy, "eps_curve": [list(point) for point in curve], "gradient_masking": checks}
+    summary = {"clean_accuracy": clean, "corruption_accuracy": corruption_accuracy, "attack_accuracy": attack_accuracy,
+               "eps_curve": [list(point) for point in curve], "gradient_masking": checks}
     if robust_masks:
         summary["worst_case_accuracy"] = share(torch.stack(list(robust_masks.values())).all(0))
     errors = {n: [1 - a for a in accs] for n, accs in corruption_accuracy.items()}
     if errors:
         summary["corruption_error"] = mean_corruption_error(errors, list(errors))
-    complete = all(n in errors and len(errors[n]) == len(SEVERITIES) for n in BENCHMARK)
-    if complete:
+    if all(n in errors and len(errors[n]) == len(SEVERITIES) for n in BENCHMARK):
         summary["mean_corruption_error"] = mean_corruption_error(errors)
-        if table == "imagenet":
+        if condition.table == "imagenet":
             summary["mce"] = mce(errors)
     return summary

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..corruptions import BENCHMARK, EXTRA, SEVERITIES
-from ..errors import ConfigError
+from ..attacks.registry import ATTACKS
+from ..corruptions import BENCHMARK, CORRUPTIONS, EXTRA, SEVERITIES
+from ..registry import Registry
 
 QUICK_CORRUPTIONS = ("gaussian_noise", "motion_blur", "snow", "contrast", "jpeg_compression")
 
@@ -28,17 +29,22 @@ class Suite:
     attack_images: int | None
     eps_curve: tuple[float, ...]
 
+    def __post_init__(self):
+        for attack in self.attacks:
+            ATTACKS.get(attack)
+        for corruption in self.corruptions:
+            CORRUPTIONS.get(corruption)
 
-SUITES = {
-    "quick": Suite("quick", QUICK_CORRUPTIONS, (3,), 1000, ("pgd20",), 1000, ()),
-    "standard": Suite("standard", BENCHMARK, SEVERITIES, None, ("pgd20", "autoattack"), 1000, (0.25, 0.5, 2.0)),
-    "corruptions": Suite("corruptions", BENCHMARK, SEVERITIES, 2000, (), None, ()),
-    "full": Suite("full", BENCHMARK + EXTRA, SEVERITIES, None, ("fgsm", "pgd20", "autoattack"), None,
-                  (0.25, 0.5, 1.5, 2.0)),
-}
+
+SUITES: Registry[Suite] = Registry("suite")
+for _suite in (
+    Suite("quick", QUICK_CORRUPTIONS, (3,), 1000, ("pgd20",), 1000, ()),
+    Suite("standard", BENCHMARK, SEVERITIES, None, ("pgd20", "autoattack"), 1000, (0.25, 0.5, 2.0)),
+    Suite("corruptions", BENCHMARK, SEVERITIES, 2000, (), None, ()),
+    Suite("full", BENCHMARK + EXTRA, SEVERITIES, None, ("fgsm", "pgd20", "autoattack"), None, (0.25, 0.5, 1.5, 2.0)),
+):
+    SUITES.add(_suite.name, _suite)
 
 
 def get_suite(name: str) -> Suite:
-    if name not in SUITES:
-        raise ConfigError(f"unknown suite {name!r}; expected one of {', '.join(SUITES)}")
-    return SUITES[name]
+    return SUITES.get(name)

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from ..config import from_dict
-from ..errors import ConfigError
-from .adcorda import AdCorDA
-from .augmix import AugMix
-from .auxiliary import Auxiliary
-from .ews import EWS
-from .base import Method, StepContext, StepOutput, Threat
-from .fast_at import FastAT
-from .oat import OAT
-from .pgd_at import PGDAT
-from .standard import Standard
-from .trades import TRADES
-
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Standard, PGDAT, TRADES, FastAT, OAT, AdCorDA, Auxiliary, AugMix, EWS)}
+from . import standard, pgd_at, trades, fast_at, oat, adcorda, auxiliary, augmix, ews  # noqa: F401 (each registers)
+from .base import METHODS, Method, StepContext, StepOutput, Threat
 
 
 def create_method(name: str, options: dict | None, threat: Threat) -> Method:
     """A method by name, its options checked against the method's own option dataclass."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown method '{name}'; available methods are {sorted(METHODS)}.")
-    cls = METHODS[name]
+    cls = METHODS.get(name)
     return cls(from_dict(cls.Options, options or {}, "method"), threat)
 
 

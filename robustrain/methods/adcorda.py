@@ -39,7 +39,7 @@ from ..attacks import Correct, running_mode
 from ..data import ImageDataset
 from ..errors import ConfigError
 from ..io import atomic_write, atomic_write_text
-from .base import Method, StepContext, StepOutput, layout_like
+from .base import METHODS, Method, StepContext, StepOutput, layout_like
 
 CORRECTED_DIR = "corrected"
 
@@ -83,6 +83,7 @@ class AdCorDAOptions:
             raise ConfigError(f"method.correct_fraction must be in (0, 1], got {self.correct_fraction}.")
 
 
+@METHODS.register()
 class AdCorDA(Method):
     name = "adcorda"
     Options = AdCorDAOptions
@@ -190,7 +191,7 @@ def corrected_set(model, train_set: ImageDataset, attack: Correct, options: AdCo
         wrong = (wrong & selected[start:start + batch_size].to(device)).nonzero().flatten()
         if not len(wrong):
             continue
-        x_corr, _ = attack.correct(model, x[wrong], y[wrong])
+        x_corr = attack.run(model, x[wrong], y[wrong]).adversarial
         stored = (x_corr * 255).round().to(torch.uint8)
         with torch.no_grad():
             success = (_eval_predictions(model, stored.float() / 255) == y[wrong]).cpu()

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .augmix_ops import augment_and_mix
-from .base import Method, StepContext, StepOutput, layout_like
+from .base import METHODS, Method, StepContext, StepOutput, layout_like
 
 
 def jensen_shannon(*logits: torch.Tensor) -> torch.Tensor:
@@ -52,6 +52,7 @@ class AugMixOptions:
                               f"and {self.jsd_weight}.")
 
 
+@METHODS.register()
 class AugMix(Method):
     name = "augmix"
     Options = AugMixOptions

@@ -37,7 +37,7 @@ from torch import nn
 from ..attacks import running_mode
 from ..errors import ConfigError
 from ..nn import Condition
-from .base import Method, StepContext, StepOutput, layout_like
+from .base import METHODS, Method, StepContext, StepOutput, layout_like
 from .views import make_view
 
 
@@ -103,6 +103,7 @@ class AuxiliaryOptions:
                               f"{self.distill_direction!r}.")
 
 
+@METHODS.register()
 class Auxiliary(Method):
     name = "auxiliary"
     Options = AuxiliaryOptions

@@ -11,6 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import Registry
+
+METHODS: Registry[type["Method"]] = Registry("method")
+"""Every training method, by its `name`; each class registers itself with `@METHODS.register()`."""
 
 
 @dataclass(frozen=True)

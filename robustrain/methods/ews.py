@@ -45,7 +45,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..nn import Condition
-from .base import Method, StepContext, StepOutput
+from .base import METHODS, Method, StepContext, StepOutput
 
 
 class Controller(nn.Module):
@@ -139,6 +139,7 @@ class EWSOptions:
                               f"methods that report the inputs they trained on), got {self.base!r}.")
 
 
+@METHODS.register()
 class EWS(Method):
     name = "ews"
     Options = EWSOptions

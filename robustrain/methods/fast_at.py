@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..attacks import FGSM
 from ..errors import ConfigError
-from .base import Method, StepContext, StepOutput
+from .base import METHODS, Method, StepContext, StepOutput
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class FastATOptions:
             raise ConfigError(f"method.alpha_factor must be positive, got {self.alpha_factor}.")
 
 
+@METHODS.register()
 class FastAT(Method):
     name = "fast_at"
     Options = FastATOptions

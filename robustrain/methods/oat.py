@@ -38,7 +38,7 @@ from ..attacks import PGD
 from ..errors import ConfigError
 from ..models.base import BoundClassifier
 from ..nn import Condition, LambdaCodes
-from .base import Method, StepContext, StepOutput
+from .base import METHODS, Method, StepContext, StepOutput
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ def sample_lambda_indices(values: torch.Tensor, batch: int, zero_share: float | 
     return torch.cat([zero[:1].expand(zeros), rest])
 
 
+@METHODS.register()
 class OAT(Method):
     name = "oat"
     Options = OATOptions

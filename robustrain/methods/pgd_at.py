@@ -14,7 +14,7 @@ from typing import Literal
 
 from ..attacks import PGD
 from ..errors import ConfigError
-from .base import Method, StepContext, StepOutput
+from .base import METHODS, Method, StepContext, StepOutput
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class PGDATOptions:
             raise ConfigError(f"method.adv_weight (lambda) must lie in [0, 1], got {self.adv_weight}.")
 
 
+@METHODS.register()
 class PGDAT(Method):
     name = "pgd_at"
     Options = PGDATOptions

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Method, StepContext, StepOutput
+from .base import METHODS, Method, StepContext, StepOutput
 from .views import make_view
 
 
@@ -20,6 +20,7 @@ class StandardOptions:
     views: tuple[str, ...] = ()
 
 
+@METHODS.register()
 class Standard(Method):
     name = "standard"
     Options = StandardOptions

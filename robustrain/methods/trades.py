@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..attacks import PGD
 from ..errors import ConfigError
-from .base import Method, StepContext, StepOutput
+from .base import METHODS, Method, StepContext, StepOutput
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class TRADESOptions:
             raise ConfigError(f"method.beta must be non-negative, got {self.beta}.")
 
 
+@METHODS.register()
 class TRADES(Method):
     name = "trades"
     Options = TRADESOptions

@@ -1,6 +1,6 @@
 """Model registry and constructors."""
 
 from .base import BoundClassifier, Classifier
-from .registry import create_model, list_models, model_options
+from .registry import MODELS, create_model, list_models, model_options
 
-__all__ = ["BoundClassifier", "Classifier", "create_model", "list_models", "model_options"]
+__all__ = ["MODELS", "BoundClassifier", "Classifier", "create_model", "list_models", "model_options"]

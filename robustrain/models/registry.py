@@ -9,6 +9,7 @@ from functools import partial
 from ..nn import LambdaCodes, NormSpec, SlimmableConv2d, SlimmableLinear
 from ..nn.quantize import check_bits
 from ..nn.slimmable import check_widths
+from ..registry import Registry
 from .base import Classifier
 from .resnet import Bottleneck, BasicBlock, CifarResNet, PreActResNet, ResNet, WideResNet
 from .small import SmallCNN
@@ -17,19 +18,19 @@ from .small import SmallCNN
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
-_MODELS: dict[str, Callable[..., Classifier]] = {
-    "resnet18": partial(ResNet, BasicBlock, (2, 2, 2, 2)),
-    "resnet34": partial(ResNet, BasicBlock, (3, 4, 6, 3)),
-    "resnet50": partial(ResNet, Bottleneck, (3, 4, 6, 3)),
-    "preact_resnet18": partial(PreActResNet, (2, 2, 2, 2)),
-    "wrn16_8": partial(WideResNet, 16, 8),
-    "wrn28_10": partial(WideResNet, 28, 10),
-    "wrn34_10": partial(WideResNet, 34, 10),
-    "wrn40_2": partial(WideResNet, 40, 2),
-    "resnet20": partial(CifarResNet, 20),
-    "resnet56": partial(CifarResNet, 56),
-    "small_cnn": SmallCNN,
-}
+MODELS: Registry[Callable[..., Classifier]] = Registry("model", ValueError)
+"""Every model constructor, by name; its keyword options are the constructor's own (typed by its signature)."""
+MODELS.add("resnet18", partial(ResNet, BasicBlock, (2, 2, 2, 2)))
+MODELS.add("resnet34", partial(ResNet, BasicBlock, (3, 4, 6, 3)))
+MODELS.add("resnet50", partial(ResNet, Bottleneck, (3, 4, 6, 3)))
+MODELS.add("preact_resnet18", partial(PreActResNet, (2, 2, 2, 2)))
+MODELS.add("wrn16_8", partial(WideResNet, 16, 8))
+MODELS.add("wrn28_10", partial(WideResNet, 28, 10))
+MODELS.add("wrn34_10", partial(WideResNet, 34, 10))
+MODELS.add("wrn40_2", partial(WideResNet, 40, 2))
+MODELS.add("resnet20", partial(CifarResNet, 20))
+MODELS.add("resnet56", partial(CifarResNet, 56))
+MODELS.add("small_cnn", SmallCNN)
 
 
 def common_options(num_routes: int | None = None, lambdas: Sequence[float] | None = None, encoding: str = "rand",
@@ -66,7 +67,7 @@ COMMON_OPTIONS = inspect.signature(common_options).parameters
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    return sorted(MODELS)
 
 
 def model_options(name: str) -> dict[str, inspect.Parameter]:
@@ -146,7 +147,4 @@ def check_option_type(key: str, value, annotation) -> None:
 
 
 def _lookup(name: str) -> Callable[..., Classifier]:
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model '{name}'; available models are {list_models()}.") from None
+    return MODELS.get(name)

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import RobustrainError
 from ..io import atomic_write, atomic_write_text
+from ..runs import RunFolder
 
 
 def pack_state(modules: dict[str, nn.Module],
@@ -63,7 +64,7 @@ KEEP = 2  # the newest checkpoint and the one before it, to fall back on if the 
 
 
 def save_checkpoint(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor], sidecar: dict) -> None:
-    folder = run_dir / "checkpoints"
+    folder = RunFolder(run_dir).checkpoints
     stem = f"epoch-{epoch:04d}"
     atomic_write(folder / f"{stem}.safetensors", lambda tmp: save_file(tensors, tmp))
     atomic_write_text(folder / f"{stem}.json", json.dumps(sidecar, indent=1))
@@ -90,7 +91,7 @@ def load_latest(run_dir: Path, device: torch.device | str = "cpu") -> tuple[dict
     If the newest one (named by latest.json) cannot be read, the one before it is used, with a warning
     on stderr; if none can be read, the error names the newest.
     """
-    folder = run_dir / "checkpoints"
+    folder = RunFolder(run_dir).checkpoints
     pointer = folder / "latest.json"
     if not pointer.is_file():
         return None

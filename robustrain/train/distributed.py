@@ -19,7 +19,21 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import ConfigError
 from ..nn import RoutedBatchNorm2d
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device named; "auto" is the local process's GPU when there is one (cuda:LOCAL_RANK)."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but this machine has no CUDA device; use cpu.")
+    return device
 
 
 @dataclass(frozen=True)

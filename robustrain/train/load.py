@@ -13,8 +13,8 @@ from ..errors import ConfigError, RobustrainError
 from ..models import Classifier
 from .checkpoint import load_latest
 from .init import InitConfig, load_initial_weights
-from .run_config import RunConfig
-from .trainer import build_model, load_run_config
+from ..runs import RunFolder
+from .run_config import RunConfig, build_model, read_run_config
 
 
 @dataclass(frozen=True)
@@ -47,21 +47,22 @@ def load_weights(path: str | Path, model: dict, data: dict, key_map: tuple[tuple
 def load_run(path: str | Path) -> TrainedRun:
     """path: a run folder (its newest checkpoint) or a `checkpoints/epoch-N.safetensors` file of one."""
     path = Path(path)
+    owner = RunFolder.of_checkpoint(path)
     if path.is_dir():
         folder = path
         checkpoint = load_latest(folder)
         if checkpoint is None:
             raise RobustrainError(f"{folder} has no checkpoint; expected a run folder made by `robustrain train`")
         tensors = checkpoint[0]
-    elif path.is_file() and path.suffix == ".safetensors" and path.parent.name == "checkpoints":
-        folder = path.parent.parent
+    elif path.is_file() and owner is not None:
+        folder = owner.path
         try:
             tensors = load_file(path)
         except Exception as error:  # safetensors raises its own error types for damaged files
             raise RobustrainError(f"{path} cannot be read as a checkpoint ({error})") from None
     else:
         raise RobustrainError(f"{path} is neither a run folder nor a checkpoints/*.safetensors file of one")
-    config = load_run_config(folder)
+    config = read_run_config(RunFolder(folder))
     test_set = load_dataset(config.data.name, config.data.root, "test", download=config.data.download,
                             color=config.data.color)
     model = build_model(config, test_set.info)

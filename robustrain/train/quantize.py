@@ -16,9 +16,12 @@ from ..nn import SlimmableConv2d, SlimmableLinear
 from ..nn.quantize import check_bits, quantize_weight
 from .checkpoint import load_latest, pack_state, save_checkpoint
 from .init import InitConfig, ZERO_COST, total_cost
+from ..runs import RunFolder
+from .distributed import resolve_device
+from .final import final_evaluation
 from .load import load_run
 from .optim import build_optimizer
-from .trainer import _check_run_dir, _final_evaluation, _write_run_config, build_model, resolve_device
+from .run_config import build_model
 
 
 def quantize_layers(model: torch.nn.Module, bits: int) -> None:
@@ -52,19 +55,19 @@ def quantize_run(source: str | Path, bits: int, out: str | Path, device: str = "
     if out.exists():
         raise RobustrainError(f"{out} already exists; choose another --out")
     # Built under a temporary name and renamed at the end: an interrupted command leaves no run.
-    partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = RunFolder(out.with_name(f".{out.name}.partial"))
+    shutil.rmtree(partial.path, ignore_errors=True)
     try:
-        _check_run_dir(partial, resume=False)
-        _write_run_config(partial, config)
+        partial.check_new()
+        partial.write_config(config)
         init_cost = total_cost(source_cost["cost"], source_cost.get("init_cost", ZERO_COST))
         tensors, optimizer_states = pack_state({"model": model}, {"optimizer": build_optimizer(config.optim, [model])})
         last = config.epochs - 1
-        save_checkpoint(partial, last, tensors, {"epoch": last, "seed": config.seed, "optimizers": optimizer_states,
+        save_checkpoint(partial.path, last, tensors, {"epoch": last, "seed": config.seed, "optimizers": optimizer_states,
                                                  "scaler": {}, "cost": dict(ZERO_COST), "init_cost": init_cost,
                                                  "config": to_dict(config)})
-        results = _final_evaluation(partial, config, model, run.test_set, target, dict(ZERO_COST), init_cost)
-        partial.rename(out)
+        results = final_evaluation(partial, config, model, run.test_set, target, dict(ZERO_COST), init_cost)
+        partial.path.rename(out)
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(partial.path, ignore_errors=True)
     return results

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..config import from_dict
 from ..errors import ConfigError
 from ..methods import Threat
+from ..models import Classifier, create_model
+from ..runs import RunFolder
 from .init import InitConfig
 from .optim import OptimConfig
 from .schedules import ScheduleConfig
@@ -89,3 +92,18 @@ class RunConfig:
             raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be positive (or unset), got {self.grad_clip}.")
+
+
+def read_run_config(folder: RunFolder) -> RunConfig:
+    """The configuration a run folder holds, typed and checked."""
+    return from_dict(RunConfig, folder.config_mapping())
+
+
+def build_model(config: RunConfig, info) -> Classifier:
+    """The model `config.model` names, for data described by `info` (classes, channels, normalisation)."""
+    options = {k: v for k, v in config.model.items() if k != "name"}
+    options.setdefault("in_channels", info.channels)
+    try:
+        return create_model(config.model["name"], info.num_classes, mean=info.mean, std=info.std, **options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from None

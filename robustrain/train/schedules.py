@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 
 RiseShape = Literal["linear", "cosine"]
@@ -37,7 +39,7 @@ class ScheduleConfig:
     warmup_epochs: a linear ramp from 0 multiplied onto any of these.
     """
 
-    name: Literal["constant", "multistep", "cosine", "onecycle", "slow_start_fast_decay", "piecewise"] = "multistep"
+    name: str = "multistep"
     milestones: tuple[float, ...] = ()
     gamma: float = 0.1
     warmup_epochs: float = 0.0
@@ -54,6 +56,7 @@ class ScheduleConfig:
         return self.peak_fraction if self.peak_fraction is not None else PEAK_FRACTION.get(self.name, 0.5)
 
     def __post_init__(self):
+        SCHEDULES.get(self.name)
         if list(self.milestones) != sorted(self.milestones) or any(m < 0 for m in self.milestones):
             raise ConfigError(f"schedule.milestones must be non-negative and increasing, got {list(self.milestones)}.")
         if self.warmup_epochs < 0:
@@ -81,22 +84,45 @@ class ScheduleConfig:
 
 def lr_factor(config: ScheduleConfig, total_epochs: float, t: float) -> float:
     """The multiplier of the base learning rate at progress t (epochs) of a run of total_epochs."""
-    if config.name == "constant":
-        factor = 1.0
-    elif config.name == "multistep":
-        factor = config.gamma ** bisect.bisect_right(config.milestones, t)
-    elif config.name == "cosine":
-        factor = config.final_factor + (1 - config.final_factor) * 0.5 * (1 + math.cos(math.pi * t / total_epochs))
-    elif config.name == "onecycle":
-        factor = _rise_then_fall(t / total_epochs, config.peak, 0.0, config.final_factor, "linear", "linear")
-    elif config.name == "slow_start_fast_decay":
-        factor = _rise_then_fall(t / total_epochs, config.peak, config.start_factor, config.final_factor,
-                                 config.rise_shape, config.decay_shape)
-    else:
-        factor = _interp(t, config.points)
+    factor = SCHEDULES.get(config.name)(config, total_epochs, t)
     if config.warmup_epochs > 0:
         factor *= min(1.0, t / config.warmup_epochs)
     return factor
+
+
+SCHEDULES: Registry[Callable[[ScheduleConfig, float, float], float]] = Registry("schedule")
+"""Every schedule, by name: (its config, total epochs, progress t in epochs) -> lr factor."""
+
+
+@SCHEDULES.register("constant")
+def _constant(config: ScheduleConfig, total_epochs: float, t: float) -> float:
+    return 1.0
+
+
+@SCHEDULES.register("multistep")
+def _multistep(config: ScheduleConfig, total_epochs: float, t: float) -> float:
+    return config.gamma ** bisect.bisect_right(config.milestones, t)
+
+
+@SCHEDULES.register("cosine")
+def _cosine(config: ScheduleConfig, total_epochs: float, t: float) -> float:
+    return config.final_factor + (1 - config.final_factor) * 0.5 * (1 + math.cos(math.pi * t / total_epochs))
+
+
+@SCHEDULES.register("onecycle")
+def _onecycle(config: ScheduleConfig, total_epochs: float, t: float) -> float:
+    return _rise_then_fall(t / total_epochs, config.peak, 0.0, config.final_factor, "linear", "linear")
+
+
+@SCHEDULES.register("slow_start_fast_decay")
+def _slow_start_fast_decay(config: ScheduleConfig, total_epochs: float, t: float) -> float:
+    return _rise_then_fall(t / total_epochs, config.peak, config.start_factor, config.final_factor,
+                           config.rise_shape, config.decay_shape)
+
+
+@SCHEDULES.register("piecewise")
+def _piecewise(config: ScheduleConfig, total_epochs: float, t: float) -> float:
+    return _interp(t, config.points)
 
 
 def _rise_then_fall(u: float, peak: float, start: float, final: float, rise: RiseShape, decay: DecayShape) -> float:

@@ -15,57 +15,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import yaml
 from safetensors import safe_open
 from tqdm import tqdm
 
-from ..attacks import PGD
-from ..config import from_dict, load_yaml, to_dict
+from ..config import to_dict
 from ..data import DatasetInfo, DeviceLoader, ImageDataset, crop_flip, load_dataset, stream_seed
 from ..errors import ConfigError, RobustrainError
-from ..evaluate import accuracy, conditions_of
+from ..evaluate import accuracy
 from ..methods import Method, StepContext, method_from_section
-from ..models import Classifier, create_model
-from ..io import atomic_write_text
+from ..runs import RunFolder
 from .checkpoint import load_latest, pack_state, save_checkpoint, unpack_state
 from .cost import PassCounter
-from .distributed import Distributed, all_reduce_sum, average_gradients, from_environment, synchronise_batch_norm
-from .init import ZERO_COST, load_initial_weights, total_cost
+from .distributed import (Distributed, all_reduce_sum, average_gradients, from_environment, resolve_device,
+                          synchronise_batch_norm)
+from .final import final_evaluation, per_condition
+from .init import ZERO_COST, load_initial_weights
 from .optim import build_optimizer
-from .run_config import RunConfig
+from .run_config import RunConfig, build_model
 from .schedules import lr_factor
 
-CONFIG_FILE, METRICS_FILE, RESULTS_FILE = "config.yaml", "metrics.jsonl", "results.json"
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """The device named; "auto" is the local process's GPU when there is one (cuda:LOCAL_RANK)."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but this machine has no CUDA device; use cpu.")
-    return device
-
-
-def load_run_config(run_dir: Path) -> RunConfig:
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise RobustrainError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}.")
-    return from_dict(RunConfig, load_yaml(path))
-
-
-def build_model(config: RunConfig, info) -> Classifier:
-    options = {k: v for k, v in config.model.items() if k != "name"}
-    options.setdefault("in_channels", info.channels)
-    try:
-        return create_model(config.model["name"], info.num_classes, mean=info.mean, std=info.std, **options)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(str(error)) from None
 
 
 def validate(config: RunConfig) -> Method:
@@ -98,46 +67,15 @@ def _augmentation(config: RunConfig):
     return lambda images, generator: crop_flip(images, generator, padding, flip)
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    if resume:
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise RobustrainError(f"cannot resume {run_dir}: it holds no run ({CONFIG_FILE} is missing).")
-        return
-    if (run_dir / CONFIG_FILE).exists() or (run_dir / "checkpoints").exists():
-        raise RobustrainError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out.")
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise RobustrainError(f"{run_dir} exists and is not an empty folder; a run writes config.yaml, metrics.jsonl, "
-                              "results.json and checkpoints/ into its folder, so choose a new or empty --out.")
-
-
-def _finished(run_dir: Path, epochs: int) -> bool:
+def _finished(folder: RunFolder, epochs: int) -> bool:
     """The run has its results and a readable checkpoint of its last epoch (only its header is read)."""
     try:
-        pointer = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
-        with safe_open(run_dir / "checkpoints" / f"{pointer['stem']}.safetensors", framework="pt"):
+        pointer = json.loads((folder.checkpoints / "latest.json").read_text())
+        with safe_open(folder.checkpoints / f"{pointer['stem']}.safetensors", framework="pt"):
             pass
     except Exception:  # a missing or damaged checkpoint: the run is resumed as usual, which says why
         return False
-    return pointer["epoch"] + 1 >= epochs and (run_dir / RESULTS_FILE).is_file()
-
-
-def _write_run_config(run_dir: Path, config: RunConfig) -> None:
-    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
-
-
-def _keep_metrics_before(run_dir: Path, epoch: int) -> None:
-    """Drop metric lines of epochs that the checkpoint being resumed does not include."""
-    path = run_dir / METRICS_FILE
-    if path.is_file():
-        lines = [l for l in path.read_text().splitlines() if l.strip()]
-        kept = []
-        for line in lines:
-            try:
-                if json.loads(line)["epoch"] < epoch:
-                    kept.append(line)
-            except (ValueError, KeyError):
-                break
-        atomic_write_text(path, "".join(l + "\n" for l in kept))
+    return pointer["epoch"] + 1 >= epochs and folder.results_file.is_file()
 
 
 def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
@@ -145,11 +83,12 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     if config.out is None:
         raise ConfigError("no output folder: set out (CLI: --out RUN_DIR).")
     run_dir = Path(config.out)
-    _check_run_dir(run_dir, resume)
-    if resume and _finished(run_dir, config.epochs):
+    folder = RunFolder(run_dir)
+    folder.check_resumable() if resume else folder.check_new()
+    if resume and _finished(folder, config.epochs):
         if progress:
             tqdm.write(f"{run_dir} finished all {config.epochs} epochs already; nothing to train.")
-        return json.loads((run_dir / RESULTS_FILE).read_text())
+        return folder.results()
     cluster = from_environment("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
     device = resolve_device(config.device, cluster.local_rank)
     if config.precision == "fp16" and device.type != "cuda":
@@ -182,8 +121,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     cluster.barrier()  # every process has checked the folder before process 0 writes into it
     if cluster.writer:
         if not resume:
-            _write_run_config(run_dir, config)
-        _keep_metrics_before(run_dir, start_epoch)
+            folder.write_config(config)
+        folder.keep_metrics_before(start_epoch)
     counter = PassCounter(totals["forward_backward"], totals["forward_only"])
     handle, started = counter.attach(model), time.perf_counter()
     # A phase before the first epoch (AdCorDA's correction) is part of the run's cost. Process 0
@@ -215,10 +154,9 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
                   "images": totals["images"] + record["images"]}
         if not cluster.writer:
             continue
-        record["test_acc"] = _per_condition(model, lambda net: accuracy(
+        record["test_acc"] = per_condition(model, lambda net: accuracy(
             net, test_set, batch_size=config.eval.batch_size, device=device))
-        with open(run_dir / METRICS_FILE, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        folder.append_metrics(record)
         tensors, optimizer_states = pack_state({"model": model, "method": method}, optimizers)
         save_checkpoint(run_dir, epoch, tensors, {"epoch": epoch, "seed": config.seed, "optimizers": optimizer_states,
                                                   "scaler": scaler.state_dict(), "cost": totals,
@@ -231,7 +169,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     cluster.barrier()
     if not cluster.writer:
         return {}
-    return _final_evaluation(run_dir, config, model, test_set, device, totals, init_cost, progress)
+    return final_evaluation(folder, config, model, test_set, device, totals, init_cost, progress)
 
 
 def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, method, optimizer, scaler,
@@ -316,41 +254,3 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _per_condition(model: Classifier, measure):
-    """measure(model), or {setting: measure(bound model)} for a conditioned model (OAT, OATS)."""
-    conditions = conditions_of(model)
-    if list(conditions) == [""]:
-        return measure(model)
-    return {name: measure(model.bind(condition)) for name, condition in conditions.items()}
-
-
-def _final_evaluation(run_dir: Path, config: RunConfig, model, test_set, device, totals, init_cost,
-                      progress: bool = False) -> dict:
-    step = config.threat.step_size(config.eval.pgd_step_size)
-    attack = PGD(config.threat.eps, step, config.eval.pgd_steps, norm=config.threat.norm,
-                 restarts=config.eval.pgd_restarts)
-    images = len(test_set) if config.eval.pgd_limit is None else min(config.eval.pgd_limit, len(test_set))
-
-    def measure(net) -> dict:
-        clean = accuracy(net, test_set, batch_size=config.eval.batch_size, device=device)
-        robust = accuracy(net, test_set, batch_size=config.eval.batch_size, device=device, attack=attack,
-                          seed=config.seed, limit=config.eval.pgd_limit,
-                          progress=f"final PGD-{config.eval.pgd_steps} on {images} images" if progress else None)
-        return {"clean_acc": clean, "pgd": {"acc": robust, "steps": config.eval.pgd_steps, "step_size": step,
-                                            "eps": config.threat.eps, "norm": config.threat.norm,
-                                            "restarts": config.eval.pgd_restarts, "images": images}}
-
-    measured = _per_condition(model, measure)
-    results = {
-        # A plain model's measurement, or one per setting of a conditioned model.
-        **(measured if "clean_acc" in measured else {"conditions": measured}),
-        "test_images": len(test_set),
-        "cost": {**totals, "images_per_s": totals["images"] / max(totals["train_time_s"], 1e-9),
-                 "forward_backward_per_image": totals["forward_backward"] / max(totals["images"], 1)},
-        "init_cost": init_cost,
-        "total_cost": total_cost(totals, init_cost),
-    }
-    atomic_write_text(run_dir / RESULTS_FILE, json.dumps(results, indent=1))
-    return results

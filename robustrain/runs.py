@@ -1,0 +1,133 @@
+"""The run folder: the one place that knows its layout.
+
+    <run>/config.yaml                 the resolved configuration (what --resume reads)
+    <run>/metrics.jsonl               one JSON record per epoch
+    <run>/checkpoints/                epoch-NNNN.safetensors + .json sidecars, latest.json (train/checkpoint.py)
+    <run>/results.json                the end-of-training measurements and costs
+    <run>/eval/<suite>.json           one file per evaluation suite (or --out name)
+
+The trainer, `load_run`, `robustrain quantize`, the CLI, the report and the experiment scripts
+read and write a run through `RunFolder`; it imports nothing of the training loop, so a run can
+be loaded for evaluation without it. Every write is atomic (a killed process leaves the old file
+or the new one, never half of one).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .config import load_yaml, to_dict
+from .errors import RobustrainError
+from .io import atomic_write_text
+
+CONFIG_FILE, METRICS_FILE, RESULTS_FILE = "config.yaml", "metrics.jsonl", "results.json"
+CHECKPOINTS_DIR, EVALUATIONS_DIR = "checkpoints", "eval"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder at `path` (which need not exist yet)."""
+
+    path: Path
+
+    def __init__(self, path: str | Path):
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def results_file(self) -> Path:
+        return self.path / RESULTS_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    def evaluation_file(self, suite: str) -> Path:
+        return self.path / EVALUATIONS_DIR / f"{suite}.json"
+
+    def holds_run(self) -> bool:
+        return self.config_file.is_file()
+
+    def config_mapping(self) -> dict:
+        """The saved configuration as a mapping (`train.read_run_config` types it), or a
+        RobustrainError naming a folder that holds no run."""
+        if not self.holds_run():
+            raise RobustrainError(f"{self.path} is not a run folder: it has no {CONFIG_FILE}.")
+        return load_yaml(self.config_file)
+
+    def write_config(self, config) -> None:
+        atomic_write_text(self.config_file, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+    def check_new(self) -> None:
+        """Refuse a folder that already holds a run or other files (a new run needs an empty one)."""
+        if self.config_file.exists() or self.checkpoints.exists():
+            raise RobustrainError(f"{self.path} already holds a run; pass --resume to continue it or choose another "
+                                  "--out.")
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise RobustrainError(f"{self.path} exists and is not an empty folder; a run writes {CONFIG_FILE}, "
+                                  f"{METRICS_FILE}, {RESULTS_FILE} and {CHECKPOINTS_DIR}/ into its folder, so choose a "
+                                  "new or empty --out.")
+
+    def check_resumable(self) -> None:
+        if not self.holds_run():
+            raise RobustrainError(f"cannot resume {self.path}: it holds no run ({CONFIG_FILE} is missing).")
+
+    def metrics(self) -> list[dict]:
+        """The per-epoch records, in order (none before the first epoch ends)."""
+        if not self.metrics_file.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.metrics_file, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def keep_metrics_before(self, epoch: int) -> None:
+        """Drop the records of epochs from `epoch` on (those a resumed checkpoint does not include),
+        and a damaged last line."""
+        if not self.metrics_file.is_file():
+            return
+        kept = []
+        for line in (line for line in self.metrics_file.read_text().splitlines() if line.strip()):
+            try:
+                if json.loads(line)["epoch"] < epoch:
+                    kept.append(line)
+            except (ValueError, KeyError):
+                break
+        atomic_write_text(self.metrics_file, "".join(line + "\n" for line in kept))
+
+    def results(self) -> dict | None:
+        """The end-of-training results, or None for a run that has not finished."""
+        return json.loads(self.results_file.read_text()) if self.results_file.is_file() else None
+
+    def write_results(self, results: dict) -> None:
+        atomic_write_text(self.results_file, json.dumps(results, indent=1))
+
+    def evaluation(self, suite: str) -> dict | None:
+        """The evaluation written for `suite`, or None."""
+        path = self.evaluation_file(suite)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def evaluations(self) -> list[str]:
+        """The names of the evaluations the run holds, sorted."""
+        folder = self.path / EVALUATIONS_DIR
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    @staticmethod
+    def of_checkpoint(path: str | Path) -> RunFolder | None:
+        """The run folder a `checkpoints/*.safetensors` file belongs to, or None for any other path."""
+        path = Path(path)
+        if path.suffix == ".safetensors" and path.parent.name == CHECKPOINTS_DIR:
+            return RunFolder(path.parent.parent)
+        return None
