@@ -2,44 +2,112 @@
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from robustrain.runs import RunFolder
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ensure_run(config: str, run: str, *overrides: str, train: bool = True) -> dict | None:
+def ensure_run(config: str, run: str, *overrides: str, train: bool = True, threads: int | None = None) -> dict | None:
     """Train `config` into `run` unless it has finished; resume it if it was stopped. Returns its
-    results; with train=False, returns None for a run that has not finished instead of training it."""
-    folder = ROOT / run
-    if not (folder / "results.json").is_file():
+    results; with train=False, returns None for a run that has not finished instead of training it.
+    threads: the run's torch threads (default: torch's, every core)."""
+    folder = RunFolder(ROOT / run)
+    if folder.results() is None:
         if not train:
             return None
-        if (folder / "config.yaml").is_file():
+        if folder.holds_run():
             argv = ["train", "--resume", run, "--no-progress"]
         else:
             argv = ["train", "--config", config, "--out", run, "--no-progress", *overrides]
         print("$ robustrain", " ".join(argv), flush=True)
-        subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=ROOT, check=True)
-    return json.loads((folder / "results.json").read_text())
+        env = {**os.environ, **({} if threads is None else {"OMP_NUM_THREADS": str(threads)})}
+        subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=ROOT, check=True, env=env)
+    return folder.results()
 
 
-def ensure_evaluation(run: str, suite: str, evaluate: bool = True) -> bool:
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of a study: its config file, run folder and extra `robustrain train` arguments."""
+
+    config: str
+    run: str
+    overrides: tuple[str, ...] = ()
+
+
+def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1) -> dict[str, dict | None]:
+    """ensure_run for every spec, `jobs` processes at a time, each with an equal share of the cores
+    (one process per core is how this 2-core machine trains the most small runs per hour). Returns
+    {run folder: results, or None for one that has not finished with train=False}."""
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {spec.run: pool.submit(ensure_run, spec.config, spec.run, *spec.overrides, train=train,
+                                         threads=threads) for spec in specs}
+        return {run: future.result() for run, future in futures.items()}
+
+
+def ensure_evaluations(runs: list[str], suite: str, evaluate: bool, jobs: int = 1) -> set[str]:
+    """ensure_evaluation for every run, `jobs` at a time, each process with an equal share of the
+    cores; returns the runs whose evaluation has finished."""
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        done = dict(zip(runs, pool.map(lambda run: ensure_evaluation(run, suite, evaluate, threads), runs)))
+    return {run for run, finished in done.items() if finished}
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Per-seed differences a - b of one metric (both arms trained with the same seeds), their mean,
+    sample standard deviation and the half-width of the two-sided 95% t interval of the mean."""
+
+    differences: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.differences)
+
+    @property
+    def spread(self) -> float:
+        return statistics.stdev(self.differences) if len(self.differences) > 1 else math.nan
+
+    @property
+    def half_width(self) -> float:
+        n = len(self.differences)
+        return T_975[n - 1] * self.spread / math.sqrt(n) if 1 < n <= len(T_975) else math.nan
+
+    @property
+    def verdict(self) -> str:
+        """'above', 'below' (the 95% interval excludes 0) or 'within the noise'."""
+        if math.isnan(self.half_width) or abs(self.mean) <= self.half_width:
+            return "within the noise"
+        return "above" if self.mean > 0 else "below"
+
+
+# Two-sided 95% quantiles of Student's t with 1..10 degrees of freedom (index = degrees of freedom).
+T_975 = (math.nan, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def ensure_evaluation(run: str, suite: str, evaluate: bool = True, threads: int | None = None) -> bool:
     """Evaluate `run` with `suite`: measures what is missing or was measured under another protocol
     (e.g. an older corruption generator) and reuses the rest; with evaluate=False only say whether a
     finished evaluation is there."""
-    path = ROOT / run / "eval" / f"{suite}.json"
     if not evaluate:
-        return path.is_file() and "summary" in json.loads(path.read_text())
+        return "summary" in (RunFolder(ROOT / run).evaluation(suite) or {})
     argv = ["eval", run, "--suite", suite, "--no-progress"]
     print("$ robustrain", " ".join(argv), flush=True)
-    subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=ROOT, check=True)
+    env = {**os.environ, **({} if threads is None else {"OMP_NUM_THREADS": str(threads)})}
+    subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=ROOT, check=True, env=env)
     return True
 
 
@@ -72,7 +140,7 @@ def commands(runs: Runs, finished: dict[str, str], suite: str, report: Path) -> 
 
 def read_metrics(run: str) -> list[dict]:
     """The per-epoch records of a run's metrics.jsonl."""
-    return [json.loads(line) for line in (ROOT / run / "metrics.jsonl").read_text().splitlines()]
+    return RunFolder(ROOT / run).metrics()
 
 
 def epoch_rows(runs: dict[str, str], cells) -> list[str]:
@@ -92,7 +160,7 @@ def cost_table(runs: dict[str, str]) -> list[str]:
              "| run | passes per image | training time (min) | images/s | peak memory (MiB) |",
              "|---|---:|---:|---:|---:|"]
     for name, run in runs.items():
-        cost = json.loads((ROOT / run / "results.json").read_text())["cost"]
+        cost = RunFolder(ROOT / run).results()["cost"]
         peaks = [m["peak_memory_mb"] for m in read_metrics(run) if "peak_memory_mb" in m]
         lines.append(f"| {name} | {cost['forward_backward_per_image']:.2f} | {cost['train_time_s'] / 60:.1f} | "
                      f"{cost['images_per_s']:.0f} | {f'{max(peaks):.0f}' if peaks else '–'} |")

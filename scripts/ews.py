@@ -11,9 +11,10 @@ EWS + PGD-AT. Every run is a ResNet-20 on 20,000 training images for 3 epochs
 
 from __future__ import annotations
 
-import json
 import math
 import sys
+
+from robustrain.runs import RunFolder
 
 from common import ROOT, commands, cost_table, epoch_rows, provenance, read_metrics, train_evaluate_report
 
@@ -25,7 +26,7 @@ ADVERSARIAL_RUNS = {name: (f"configs/cpu/ews_{name}_resnet20.yaml", f"runs/ews/{
 
 
 def summary(run: str, suite: str) -> dict:
-    return json.loads((ROOT / run / "eval" / f"{suite}.json").read_text())["summary"]["model"]
+    return RunFolder(ROOT / run).evaluation(suite)["summary"]["model"]
 
 
 def value(summary_: dict, key) -> float:

@@ -13,9 +13,10 @@ trade-off plot, goes to docs/results/oat-eval/.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
+
+from robustrain.runs import RunFolder
 
 from common import ROOT, commands, provenance, train_evaluate_report
 
@@ -40,7 +41,7 @@ def main() -> None:
 
 
 def summary(run: str) -> dict:
-    return json.loads((ROOT / run / "eval" / f"{SUITE}.json").read_text())["summary"]
+    return RunFolder(ROOT / run).evaluation(SUITE)["summary"]
 
 
 def difference_tolerance(a: float, b: float, images: int) -> float:
@@ -108,11 +109,11 @@ def render(finished: dict[str, str]) -> str:
     lines += reading(comparisons, "oat_film_residual" in finished)
     if "oat_film_residual" in finished:
         lines += film_ablation(oat, summary(finished["oat_film_residual"]))
-    oats_results = ROOT / RUNS["oats"][1] / "results.json"
-    if oats_results.is_file():
+    oats_results = RunFolder(ROOT / RUNS["oats"][1]).results()
+    if oats_results is not None:
         # The run's own final evaluation: clean accuracy on all test images and PGD-20 on the same
         # fixed 1,000 as the quick suite, with the same seeds, per (width, λ).
-        oats = json.loads(oats_results.read_text())["conditions"]
+        oats = oats_results["conditions"]
         widths = sorted({key.split(",")[0] for key in oats}, key=lambda w: float(w.split("=")[1]))
         lambdas = [key.split(",")[1] for key in oats if key.startswith(widths[0] + ",")]
         lines += ["", "## OATS over widths (3 epochs)", "",
