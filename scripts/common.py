@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -136,6 +137,13 @@ def commands(runs: Runs, finished: dict[str, str], suite: str, report: Path) -> 
             f"    robustrain eval RUN --suite {suite}            # each run; every (width, λ) setting of a conditioned one",
             "    robustrain report " + " ".join(runs[n][1] for n in finished) + f" --suite {suite} \\",
             "        --names " + ",".join(finished) + f" --out {report.relative_to(ROOT)}"]
+
+
+def write_study(study: dict, render, doc: Path, source: Path) -> None:
+    """A study's page (render(study)) and its JSON source beside it."""
+    source.write_text(json.dumps(study, indent=1) + "\n")
+    doc.write_text(render(study))
+    print(f"wrote {doc.relative_to(ROOT)} and {source.relative_to(ROOT)}")
 
 
 def read_metrics(run: str) -> list[dict]:
