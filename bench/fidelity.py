@@ -98,16 +98,12 @@ def our_sets(clean: np.ndarray, names=tuple(CORRUPTIONS), seed: int = 0, table: 
 def exchanging_glass_walk(offsets: np.ndarray, height: int, width: int, delta: int) -> np.ndarray:
     """Glass blur's walk as generator v2 had it, each pixel exchanged with its neighbour (the
     reference copies): kept to show what the check catches (--glass-blur-v2, tests/test_fidelity.py)."""
-    positions = [(h, w) for h in range(height - delta, delta, -1) for w in range(width - delta, delta, -1)]
     source = np.tile(np.arange(height * width), (offsets.shape[-1], 1))
     images = np.arange(offsets.shape[-1])
-    for step in range(offsets.shape[0]):
-        for k, (h, w) in enumerate(positions):
-            dx, dy = offsets[step, k]
-            here, there = h * width + w, (h + dy) * width + (w + dx)
-            moved = source[:, here].copy()
-            source[:, here] = source[images, there]
-            source[images, there] = moved
+    for here, there in blur.glass_walk_steps(offsets, height, width, delta):
+        moved = source[:, here].copy()
+        source[:, here] = source[images, there]
+        source[images, there] = moved
     return source
 
 

@@ -24,14 +24,21 @@ def glass_walk(offsets: np.ndarray, height: int, width: int, delta: int) -> np.n
     pixel can be carried on by a later step, so the walk stays sequential over positions (batched
     over images). offsets: (iterations, positions, 2 = (dx, dy), N) integers.
     """
-    positions = [(h, w) for h in range(height - delta, delta, -1) for w in range(width - delta, delta, -1)]
     source = np.tile(np.arange(height * width), (offsets.shape[-1], 1))
     images = np.arange(offsets.shape[-1])
+    for here, there in glass_walk_steps(offsets, height, width, delta):
+        source[:, here] = source[images, there]
+    return source
+
+
+def glass_walk_steps(offsets: np.ndarray, height: int, width: int, delta: int):
+    """The reference walk, step by step from the bottom-right corner: (flat index of (h, w), flat
+    index of its partner (h + dy, w + dx)); offsets as in glass_walk."""
+    positions = [(h, w) for h in range(height - delta, delta, -1) for w in range(width - delta, delta, -1)]
     for step in range(offsets.shape[0]):
         for k, (h, w) in enumerate(positions):
             dx, dy = offsets[step, k]
-            source[:, h * width + w] = source[images, (h + dy) * width + (w + dx)]
-    return source
+            yield h * width + w, (h + dy) * width + (w + dx)
 
 
 def glass_blur(x: torch.Tensor, params: tuple[float, int, int], generator: torch.Generator) -> torch.Tensor:
