@@ -108,26 +108,23 @@ def main() -> None:
     write_study(study, render, DOC, SOURCE)
 
 
-def gradient_ratio(seed: int, key: str, batches: int = 8, batch_size: int = 128) -> float:
-    """The mechanism check: ||∇θ λ_C·CORAL|| / ||∇θ CE(source)|| at the starting weights, with the λ_C the
-    run trained with, the median over `batches` pairs of a batch of the reading's corrected set and one of
-    the original set (un-augmented)."""
+def gradient_ratio(key: str, model, original, batches: int = 8, batch_size: int = 128) -> float:
+    """The mechanism check of seed 0's run of reading `key`: ||∇θ λ_C·CORAL|| / ||∇θ CE(source)|| at the
+    starting weights (`model`, in train mode as in training), with the λ_C the run trained with, the
+    median over `batches` pairs of a batch of the reading's corrected set and one of the original set
+    (`original`, un-augmented)."""
     from safetensors.torch import load_file
 
-    from robustrain.data import load_dataset
     from robustrain.methods import method_from_section
     from robustrain.methods.adcorda import adaptation_terms
     from robustrain.runs import RunFolder
     from robustrain.train import read_run_config
-    from robustrain.train.load import load_run
 
-    run = reading_spec(key, seed).run
+    run = reading_spec(key, 0).run
     config = read_run_config(RunFolder(ROOT / run))
     options = method_from_section(config.method, config.threat).options
     weight = read_metrics(run)[-1]["coral_weight"]
-    model = load_run(ROOT / start_run(seed)).model.train()
     corrected = load_file(ROOT / run / "corrected" / "images.safetensors")
-    original = load_dataset("cifar10", ROOT / "../shared/data/cifar10-jpeg", "train")
     generator = torch.Generator().manual_seed(0)
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -169,9 +166,17 @@ def summarise(starts: dict, results: dict, decisive: list[str], best: str | None
         if result is not None:
             run = (reading_spec(arm, seed) if arm in READINGS else finetune_spec(int(arm[len("finetune-e"):]), seed)).run
             arms.setdefault(arm, {})[seed] = run_record(result, run)
-    for arm in READINGS:
-        if 0 in arms.get(arm, {}):
-            arms[arm][0]["gradient_ratio_at_start"] = gradient_ratio(0, arm)
+    screened = [arm for arm in READINGS if 0 in arms.get(arm, {})]
+    if screened:
+        from robustrain.data import load_dataset
+        from robustrain.train.load import load_run
+
+        # Loaded once for every reading's check: train-mode passes normalise with batch statistics,
+        # so the running statistics they update do not change the next reading's numbers.
+        model = load_run(ROOT / start_run(0)).model.train()
+        original = load_dataset("cifar10", ROOT / "../shared/data/cifar10-jpeg", "train")
+        for arm in screened:
+            arms[arm][0]["gradient_ratio_at_start"] = gradient_ratio(arm, model, original)
     comparisons = {}
     pairs = [(arm, f"finetune-e{e}") for arm in (PAPER, best) for e in FINETUNE_EPOCHS] + [(best, PAPER)]
     for arm, baseline in pairs:
@@ -307,11 +312,14 @@ def reading(study: dict) -> list[str]:
     paper, finetune = arms.get(PAPER, {}).get(0), arms.get("finetune-e3", {}).get(0)
     if paper is None or finetune is None:
         return []
+    from robustrain.attacks.norms import format_radius
+
     c = paper["correction"]
+    radius = format_radius(c["attack"]["eps"], c["attack"]["norm"])
     out = ["## Reading", "",
            f"- **The corrected set is an easier copy of the training set.** With seed 0 the starting model "
            f"misclassified {c['misclassified']} of the {c['training_images']} training images; the correction "
-           f"changed {c['corrected']} of them ({c['failed']} failed), each by at most 8/255 per pixel, into images "
+           f"changed {c['corrected']} of them ({c['failed']} failed), each by at most {radius} per pixel, into images "
            f"the starting model classifies correctly. Refining on that set, the model's first-epoch training "
            f"accuracy is {pct(paper['first_epoch']['train_acc'])}% against {pct(finetune['first_epoch']['train_acc'])}% "
            "for fine-tuning on the original images: most of the errors it could learn from are gone. (For a network "
@@ -324,7 +332,7 @@ def reading(study: dict) -> list[str]:
                + ". It is at least a tenth of the cross-entropy's for "
                + (", ".join(acting) if acting else "no reading")
                + ". Where it acts, what it aligns is the covariance of two random batches that differ in about "
-               f"{100 * c['misclassified'] / c['training_images']:.0f}% of their images by at most 8/255, so it works "
+               f"{100 * c['misclassified'] / c['training_images']:.0f}% of their images by at most {radius}, so it works "
                "as a regulariser on batch-to-batch noise, not as an adaptation between domains.")
     for name, comp in comparisons.items():
         arm, baseline = name.split(" - ")

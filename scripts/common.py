@@ -32,10 +32,21 @@ def ensure_run(config: str, run: str, *overrides: str, train: bool = True, threa
             argv = ["train", "--resume", run, "--no-progress"]
         else:
             argv = ["train", "--config", config, "--out", run, "--no-progress", *overrides]
-        print("$ robustrain", " ".join(argv), flush=True)
-        env = {**os.environ, **({} if threads is None else {"OMP_NUM_THREADS": str(threads)})}
-        subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=ROOT, check=True, env=env)
+        robustrain(argv, threads)
     return folder.results()
+
+
+def robustrain(argv: list[str], threads: int | None = None) -> None:
+    """Run `robustrain ARGV` from the project root, echoing the command; threads: its torch threads
+    (default: torch's, every core)."""
+    print("$ robustrain", " ".join(argv), flush=True)
+    env = {**os.environ, **({} if threads is None else {"OMP_NUM_THREADS": str(threads)})}
+    subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=ROOT, check=True, env=env)
+
+
+def threads_per_job(jobs: int) -> int | None:
+    """An equal share of the cores for each of `jobs` processes (None, torch's default, for one)."""
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,7 @@ def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1) -> dict[str, d
     """ensure_run for every spec, `jobs` processes at a time, each with an equal share of the cores
     (one process per core is how this 2-core machine trains the most small runs per hour). Returns
     {run folder: results, or None for one that has not finished with train=False}."""
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    threads = threads_per_job(jobs)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {spec.run: pool.submit(ensure_run, spec.config, spec.run, *spec.overrides, train=train,
                                          threads=threads) for spec in specs}
@@ -61,7 +72,7 @@ def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1) -> dict[str, d
 def ensure_evaluations(runs: list[str], suite: str, evaluate: bool, jobs: int = 1) -> set[str]:
     """ensure_evaluation for every run, `jobs` at a time, each process with an equal share of the
     cores; returns the runs whose evaluation has finished."""
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    threads = threads_per_job(jobs)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         done = dict(zip(runs, pool.map(lambda run: ensure_evaluation(run, suite, evaluate, threads), runs)))
     return {run for run, finished in done.items() if finished}
@@ -105,10 +116,7 @@ def ensure_evaluation(run: str, suite: str, evaluate: bool = True, threads: int 
     finished evaluation is there."""
     if not evaluate:
         return "summary" in (RunFolder(ROOT / run).evaluation(suite) or {})
-    argv = ["eval", run, "--suite", suite, "--no-progress"]
-    print("$ robustrain", " ".join(argv), flush=True)
-    env = {**os.environ, **({} if threads is None else {"OMP_NUM_THREADS": str(threads)})}
-    subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=ROOT, check=True, env=env)
+    robustrain(["eval", run, "--suite", suite, "--no-progress"], threads)
     return True
 
 

@@ -32,6 +32,7 @@ from common import ROOT, PairedDifference, ensure_run, provenance, write_study
 DOC, SOURCE = ROOT / "docs/results/ews-controller.md", ROOT / "docs/results/ews-controller.json"
 RUN = "runs/ews-controller/standard"
 CONFIG = "configs/cpu/ews_standard_resnet20.yaml"
+WIDTH = 0.7  # EWS's subnet width: the share of each block's middle-convolution inputs a subnet keeps
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,10 @@ def measure(plan: Plan) -> dict:
     test_rows = torch.randperm(len(run.test_set.labels), generator=torch.Generator().manual_seed(0))[:plan.test_images]
     test_images, test_labels = run.test_set.images[test_rows], run.test_set.labels[test_rows]
     train_set = load_dataset("cifar10", ROOT / "../shared/data/cifar10-jpeg", "train")
-    channels = model.maskable_channels()
-    keep = [math.ceil(0.7 * c) for c in channels]
+    # The subnet widths as EWS computes them, from a method that only samples random subnets.
+    widths = create_method("ews", {"base": {"name": "standard"}, "subnet_width": WIDTH, "subnets": "random"}, Threat())
+    widths.attach(model)
+    channels, keep = widths.channels, widths.keep
 
     def accuracies(picks_of) -> list[float]:
         return [subnet_accuracy(model, channel_masks(channels, picks_of(i), torch.device("cpu")), test_images,
@@ -90,7 +93,7 @@ def measure(plan: Plan) -> dict:
     for lr in plan.learning_rates:
         for seed in plan.seeds:
             torch.manual_seed(seed)
-            method = create_method("ews", {"base": {"name": "standard"}, "subnet_width": 0.7, "controller_lr": lr},
+            method = create_method("ews", {"base": {"name": "standard"}, "subnet_width": WIDTH, "controller_lr": lr},
                                    Threat())
             method.attach(model)
             ctx = StepContext(torch.Generator().manual_seed(seed))
@@ -127,7 +130,7 @@ def summarise(plan: Plan, measured: dict, start: dict) -> dict:
                           "gap_sd": statistics.stdev(gaps) if len(gaps) > 1 else math.nan})
     return {
         "study": "EWS controller alone on a frozen standard ResNet-20",
-        "settings": {"network": f"{RUN} ({CONFIG}, seed 0)", "subnet_width": 0.7,
+        "settings": {"network": f"{RUN} ({CONFIG}, seed 0)", "subnet_width": WIDTH,
                      "controller": "hidden 100, Adam betas (0.5, 0.999), entropy 0.005, baseline decay 0.99 (reward)",
                      "reward": f"-(subnet accuracy on {plan.batch_size} random un-augmented training images)",
                      **{k: list(v) if isinstance(v, tuple) else v for k, v in plan.__dict__.items()}},
@@ -161,7 +164,8 @@ def render(study: dict) -> str:
         "on a fixed standard ResNet-20 (3 epochs on 20,000 images, "
         f"{100 * study['network_clean_acc_all_test_images']:.2f}% clean on all test images).",
         f"At each point, {plan['subnets']} subnets sampled from the controller and {plan['subnets']} uniformly "
-        f"random subnets (width 0.7: 70% of each block's middle-convolution inputs kept) are tested on the "
+        f"random subnets (width {plan['subnet_width']:g}: {100 * plan['subnet_width']:.0f}% of each block's "
+        "middle-convolution inputs kept) are tested on the "
         f"same fixed {plan['test_images']} test images with batch statistics (as the reward sees them).",
         f"Seeds {', '.join(map(str, plan['seeds']))} per learning rate (the controller's initialisation, "
         "its sampling and the reward batches).",
