@@ -12,6 +12,7 @@ from .corruptions.tables import TABLES
 from .data import DATASETS
 from .errors import RobustrainError
 from .evaluate import SUITES
+from .runs import RunFolder
 from .train.schedules import SCHEDULES
 
 SEVERITY_TABLES = tuple(TABLES)
@@ -185,7 +186,6 @@ def _train(args: argparse.Namespace) -> None:
     import yaml
 
     from .config import to_dict
-    from .runs import RunFolder
     from .train import RunConfig, read_run_config, train
     from .train.trainer import validate
 
@@ -214,8 +214,6 @@ def _train(args: argparse.Namespace) -> None:
 
 def _print_results(results: dict, run: Path, prefix: str = "") -> None:
     """The final accuracies of a run's results, one line per test-time setting (OAT's λ)."""
-    from .runs import RunFolder
-
     for setting, measured in results.get("conditions", {"": results}).items():
         print(f"{prefix}{setting + ': ' if setting else ''}clean accuracy {100 * measured['clean_acc']:.2f}%, "
               f"PGD-{measured['pgd']['steps']} accuracy {100 * measured['pgd']['acc']:.2f}%")
@@ -244,7 +242,6 @@ def _eval(args: argparse.Namespace) -> None:
     from .config import parse_float
     from .evaluate import evaluate
     from .report import summary_lines
-    from .runs import RunFolder
     from .train import resolve_device
     from .train.load import load_run, load_weights
 
@@ -285,8 +282,6 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _is_run_path(path: Path) -> bool:
-    from .runs import RunFolder
-
     owner = RunFolder.of_checkpoint(path)
     return path.is_dir() or (owner is not None and owner.holds_run())
 

@@ -8,8 +8,9 @@
 
 The trainer, `load_run`, `robustrain quantize`, the CLI, the report and the experiment scripts
 read and write a run through `RunFolder`; it imports nothing of the training loop, so a run can
-be loaded for evaluation without it. Every write is atomic (a killed process leaves the old file
-or the new one, never half of one).
+be loaded for evaluation without it. The configuration and the results are written atomically (a
+killed process leaves the old file or the new one, never half of one); metrics are appended a line
+per epoch, and a resumed run drops the lines after its checkpoint and a damaged last line.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import ConfigError
 from .apgd import APGD
 from .apgd_t import APGDT
-from .base import Attack, AttackResult, ModelMode, WorstCase, _check_batch, attacking
+from .base import Attack, AttackResult, ModelMode, WorstCase, attacking, check_batch
 from .fab import FAB
 from .norms import Norm
 from .square import Square
@@ -92,7 +92,7 @@ class AutoAttack(Attack):
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             generator: torch.Generator | None = None) -> AutoAttackResult:
         """Adversarial images, the per-image robust flags and the robust accuracy after each attack."""
-        _check_batch(x, y)
+        check_batch(x, y)
         with attacking(model, self.model_mode):
             with torch.no_grad():
                 robust = torch.cat([model(x[i:i + self.batch_size]).argmax(1) for i in range(0, len(x), self.batch_size)]) == y

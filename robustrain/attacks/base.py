@@ -49,7 +49,8 @@ def check_norm(norm: str) -> None:
         raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}.")
 
 
-def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
+def check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
+    """One label per image, or a ValueError naming both counts."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels.")
 
@@ -109,7 +110,7 @@ class Attack:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Adversarial images for (x, y); `generator` seeds any randomness (CPU generator)."""
-        _check_batch(x, y)
+        check_batch(x, y)
         with attacking(model, self.model_mode):
             return self.perturb(model, x.detach(), y.detach(), generator)
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Attack, AttackResult, ModelMode, _check_batch, attacking, check_norm
+from .base import Attack, AttackResult, ModelMode, attacking, check_batch, check_norm
 from .norms import Norm, project, steepest
 
 
@@ -36,7 +36,7 @@ class Correct(Attack):
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             generator: torch.Generator | None = None) -> AttackResult:
         """The corrected images; `fooled` marks those still misclassified (the correction failed)."""
-        _check_batch(x, y)
+        check_batch(x, y)
         with attacking(model, self.model_mode):
             corrected, done = self._correct(model, x.detach(), y.detach())
         return AttackResult(corrected, ~done)

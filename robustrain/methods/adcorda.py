@@ -20,9 +20,10 @@ and the defaults take this reading (spec section 3, [INF]):
 
    λ_C is `coral_weight`; with `coral_balance: true` it is `coral_weight` · CE / CORAL measured on
    the first step and then held, so that the two terms start of the same size (Sun & Saenko choose
-   a fixed weight that makes them about equal). (+ CE(f(x_t), y_t) with `target_labels: true`; the default uses no labels of
-   D.) Epochs, learning rate and schedule are the run's. A weight-quantized model (model option
-   `weight_bits`) stays quantized: its layers fake-quantize with a straight-through estimator.
+   a fixed weight that makes them about equal). (+ CE(f(x_t), y_t) with `target_labels: true`; the
+   default uses no labels of D.) Epochs, learning rate and schedule are the run's. A
+   weight-quantized model (model option `weight_bits`) stays quantized: its layers fake-quantize
+   with a straight-through estimator.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class AdCorDAOptions:
     run's threat norm; eps None: the threat's eps). failures: keep or drop images the attack cannot
     correct. correct_fraction: the share of misclassified images that are corrected. keep_originals:
     D' holds every original and the corrected images beside them. coral_on: the layer CORAL aligns.
-    coral_weight: λ_C, or, with coral_balance, its multiplier of CE / CORAL on the first step. target_labels: also train
-    on the original set's labels."""
+    coral_weight: λ_C, or, with coral_balance, its multiplier of CE / CORAL on the first step.
+    target_labels: also train on the original set's labels."""
 
     correction_eps: float | None = None
     correction_step: float = 2 / 255

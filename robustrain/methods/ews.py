@@ -85,7 +85,6 @@ class Controller(nn.Module):
         return picks, log_prob, entropy
 
 
-
 def channel_masks(channels: list[int], picks: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
     """0/1 masks over each block's input channels with the picked ones set."""
     return tuple(torch.zeros(c, device=device).index_fill_(0, p.to(device), 1.0) for c, p in zip(channels, picks))
