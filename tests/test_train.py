@@ -140,6 +140,19 @@ def test_trades_loss_is_natural_ce_plus_beta_batchmean_kl():
     assert torch.allclose(out.loss, F.cross_entropy(model(x), y) + 6.0 * kl, atol=1e-5)
 
 
+@pytest.mark.parametrize("bn_mode, statistics_updates", [("eval", 1), ("train", 2)])
+def test_fast_at_bn_mode_decides_whether_the_fgsm_pass_updates_running_statistics(bn_mode, statistics_updates):
+    # The official train_fgsm.py runs its FGSM pass in train mode: BatchNorm then counts two batches
+    # per step (attack and update); in eval mode only the update's.
+    torch.manual_seed(0)
+    model = create_model("resnet20", 10).train()
+    method = create_method("fast_at", {"bn_mode": bn_mode}, Threat(eps=8 / 255))
+    method.step(model, torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]), StepContext(torch.Generator().manual_seed(0)))
+    assert {int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == \
+        {statistics_updates}
+    assert model.training
+
+
 # The trainer: cost accounting, determinism, resume after SIGKILL.
 
 @pytest.mark.parametrize("method, fb_per_image, f_per_image", [

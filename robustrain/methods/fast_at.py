@@ -3,12 +3,16 @@
     d ~ U(-eps, eps);  x' = x + Proj_eps(d + alpha * sign(grad CE(f(x + d), y)));  min CE(f(x'), y)
 
 with alpha = 1.25 eps, the step the paper found not to cause catastrophic overfitting.
-Pair it with the `onecycle` schedule, as the paper does.
+Pair it with the `onecycle` schedule, as the paper does. The official `train_fgsm.py` computes
+the FGSM step with the model in train mode (BatchNorm on batch statistics, its running statistics
+updated by the attack pass too): `bn_mode: train` does that; the default `eval` attacks the
+running statistics, as PGD-AT here does by default.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..attacks import FGSM
 from ..errors import ConfigError
@@ -17,7 +21,10 @@ from .base import METHODS, Method, StepContext, StepOutput
 
 @dataclass(frozen=True)
 class FastATOptions:
+    """bn_mode: BatchNorm mode while the FGSM step runs, "eval" or "train" (the official code)."""
+
     alpha_factor: float = 1.25
+    bn_mode: Literal["eval", "train"] = "eval"
 
     def __post_init__(self):
         if self.alpha_factor <= 0:
@@ -33,7 +40,8 @@ class FastAT(Method):
         super().__init__(options, threat)
         if threat.norm != "linf":
             raise ConfigError(f"fast_at is defined for the linf threat, got {threat.norm!r}.")
-        self.attack = FGSM(threat.eps, random_start=True, alpha=options.alpha_factor * threat.eps)
+        self.attack = FGSM(threat.eps, random_start=True, alpha=options.alpha_factor * threat.eps,
+                           model_mode=options.bn_mode)
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         x_adv = self.attack(model, x, y, ctx.generator)
