@@ -54,7 +54,7 @@ EPS, ALPHA = 8 / 255, 2 / 255
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 TRAIN_IMAGES = 50_000
 STAGES = ("steps", "compile", "profile", "corruptions")
-LIMITS_S = {"steps": 150, "compile": 120, "profile": 60, "corruptions": 90}
+LIMITS_S = {"steps": 110, "compile": 120, "profile": 40, "corruptions": 60}
 
 
 @dataclass(frozen=True)
