@@ -2,20 +2,25 @@
 `train_fgsm.py` costs the clean accuracy that a first H100 run missed (77.35% against 83.8%)?
 Writes docs/results/fast-at-departures.md and docs/results/fast-at-departures.json (issue 19).
 
-    python scripts/fast_at_departures.py --data-root DIR --device cuda --jobs 3   # about 4 minutes on an H100
-    python scripts/fast_at_departures.py --render RUNS_DIR   # the page from RUNS_DIR/study.json the run wrote
-    python scripts/fast_at_departures.py --tiny               # every arm a few seconds on a CPU
+    python scripts/fast_at_departures.py --data-root DIR --device cuda --runs bn-train:0 train-code:0
+                                              # the runs side by side on one GPU, then RUNS_DIR/study-<commit>.json
+    python scripts/fast_at_departures.py --render RUNS_DIR/study-*.json   # the page from what the runs wrote
+    python scripts/fast_at_departures.py --tiny                           # every arm a few seconds on a CPU
 
 Every arm trains configs/paper/fast_at_cifar10_preact_resnet18.yaml (PreAct-ResNet-18, FGSM-RS
-alpha 10/255 at eps 8/255, 15 epochs, batch 128, one-cycle to lr 0.2, SGD momentum 0.9, wd 5e-4)
-on all 50,000 cifar10-jpeg training images with channels_last, then measures clean accuracy and
-PGD-20 (step 2/255, one random start) on all 10,000 test images. The arms differ in what the
-official code does differently:
-  as-configured   FGSM step in eval mode, lr peak at 1/2 of training, bf16 autocast (the first run);
-  bn-train        the FGSM step in train mode (batch statistics; the attack pass updates the running ones);
-  official        bn-train, the peak at 2/5 of training (np.interp over [0, 2*epochs//5, epochs]),
-                  and fp16 with loss scaling (the official code: apex amp O2 with dynamic loss scale).
-The arms run side by side on one GPU (`--jobs`), so their epoch times are not solo speeds.
+alpha 10/255 at eps 8/255, 15 epochs, batch 128, one-cycle to lr 0.2 peaking half-way, SGD
+momentum 0.9, wd 5e-4) on all 50,000 cifar10-jpeg training images with channels_last, then
+measures clean accuracy and PGD-20 (step 2/255, one random start) on all 10,000 test images.
+The official CIFAR-10 train_fgsm.py differs in: the FGSM pass in train mode; torch's CyclicLR
+(peak half-way, as ours, and by default momentum cycled from 0.9 down to 0.8 at the peak); apex
+O2 fp16 (fp16 weights, static loss scale 1); the original CIFAR-10 files. The arms:
+  as-configured        our config: FGSM in eval mode, constant momentum, bf16 (the first run);
+  bn-train             the FGSM pass in train mode (batch statistics; it updates the running ones);
+  bn-train-peak40-fp16 bn-train with the lr peak at 2/5 and fp16 with loss scaling (an earlier
+                       reading of the official schedule: its CIFAR code peaks half-way);
+  cyclic-momentum      momentum 0.9 -> 0.8 at the lr peak -> 0.9, as CyclicLR does;
+  train-code           all that train_fgsm.py does that we can: train-mode FGSM, cyclic momentum, fp16.
+The runs of one call train side by side on one GPU, so their epoch times are not solo speeds.
 """
 
 from __future__ import annotations
@@ -47,20 +52,35 @@ class Arm:
     sets: tuple[str, ...] = ()
 
 
-ARMS = (
-    Arm("as-configured", "FGSM in eval mode, lr peak at 1/2, bf16", ("--precision", "bf16")),
-    Arm("bn-train", "FGSM in train mode, lr peak at 1/2, bf16", ("--precision", "bf16"), ("method.bn_mode=train",)),
-    Arm("official", "FGSM in train mode, lr peak at 2/5, fp16 with loss scaling", ("--precision", "fp16"),
+ARMS = {arm.label: arm for arm in (
+    Arm("as-configured", "FGSM in eval mode, bf16", ("--precision", "bf16")),
+    Arm("bn-train", "FGSM in train mode, bf16", ("--precision", "bf16"), ("method.bn_mode=train",)),
+    Arm("bn-train-peak40-fp16", "FGSM in train mode, lr peak at 2/5, fp16", ("--precision", "fp16"),
         ("method.bn_mode=train", "schedule.peak_fraction=0.4")),
-)
+    Arm("cyclic-momentum", "momentum 0.9 -> 0.8 -> 0.9 against the lr, bf16", ("--precision", "bf16"),
+        ("schedule.momentum_at_peak=0.8",)),
+    Arm("train-code", "FGSM in train mode, cyclic momentum, fp16", ("--precision", "fp16"),
+        ("method.bn_mode=train", "schedule.momentum_at_peak=0.8")),
+)}
 
 
-def spec(arm: Arm, runs_dir: str, args) -> RunSpec:
+def spec(arm: Arm, seed: int, runs_dir: str, args) -> RunSpec:
     sets = (*arm.sets, *(TINY if args.tiny else ()))
     device = ("--device", "cpu") if args.tiny else ("--device", args.device, "--channels-last", *arm.flags)
-    return RunSpec(CONFIG, f"{runs_dir}/{arm.label}-s{args.seed}",
-                   ("--seed", str(args.seed), "--data-root", args.data_root, *device,
+    return RunSpec(CONFIG, f"{runs_dir}/{arm.label}-s{seed}",
+                   ("--seed", str(seed), "--data-root", args.data_root, *device,
                     *(arg for setting in sets for arg in ("--set", setting))))
+
+
+def planned_runs(text: list[str]) -> list[tuple[Arm, int]]:
+    """ARM:SEED pairs of the command line, checked."""
+    runs = []
+    for item in text:
+        label, _, seed = item.partition(":")
+        if label not in ARMS or not seed.isdigit():
+            raise SystemExit(f"--runs takes ARM:SEED with ARM one of {', '.join(ARMS)}; got {item!r}.")
+        runs.append((ARMS[label], int(seed)))
+    return runs
 
 
 def arm_record(arm: Arm, run: Path) -> dict | None:
@@ -71,7 +91,7 @@ def arm_record(arm: Arm, run: Path) -> dict | None:
         return None
     metrics = folder.metrics()
     config = folder.config_mapping()
-    return {"arm": arm.label, "description": arm.description, "run": run.name,
+    return {"arm": arm.label, "seed": config.get("seed"), "description": arm.description, "run": run.name,
             "settings": {"precision": config.get("precision"), "bn_mode": config["method"].get("bn_mode", "eval"),
                          "peak_fraction": config["schedule"].get("peak_fraction"), "seed": config.get("seed")},
             "clean_acc": results["clean_acc"], "pgd_acc": results["pgd"]["acc"], "pgd": results["pgd"],
@@ -82,9 +102,18 @@ def arm_record(arm: Arm, run: Path) -> dict | None:
             "train_time_s": results["cost"]["train_time_s"]}
 
 
-def study_of(runs_dir: Path, seed: int, device: str, commit: str) -> dict:
-    arms = [record for arm in ARMS if (record := arm_record(arm, runs_dir / f"{arm.label}-s{seed}")) is not None]
-    return {"published": PUBLISHED, "device": device, "torch": torch.__version__, "commit": commit, "arms": arms}
+def call_record(runs_dir: Path, runs: list[tuple[Arm, int]], device: str, commit: str) -> dict:
+    """What one call trained: its finished runs, the device, torch and the commit."""
+    records = [record for arm, seed in runs if (record := arm_record(arm, runs_dir / f"{arm.label}-s{seed}"))]
+    return {"device": device, "torch": torch.__version__, "commit": commit, "runs": records}
+
+
+def study_of(calls: list[dict]) -> dict:
+    """The page's source: every run of every call, each with the call's device, torch and commit."""
+    runs = [{**run, "device": call["device"], "torch": call["torch"], "commit": call["commit"]}
+            for call in calls for run in call["runs"]]
+    order = list(ARMS)
+    return {"published": PUBLISHED, "runs": sorted(runs, key=lambda r: (order.index(r["arm"]), r["seed"]))}
 
 
 def device_name(device: str) -> str:
@@ -92,48 +121,49 @@ def device_name(device: str) -> str:
 
 
 def render(study: dict) -> str:
-    rows = [f"| {a['arm']} | {a['description']} | {100 * a['clean_acc']:.2f} | {100 * a['pgd_acc']:.2f} | "
+    rows = [f"| {a['arm']} | {a['seed']} | {a['description']} | {100 * a['clean_acc']:.2f} | {100 * a['pgd_acc']:.2f} | "
             f"{100 * a['train_acc_by_epoch'][-1]:.1f} | {a['median_epoch_s']:.1f} | "
-            + " ".join(f"{100 * t:.0f}" for t in a["test_acc_by_epoch"] if t is not None) + " |"
-            for a in study["arms"]]
+            + " ".join(f"{100 * t:.0f}" for t in a["test_acc_by_epoch"] if t is not None) + f" | {a['commit']} |"
+            for a in study["runs"]]
+    devices = sorted({f"{a['device']}, torch {a['torch']}" for a in study["runs"]})
     published = study["published"]
     return "\n".join([
         "# Fast AT on a GPU: which departure from the official code costs accuracy", "",
         "Made by `python scripts/fast_at_departures.py` (the command and arms are in its docstring); "
         "numbers in `fast-at-departures.json`.", "",
-        f"Trained with the code at commit {study['commit'] or 'unknown'} on {study['device']}, "
-        f"torch {study['torch']}.", "",
+        f"Trained on {'; '.join(devices)}; the commit of each run is in the table.", "",
         f"Published: {100 * published['clean_acc']:.1f}% clean, {100 * published['pgd']:.1f}% PGD "
         f"({published['source']}). Ours: PGD-20, step 2/255, one random start, on all 10,000 test "
-        "images of cifar10-jpeg (JPEG-compressed CIFAR-10), one seed per arm.", "",
-        "| arm | what differs | clean (%) | PGD-20 (%) | last-epoch FGSM train acc (%) | epoch (s, arms side by side) "
-        "| test accuracy by epoch (%) |",
-        "|---|---|---:|---:|---:|---:|---|", *rows, ""])
+        "images of cifar10-jpeg (JPEG-compressed CIFAR-10).", "",
+        "| arm | seed | what differs | clean (%) | PGD-20 (%) | last-epoch FGSM train acc (%) | epoch (s, runs side "
+        "by side) | test accuracy by epoch (%) | commit |",
+        "|---|---:|---|---:|---:|---:|---:|---|---|", *rows, ""])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg"))
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--jobs", type=int, default=len(ARMS), help="arms trained at the same time")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", nargs="+", default=[f"{label}:0" for label in ARMS], metavar="ARM:SEED",
+                        help="the runs to train side by side (default: every arm with seed 0)")
     parser.add_argument("--runs-dir", default="runs/fast-at-departures")
-    parser.add_argument("--commit", default="", help="the commit trained, recorded in RUNS_DIR/study.json")
-    parser.add_argument("--render", metavar="RUNS_DIR", help="write the page from RUNS_DIR/study.json")
+    parser.add_argument("--commit", default="", help="the commit trained, recorded with the runs")
+    parser.add_argument("--render", nargs="+", metavar="CALL_JSON", help="write the page from these study-*.json")
     parser.add_argument("--tiny", action="store_true", help="every arm a few seconds on a CPU; prints the page")
     args = parser.parse_args()
     if args.render:
-        write_study(json.loads((Path(args.render) / "study.json").read_text()), render, DOC, SOURCE)
+        write_study(study_of([json.loads(Path(path).read_text()) for path in args.render]), render, DOC, SOURCE)
         return
+    runs = planned_runs(args.runs)
     runs_dir = args.runs_dir + ("-tiny" if args.tiny else "")
     from robustrain.data import load_dataset
 
     for split in ("train", "test"):  # decode once into the cache before the arms start together
         load_dataset("cifar10", args.data_root, split)
-    ensure_runs([spec(arm, runs_dir, args) for arm in ARMS], train=True, jobs=args.jobs)
-    study = study_of(ROOT / runs_dir, args.seed, device_name("cpu" if args.tiny else args.device), args.commit)
-    (ROOT / runs_dir / "study.json").write_text(json.dumps(study, indent=1) + "\n")
-    print(render(study))
+    ensure_runs([spec(arm, seed, runs_dir, args) for arm, seed in runs], train=True, jobs=len(runs))
+    call = call_record(ROOT / runs_dir, runs, device_name("cpu" if args.tiny else args.device), args.commit)
+    (ROOT / runs_dir / f"study-{args.commit or 'unknown'}.json").write_text(json.dumps(call, indent=1) + "\n")
+    print(render(study_of([call])))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from robustrain.errors import ConfigError
 from robustrain.methods import StepContext, Threat, create_method, method_from_section
 from robustrain.models import create_model
 from robustrain.train import OptimConfig, RunConfig, ScheduleConfig, build_optimizer, lr_factor, train
+from robustrain.train.schedules import momentum_at
 
 TIMING_KEYS = {"epoch_time_s", "images_per_s", "train_time_s", "peak_memory_mb"}
 
@@ -72,6 +73,25 @@ def test_onecycle_and_piecewise_are_linear_between_their_points():
     assert [lr_factor(onecycle, 10, t) for t in (0, 2, 4, 7, 10)] == pytest.approx([0, 0.5, 1, 0.5, 0])
     piecewise = ScheduleConfig(name="piecewise", points=((0, 0.0), (2, 1.0), (5, 0.1)))
     assert [lr_factor(piecewise, 8, t) for t in (0, 1, 2, 3.5, 5, 8)] == pytest.approx([0, 0.5, 1, 0.55, 0.1, 0.1])
+
+
+def test_onecycle_with_momentum_at_peak_follows_torch_cyclic_lr():
+    # The official fast AT code: CyclicLR(base_lr=0, max_lr=0.2, up = down = half of the steps),
+    # which by default also cycles SGD's momentum between 0.9 (at base lr) and 0.8 (at max lr).
+    epochs, steps_per_epoch = 3, 8
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.2, momentum=0.9)
+    total = epochs * steps_per_epoch
+    cyclic = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=0.0, max_lr=0.2, step_size_up=total / 2,
+                                               step_size_down=total / 2)
+    config = ScheduleConfig(name="onecycle", peak_fraction=0.5, final_factor=0.0, momentum_at_peak=0.8)
+    for step in range(total):
+        factor = lr_factor(config, epochs, step / steps_per_epoch)
+        assert 0.2 * factor == pytest.approx(optimizer.param_groups[0]["lr"], abs=1e-9)
+        assert momentum_at(config, 0.9, factor) == pytest.approx(optimizer.param_groups[0]["momentum"], abs=1e-9)
+        optimizer.step()
+        cyclic.step()
+    with pytest.raises(ConfigError, match="momentum_at_peak cycles SGD's momentum"):
+        from_dict(RunConfig, {"optim": {"name": "adamw"}, "schedule": {"name": "onecycle", "momentum_at_peak": 0.8}})
 
 
 def test_bad_schedules_are_named():

@@ -1,13 +1,15 @@
 """Batched augmentations as tensor ops on the images' device.
 
 Random draws come from a CPU `torch.Generator`, so a seed gives the same augmentation on
-every device; only the draws (a few numbers per image) cross to the device.
+every device; only the draws (a few numbers per image) cross to the device, without waiting for it.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ..host import to_device
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -16,8 +18,8 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) 
         return images
     n, _, h, w = images.shape
     padded = F.pad(images, (padding,) * 4)
-    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
-    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(images.device)
+    top = to_device(torch.randint(0, 2 * padding + 1, (n,), generator=generator), images.device)
+    left = to_device(torch.randint(0, 2 * padding + 1, (n,), generator=generator), images.device)
     rows = (top[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
     cols = (left[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
     batch = torch.arange(n, device=images.device)[:, None, None, None]
@@ -27,7 +29,7 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
-    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
+    flip = to_device(torch.rand(images.shape[0], generator=generator) < 0.5, images.device)
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 

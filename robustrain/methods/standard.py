@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..host import to_device
 from .base import METHODS, Method, StepContext, StepOutput
 from .views import make_view
 
@@ -36,7 +37,7 @@ class Standard(Method):
         return StepOutput(ctx.cross_entropy(logits, y), logits, views=((x, logits, 1.0),))
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        choice = torch.randint(len(self.view_fns) + 1, (len(x),), generator=generator).to(x.device)
+        choice = to_device(torch.randint(len(self.view_fns) + 1, (len(x),), generator=generator), x.device)
         out = x.clone()
         for index, view in enumerate(self.view_fns, start=1):
             rows = (choice == index).nonzero().flatten()

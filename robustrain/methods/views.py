@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from ..corruptions.ops import gaussian_blur, rgb_to_gray
 from ..errors import ConfigError
+from ..host import to_device
 
 View = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -32,7 +33,7 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator, like: 
 
 
 def noise_view(x: torch.Tensor, generator: torch.Generator, std: float = 20 / 255) -> torch.Tensor:
-    return (x + std * torch.randn(x.shape, generator=generator).to(x)).clamp(0, 1)
+    return (x + std * to_device(torch.randn(x.shape, generator=generator), x)).clamp(0, 1)
 
 
 def blur_view(x: torch.Tensor, generator: torch.Generator, sigma: float = 1.0) -> torch.Tensor:

@@ -92,6 +92,8 @@ class RunConfig:
             raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be positive (or unset), got {self.grad_clip}.")
+        if self.schedule.momentum_at_peak is not None and self.optim.name != "sgd":
+            raise ConfigError(f"schedule.momentum_at_peak cycles SGD's momentum; optim.name is {self.optim.name!r}.")
 
 
 def read_run_config(folder: RunFolder) -> RunConfig:

@@ -32,7 +32,7 @@ from .final import final_evaluation, per_condition
 from .init import ZERO_COST, load_initial_weights
 from .optim import build_optimizer
 from .run_config import RunConfig, build_model
-from .schedules import lr_factor
+from .schedules import lr_factor, momentum_at
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -196,9 +196,12 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
     bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and cluster.writer),
                leave=False)
     for index, (x, y) in enumerate(loader.epoch(epoch)):
-        lr = config.optim.lr * lr_factor(config.schedule, config.epochs, epoch + index / steps)
+        factor = lr_factor(config.schedule, config.epochs, epoch + index / steps)
+        lr = config.optim.lr * factor
         for group in optimizer.param_groups:
             group["lr"] = lr
+            if config.schedule.momentum_at_peak is not None:
+                group["momentum"] = momentum_at(config.schedule, config.optim.momentum, factor)
         ctx.progress = (epoch + index / steps) / config.epochs
         with _fits_in_memory(config.batch_size, device):
             with torch.autocast(**amp):
