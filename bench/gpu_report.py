@@ -1,0 +1,146 @@
+"""docs/results/gpu-speed.md and docs/results/gpu-speed.json from what `bench/gpu.py` wrote on a GPU.
+
+    python bench/gpu_report.py RUN/gpu-speed.json [MORE.json ...] [--before EARLIER.json ...]
+
+The files given first are one measurement (one commit, one device; several calls of bench/gpu.py
+with different stages); `--before` files, of an earlier commit on the same kind of device, add a
+before/after column. The page states every goal of issue 18 as met, missed or not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC, SOURCE = ROOT / "docs/results/gpu-speed.md", ROOT / "docs/results/gpu-speed.json"
+TRAIN_IMAGES, TEST_IMAGES, SEVERITIES = 50_000, 10_000, 5
+
+
+def merged(paths: list[Path]) -> dict:
+    """One measurement from several gpu-speed.json files of the same commit and device."""
+    records = [json.loads(Path(p).read_text()) for p in paths]
+    for key in ("device", "torch", "commit"):
+        if len({r[key] for r in records}) != 1:
+            raise SystemExit(f"the files differ in {key}: {sorted({r[key] for r in records})}; give one measurement.")
+    return {key: records[0][key] for key in ("device", "torch", "commit")} | {
+        "commands": [r["command"] for r in records], "rows": [row for r in records for row in r["rows"]]}
+
+
+PEERS = ("plain loop", "torchattacks", "ART")
+
+
+def by_what(rows: list[dict]) -> dict[str, dict]:
+    """The timed rows (not the profile's) by what they measured."""
+    return {row["what"]: row for row in rows if "images_per_s" in row}
+
+
+def peer_of(what: str) -> tuple[str, str] | None:
+    """(setting, peer) of a peer's row, e.g. ("pgd10_at preact_resnet18 b512 bf16 cl", "ART")."""
+    for peer in PEERS:
+        if what.endswith(" " + peer):
+            return what[:-len(peer) - 1], peer
+    return None
+
+
+def goals(rows: dict[str, dict]) -> list[tuple[str, str, str]]:
+    """(goal, verdict, the numbers behind it)."""
+    out = []
+    trainer = rows.get("pgd10_at preact_resnet18 b512 bf16 cl robustrain train")
+    if trainer:
+        seconds = trainer["seconds_per_epoch"]
+        out.append(("PGD-10 AT, PreAct-ResNet-18, batch 512, bf16: at most 10 s per epoch",
+                    "met" if seconds <= 10 else "missed", f"one epoch of `robustrain train`: {seconds:.1f} s"))
+    fast = rows.get("fast_at preact_resnet18 b128 bf16 cl robustrain train")
+    if fast:
+        total = 15 * fast["seconds_per_epoch"]
+        out.append(("fast AT, 15 epochs of PreAct-ResNet-18: under 60 s", "met" if total < 60 else "missed",
+                    f"one epoch {fast['seconds_per_epoch']:.1f} s (the first, warm-up included), so about {total:.0f} s"))
+    corruptions = [r for r in rows.values() if r["what"].startswith("corrupt ")]
+    if len(corruptions) == 19:
+        images = int(corruptions[0]["what"].split()[-2])
+        seconds = sum(r["seconds"] for r in corruptions)
+        estimate = seconds * TEST_IMAGES / images
+        out.append(("the 19 x 5 CIFAR-10-C from 10,000 test images: under 60 s with writing", "not decided",
+                    f"{seconds:.1f} s for {images:,} images, so about {estimate:.0f} s for 10,000 if it scales "
+                    "linearly, without writing the files: not measured as the goal states it"))
+    out.append(("standard suite of a PreAct-ResNet-18: under 3 minutes", "not measured",
+                "no trained PreAct-ResNet-18 was on the device"))
+    for what, row in rows.items():
+        if "vs_robustrain" not in row or peer_of(what) is None:
+            continue
+        setting, tool = peer_of(what)
+        ours = row["vs_robustrain"]  # the peer's time over ours
+        if tool == "plain loop":
+            out.append((f"{setting}: at least 0.95x a plain PyTorch loop in the same precision and layout",
+                        "met" if ours >= 0.95 else "missed", f"{ours:.2f}x"))
+        elif what.startswith("pgd10_at"):
+            out.append((f"{setting}: at least 2x {tool}", "met" if ours >= 2 else "missed", f"{ours:.2f}x"))
+    out.append(("bf16 within 0.3 points of fp32 (PGD-20, 1,000 images)", "not measured",
+                "needs a trained model on the device (`bench/peers.py` measures it)"))
+    return out
+
+
+def render(study: dict) -> str:
+    now = by_what(study["rows"])
+    before = by_what(study["before"]["rows"]) if study.get("before") else {}
+    head = "| what | images/s | s per epoch (50,000 images) | peak memory (MiB) | peer's time / ours |"
+    if before:
+        head += f" images/s at {study['before']['commit']} |"
+    lines = [head, "|---|---:|---:|---:|---:|" + ("---:|" if before else "")]
+    for what, row in now.items():
+        if "images_per_s" not in row or what.startswith("corrupt "):
+            continue
+        cells = [what, f"{row['images_per_s']:.0f}",
+                 f"{row['seconds_per_epoch']:.1f}" if row.get("seconds_per_epoch") else "–",
+                 f"{row['peak_memory_mb']:.0f}" if row.get("peak_memory_mb") else "–",
+                 f"{row['vs_robustrain']:.2f}" if "vs_robustrain" in row else "–"]
+        if before:
+            cells.append(f"{before[what]['images_per_s']:.0f}" if what in before else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    corruptions = ["| corruption | s for 5 severities | images/s |", "|---|---:|---:|"] + [
+        f"| {row['what'].split()[1]} | {row['seconds']:.2f} | {row['images_per_s']:.0f} |"
+        for row in now.values() if row["what"].startswith("corrupt ")]
+    earlier = {row["what"]: row for row in study["before"]["rows"] if "seconds_per_step" in row} if before else {}
+    profile = [row for row in study["rows"] if "seconds_per_step" in row]
+    profiled = [f"Profile of one `{p['what']}` step under torch.profiler: {p['seconds_per_step'] * 1e3:.0f} ms per "
+                f"step with the profiler on, GPU kernels {p['kernel_seconds_per_step'] * 1e3:.0f} ms of it; host "
+                f"synchronisations per step (CUDA sync debug mode): {p['host_syncs_per_step']}"
+                + (f" (at {study['before']['commit']}: {earlier[p['what']]['host_syncs_per_step']})"
+                   if p["what"] in earlier else "") + "."
+                for p in profile]
+    verdicts = ["| goal | verdict | measured |", "|---|---|---|"] + [f"| {g} | {v} | {m} |" for g, v, m in goals(now)]
+    return "\n".join([
+        "# robustrain on a GPU: speed against a plain loop, torchattacks and ART", "",
+        "Made by `python bench/gpu_report.py` from what `bench/gpu.py` measured (commands below); the numbers "
+        "are in `gpu-speed.json` beside this page.", "",
+        f"Device: {study['device']}; torch {study['torch']}; code at commit {study['commit']}. Commands: "
+        + "; ".join(f"`{c}`" for c in study["commands"]) + ".", "",
+        "Training rows time one step on a fixed random batch (robustrain: the pgd_at or standard method's step, "
+        "backward and SGD update; the peers: their attack, then the same update), median of 5 interleaved "
+        "rounds; `cl` is channels_last, bf16 is autocast; ART runs in fp32 with NumPy in and out, as documented. "
+        "`robustrain train` rows are one real epoch of the trainer (data, augmentation, the step, metrics). "
+        "\"peer's time / ours\" above 1 means robustrain is faster.", "",
+        *lines, "", *profiled, "",
+        "## Goals (issue 18)", "", *verdicts, "",
+        "## Corruptions on the device", "",
+        "Each corruption at its 5 severities on the first 2,000 CIFAR-10 test images, as `robustrain corrupt` makes "
+        "them (uint8, generator of the current version, draws on CPU generators):", "", *corruptions, ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+", type=Path, help="gpu-speed.json files of one measurement")
+    parser.add_argument("--before", nargs="*", type=Path, default=[], help="gpu-speed.json files of an earlier commit")
+    args = parser.parse_args()
+    study = merged(args.files)
+    if args.before:
+        study["before"] = merged(args.before)
+    SOURCE.write_text(json.dumps(study, indent=1) + "\n")
+    DOC.write_text(render(study))
+    print(f"wrote {DOC.relative_to(ROOT)} and {SOURCE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The GPU benchmark's tooling, checked on a CPU: bench/gpu.py runs every stage in its tiny mode
+and writes its rows; bench/gpu_report.py states the issue's goals from rows as their thresholds
+say; bench/folder_archive.py gives back the same files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import load_bench_script
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def image_folder(root: Path, per_class: dict[str, int]) -> Path:
+    """A CIFAR-10 layout of random 32x32 PNGs: root/<split>/<class>/<k>.png."""
+    rng = np.random.default_rng(0)
+    for split, count in per_class.items():
+        for name in CLASSES:
+            (root / split / name).mkdir(parents=True)
+            for k in range(count):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / name / f"{k}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_every_stage_runs_in_the_tiny_mode_and_writes_its_rows(tmp_path):
+    data = image_folder(tmp_path / "cifar10", {"train": 8, "test": 2})
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "bench/gpu.py", "--tiny", "--out", str(out), "--data-root", str(data),
+                    "--device", "cpu", "--commit", "abc1234"], cwd=ROOT, check=True, capture_output=True)
+    record = json.loads((out / "gpu-speed.json").read_text())
+    assert record["commit"] == "abc1234" and record["torch"]
+    rows = {row["what"]: row for row in record["rows"] if row["stage"] != "profile"}
+    stages = {row["stage"] for row in record["rows"]}
+    assert stages == {"steps", "compile", "profile", "corruptions", "trainer"}
+    robustrain = rows["pgd10_at resnet20 b4 fp32 cl robustrain"]
+    assert robustrain["images_per_s"] > 0 and robustrain["seconds_per_epoch"] == pytest.approx(
+        50_000 / robustrain["images_per_s"])
+    assert rows["pgd10_at resnet20 b4 fp32 cl plain loop"]["vs_robustrain"] > 0
+    assert rows["pgd10_at resnet20 b4 fp32 cl robustrain --compile"]["first_step_s"] > 0
+    assert [row["what"] for row in record["rows"] if row["stage"] == "trainer"] == [
+        "pgd10_at resnet20 b32 fp32 cl robustrain train", "fast_at resnet20 b32 fp32 cl robustrain train"]
+    assert "Self CPU time total" in (out / "gpu-profile.txt").read_text()
+    assert [row["host_syncs_per_step"] for row in record["rows"] if row["stage"] == "profile"] == [None]  # CUDA only
+
+
+def speed_record(rows: list[dict]) -> dict:
+    return {"device": "GPU", "torch": "2.x", "commit": "abc1234", "command": "python bench/gpu.py", "rows": rows}
+
+
+def test_goals_are_met_or_missed_by_their_thresholds(tmp_path):
+    report = load_bench_script("gpu_report")
+    path = tmp_path / "gpu-speed.json"
+    path.write_text(json.dumps(speed_record([
+        {"what": "pgd10_at preact_resnet18 b512 bf16 cl robustrain train", "images_per_s": 5500.0,
+         "seconds_per_epoch": 9.5},
+        {"what": "fast_at preact_resnet18 b128 bf16 cl robustrain train", "images_per_s": 6000.0,
+         "seconds_per_epoch": 4.5},
+        {"what": "pgd10_at preact_resnet18 b512 bf16 cl plain loop", "images_per_s": 5000.0, "vs_robustrain": 0.94},
+        {"what": "pgd10_at preact_resnet18 b512 bf16 cl torchattacks", "images_per_s": 2000.0, "vs_robustrain": 2.5},
+    ])))
+    verdicts = {goal: verdict for goal, verdict, _ in report.goals(report.by_what(report.merged([path])["rows"]))}
+    assert verdicts["PGD-10 AT, PreAct-ResNet-18, batch 512, bf16: at most 10 s per epoch"] == "met"
+    assert verdicts["fast AT, 15 epochs of PreAct-ResNet-18: under 60 s"] == "missed"  # 15 x 4.5 s = 67.5 s
+    assert verdicts["pgd10_at preact_resnet18 b512 bf16 cl: at least 0.95x a plain PyTorch loop in the same "
+                    "precision and layout"] == "missed"
+    assert verdicts["pgd10_at preact_resnet18 b512 bf16 cl: at least 2x torchattacks"] == "met"
+    assert verdicts["standard suite of a PreAct-ResNet-18: under 3 minutes"] == "not measured"
+
+
+def test_files_of_another_commit_are_not_one_measurement(tmp_path):
+    report = load_bench_script("gpu_report")
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(speed_record([])))
+    second.write_text(json.dumps(speed_record([]) | {"commit": "def5678"}))
+    with pytest.raises(SystemExit, match="differ in commit"):
+        report.merged([first, second])
+
+
+def test_a_folder_archive_unpacks_to_the_same_files(tmp_path):
+    archive = load_bench_script("folder_archive")
+    source = image_folder(tmp_path / "source", {"train": 2})
+    (source / "index.csv").write_text("a,b\n")
+    assert archive.pack(source, tmp_path / "packed.npz") == 21
+    assert archive.unpack(tmp_path / "packed.npz", tmp_path / "copy") == 21
+    files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "copy") for p in (tmp_path / "copy").rglob("*") if p.is_file())
+    assert all((source / f).read_bytes() == (tmp_path / "copy" / f).read_bytes() for f in files)
