@@ -29,7 +29,9 @@ def host_waits(monkeypatch):
 
 def training_step(method_name: str, options: dict, device: torch.device):
     torch.manual_seed(0)
-    model = create_model("resnet20", 10).to(device).train()
+    # OAT's model: dual BN routed per sample, FiLM from the λ code
+    conditioning = {"lambdas": [0, 0.1, 0.2, 0.3, 0.4, 1]} if method_name == "oat" else {}
+    model = create_model("resnet20", 10, **conditioning).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     method = create_method(method_name, options, Threat(eps=8 / 255))
     ctx = StepContext(torch.Generator().manual_seed(0))
@@ -47,7 +49,7 @@ def training_step(method_name: str, options: dict, device: torch.device):
 
 
 STEPS = [("standard", {}), ("pgd_at", {"steps": 2}), ("fast_at", {}), ("fast_at", {"bn_mode": "train"}),
-         ("trades", {"steps": 2})]
+         ("trades", {"steps": 2}), ("oat", {"steps": 2})]
 
 
 @pytest.mark.parametrize("method_name, options", STEPS)

@@ -89,6 +89,23 @@ def test_per_sample_routing_equals_each_group_run_alone():
         assert torch.allclose(bn.branches[r].running_var, reference[r].running_var)
 
 
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_a_route_without_rows_leaves_its_branch_untouched(momentum):
+    bn = RoutedBatchNorm2d(3, num_routes=2, momentum=momentum).train()
+    reference = torch.nn.BatchNorm2d(3, momentum=momentum).train()
+    x = torch.randn(5, 3, 4, 4) * 2 + 1
+    for _ in range(2):  # twice: a cumulative average (momentum None) depends on the batch count
+        out = bn(x, Condition(route=torch.zeros(5, dtype=torch.long)))
+        expected = reference(x)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(bn.branches[0].running_mean, reference.running_mean, atol=1e-6)
+    assert torch.allclose(bn.branches[0].running_var, reference.running_var, atol=1e-6)
+    assert int(bn.branches[0].num_batches_tracked) == 2
+    assert torch.equal(bn.branches[1].running_mean, torch.zeros(3))
+    assert torch.equal(bn.branches[1].running_var, torch.ones(3))
+    assert int(bn.branches[1].num_batches_tracked) == 0
+
+
 def test_frozen_statistics_normalise_with_the_batch_but_keep_running_values():
     bn = RoutedBatchNorm2d(2).train()
     x = torch.randn(8, 2, 3, 3) * 3 + 1
@@ -103,7 +120,7 @@ def test_frozen_statistics_normalise_with_the_batch_but_keep_running_values():
 
 def test_route_out_of_range_is_reported():
     bn = RoutedBatchNorm2d(2, num_routes=2)
-    with pytest.raises(ValueError, match="route values must lie in 0..1"):
+    with pytest.raises(RuntimeError, match="route values must lie in 0..1"):  # checked on the device
         bn(torch.randn(2, 2, 2, 2), Condition(route=torch.tensor([0, 2])))
     with pytest.raises(ValueError, match="route 5 does not exist"):
         bn(torch.randn(2, 2, 2, 2), Condition(route=5))

@@ -257,8 +257,10 @@ def test_oats_step_equals_the_sum_of_the_per_width_losses_gradients():
     generator = torch.Generator().manual_seed(3)
     codes = model.lambda_codes
     indices = sample_lambda_indices(codes.values, 12, None, generator)
+    lam = codes.values[indices]
+    rows = (lam > 0).nonzero().flatten()  # the step knows them without asking: λ > 0 samples come last
     for width in (1.0, 0.75, 0.5):
-        loss, _, _ = method.width_loss(model, x, y, codes.values[indices], per_sample(codes, indices, width),
+        loss, _, _ = method.width_loss(model, x, y, lam, rows, per_sample(codes, indices, width),
                                        StepContext(generator))
         loss.backward()
     separate = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}

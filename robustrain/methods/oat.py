@@ -29,6 +29,7 @@ index, so it stays right under DataParallel/DDP and whatever the order of the ba
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -58,20 +59,28 @@ class OATOptions:
             raise ConfigError(f"method.zero_share must lie in [0, 1], got {self.zero_share}.")
 
 
-def sample_lambda_indices(values: torch.Tensor, batch: int, zero_share: float | None,
+def zero_lambda_count(grid: Sequence[float], batch: int, zero_share: float | None) -> int:
+    """How many samples of a batch get λ = 0: ⌈share · batch⌉ (share 1/|Λ| by default); none when
+    the grid has no 0, all when it has nothing else."""
+    if all(v == 0 for v in grid):
+        return batch
+    if not any(v == 0 for v in grid):
+        return 0
+    share = 1 / len(grid) if zero_share is None else zero_share
+    return min(batch, math.ceil(share * batch))
+
+
+def sample_lambda_indices(values: Sequence[float], batch: int, zero_share: float | None,
                           generator: torch.Generator) -> torch.Tensor:
-    """Per-sample indices into the grid `values`: the first ⌈share · batch⌉ are λ = 0 (share
-    1/|Λ| by default), the others uniform over the non-zero values. Int64 on the CPU."""
-    values = values.cpu()
-    zero = (values == 0).nonzero().flatten()
-    nonzero = (values != 0).nonzero().flatten()
-    share = 1 / len(values) if zero_share is None else zero_share
-    zeros = min(batch, math.ceil(share * batch)) if len(zero) else 0
-    if not len(nonzero):
-        zeros = batch
+    """Per-sample indices into the grid `values`: the first `zero_lambda_count` are λ = 0, the
+    others uniform over the non-zero values. Int64 on the CPU."""
+    grid = [float(v) for v in values]
+    zeros = zero_lambda_count(grid, batch, zero_share)
+    zero = grid.index(0.0) if zeros else 0
+    nonzero = torch.tensor([i for i, v in enumerate(grid) if v != 0], dtype=torch.int64)
     rest = nonzero[torch.randint(len(nonzero), (batch - zeros,), generator=generator)] if batch > zeros else \
         torch.zeros(0, dtype=torch.int64)
-    return torch.cat([zero[:1].expand(zeros), rest])
+    return torch.cat([torch.full((zeros,), zero, dtype=torch.int64), rest])
 
 
 @METHODS.register()
@@ -95,12 +104,15 @@ class OAT(Method):
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         codes: LambdaCodes = model.lambda_codes
-        indices = sample_lambda_indices(codes.values, len(y), self.options.zero_share, ctx.generator).to(x.device)
+        indices = sample_lambda_indices(codes.grid, len(y), self.options.zero_share, ctx.generator).to(x.device)
+        # The samples with λ > 0 (the attacked ones) come last, so their rows are known on the host.
+        attacked_rows = torch.arange(zero_lambda_count(codes.grid, len(y), self.options.zero_share), len(y),
+                                     device=x.device)
         lam = codes.values[indices]
         cond = Condition(route=codes.route(indices), code=codes.encode(indices))
         total, logs, logits = 0, {}, None
         for width in sorted(model.widths, reverse=True):
-            loss, clean_logits, width_logs = self.width_loss(model, x, y, lam, Condition(
+            loss, clean_logits, width_logs = self.width_loss(model, x, y, lam, attacked_rows, Condition(
                 route=cond.route, code=cond.code, width=width), ctx)
             total = total + loss
             logits = clean_logits if logits is None else logits
@@ -109,13 +121,13 @@ class OAT(Method):
         logs["lambda_zero_share"] = (lam == 0).float().mean()
         return StepOutput(total, logits, logs)
 
-    def width_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, cond: Condition,
-                   ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """mean_i [(1 - λ_i) CE_clean,i + λ_i CE_adv,i] of one (sub-)network; also its clean logits."""
+    def width_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, rows: torch.Tensor,
+                   cond: Condition, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """mean_i [(1 - λ_i) CE_clean,i + λ_i CE_adv,i] of one (sub-)network, `rows` the samples
+        with λ > 0; also its clean logits."""
         clean_logits = model(x, cond)
         clean = ctx.cross_entropy(clean_logits, y, reduction="none")
         adversarial = torch.zeros_like(clean)
-        rows = (lam > 0).nonzero().flatten()
         if len(rows):
             attacked = Condition(route=cond.route[rows], code=cond.code[rows], width=cond.width)
             x_adv = self.attack(BoundClassifier(model, attacked), x[rows], y[rows], ctx.generator)

@@ -25,6 +25,36 @@ def _normalize(bn: nn.BatchNorm2d, x: torch.Tensor, update_stats: bool, group=No
     return bn(x)
 
 
+def _normalize_rows(bn: nn.BatchNorm2d, x: torch.Tensor, rows: torch.Tensor, update_stats: bool) -> torch.Tensor:
+    """`bn` applied to the images `rows` selects, as `bn(x[rows])` would (its batch statistics are
+    those rows' alone, and so is its running-statistics update), computed over the whole batch
+    with 0/1 weights so that no shape depends on the data (no host synchronisation); the other
+    rows' values are meaningless."""
+    if not bn.training:
+        return bn(x)
+    weight = rows.to(torch.float32).view(-1, 1, 1, 1)
+    values = x.float()
+    count = weight.sum() * x.shape[2] * x.shape[3]
+    mean = (values * weight).sum((0, 2, 3)) / count.clamp_min(1)
+    centred = values - mean.view(1, -1, 1, 1)
+    var = (centred * centred * weight).sum((0, 2, 3)) / count.clamp_min(1)
+    out = centred * torch.rsqrt(var + bn.eps).view(1, -1, 1, 1)
+    if bn.affine:
+        out = out * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+    if update_stats and bn.track_running_stats:
+        with torch.no_grad():
+            present = count > 0
+            # momentum None: BatchNorm's cumulative average over the batches seen
+            momentum = bn.momentum if bn.momentum is not None else 1.0 / (bn.num_batches_tracked + 1).float()
+            unbiased = var * count / (count - 1).clamp_min(1)
+            bn.running_mean.copy_(torch.where(present, (1 - momentum) * bn.running_mean + momentum * mean,
+                                              bn.running_mean))
+            bn.running_var.copy_(torch.where(present, (1 - momentum) * bn.running_var + momentum * unbiased,
+                                             bn.running_var))
+            bn.num_batches_tracked.add_(present.to(bn.num_batches_tracked.dtype))
+    return out.to(x.dtype)
+
+
 def _synchronised(bn: nn.BatchNorm2d, x: torch.Tensor, update_stats: bool, group) -> torch.Tensor:
     """Batch norm with the mean and variance of the global batch: per-channel sums, sums of
     squares and counts are all-reduced (differentiably) across the group. Every process must
@@ -88,14 +118,25 @@ class RoutedBatchNorm2d(nn.Module):
     def _per_sample(self, x: torch.Tensor, route: torch.Tensor, first: int, update_stats: bool) -> torch.Tensor:
         if route.shape != (x.shape[0],):
             raise ValueError(f"route must have shape ({x.shape[0]},) for this batch, got {tuple(route.shape)}.")
-        if route.numel() and not 0 <= int(route.min()) <= int(route.max()) < self.num_routes:
-            raise ValueError(f"route values must lie in 0..{self.num_routes - 1}, got {route.unique().tolist()}.")
+        # Checked on the device: asking the host would stall a GPU at every layer.
+        torch._assert_async(((route >= 0) & (route < self.num_routes)).all(),
+                            f"route values must lie in 0..{self.num_routes - 1}")
+        if self.sync_group is not None and self.training:
+            return self._per_sample_synchronised(x, route, first, update_stats)
+        out = None
+        for r in range(self.num_routes):
+            rows = route == r
+            normalised = _normalize_rows(self.branches[first + r], x, rows, update_stats)
+            out = normalised if out is None else torch.where(rows.view(-1, 1, 1, 1), normalised, out)
+        return out
+
+    def _per_sample_synchronised(self, x, route, first, update_stats):
+        """Each route's rows through its branch with the global batch's statistics: every process
+        takes part in every route's collective, also with no rows of it."""
         out = torch.empty_like(x)
-        synchronised = self.sync_group is not None and self.training
         for r in range(self.num_routes):
             rows = (route == r).nonzero().squeeze(1)
-            if rows.numel() or synchronised:
-                out[rows] = _normalize(self.branches[first + r], x[rows], update_stats, self.sync_group)
+            out[rows] = _normalize(self.branches[first + r], x[rows], update_stats, self.sync_group)
         return out
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -55,6 +55,7 @@ class LambdaCodes(nn.Module):
         if not values or len(set(values)) != len(values) or any(not 0 <= v <= 1 for v in values):
             raise ValueError(f"lambdas must be distinct values in [0, 1], got {values}.")
         self.encoding, self.dual_bn = encoding, dual_bn
+        self.grid = tuple(values)  # the same λ values on the host, for sampling without asking the device
         self.register_buffer("values", torch.tensor(values, dtype=torch.float32))
         self.register_buffer("matrix", encoding_matrix(encoding, values, dim))
 
