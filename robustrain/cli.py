@@ -164,6 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     corrupt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
+    repro = commands.add_parser(
+        "repro", help="reproduce published results: train, measure, judge against the paper's number",
+        description="Run reproduction experiments (see --list): train what is missing (a stopped run resumes, a "
+                    "finished one is reused), measure, and rewrite their entries in RESULTS/reproductions.json and "
+                    "the page RESULTS/reproductions.md; other entries stay.")
+    repro.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (default: all that fit the budget)")
+    repro.add_argument("--list", action="store_true", help="list the experiments, their targets and expected cost")
+    repro.add_argument("--budget", type=float, metavar="SECONDS",
+                       help="skip experiments whose expected time on this device no longer fits")
+    repro.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    repro.add_argument("--data-root", metavar="DIR", help="the dataset folder (default: each config's)")
+    repro.add_argument("--runs-dir", default="runs/repro", metavar="DIR", help="where the runs go (default runs/repro)")
+    repro.add_argument("--results", default="docs/results", metavar="DIR",
+                       help="where reproductions.json and .md go (default docs/results)")
+    repro.add_argument("--tiny", action="store_true",
+                       help="every experiment on a few hundred images in seconds (verdict: not comparable)")
+    repro.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     commands.add_parser("list", help="list models, methods and datasets")
     return parser
 
@@ -317,6 +335,19 @@ def _report(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
+def _repro(args: argparse.Namespace) -> None:
+    from .repro import listing, reproduce
+    from .train.distributed import resolve_device
+
+    if args.list:
+        print(listing())
+        return
+    device = str(resolve_device(args.device))
+    runs_dir = Path(args.runs_dir) / ("tiny" if args.tiny else "")
+    reproduce(args.names, budget_s=args.budget, device=device, data_root=args.data_root, runs_dir=runs_dir,
+              results_dir=Path(args.results), tiny=args.tiny, progress=not args.no_progress)
+
+
 def _list() -> None:
     from .attacks.registry import ATTACKS
     from .corruptions import CORRUPTIONS
@@ -346,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
             _corrupt(args)
         elif args.command == "quantize":
             _quantize(args)
+        elif args.command == "repro":
+            _repro(args)
         elif args.command == "demo":
             from .demo import run_demo
 

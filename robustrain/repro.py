@@ -1,0 +1,277 @@
+"""Reproductions: each experiment against its published number, one command, results that accumulate.
+
+    robustrain repro --list                                   # experiments, targets, expected cost
+    robustrain repro fast_at_cifar10 --device cuda --data-root DIR --budget 600
+    robustrain repro --tiny --data-root DIR                   # every experiment end to end, a few hundred images
+
+An experiment is a training config with its overrides, the literature targets it is judged against
+(value, source, what the source measured) and its expected cost on an H100 and on a 2-core CPU. A
+call trains what is missing (resuming a stopped run, reusing a finished one), measures, and
+rewrites the experiment's entry in RESULTS/reproductions.json (other entries stay, with their own
+device and commit) and the page RESULTS/reproductions.md made from it.
+
+Verdicts: `met` when the measured accuracy reaches the target, `missed` when it does not; the page
+gives the 95% band of the measurement from the test images alone (binomial), one seed. Runs whose
+settings are not the source's (a CPU-sized analogue, the tiny mode) are `not comparable`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from .errors import ConfigError
+from .io import atomic_write_text
+from .registry import Registry
+from .runs import RunFolder
+
+PROJECT = Path(__file__).resolve().parents[1]
+Metric = Literal["clean_acc", "pgd", "autoattack"]
+# Tiny mode: every experiment on a few hundred images, in seconds on a CPU (the tests run it).
+TINY = ("epochs=1", "batch_size=32", "data.train_limit=256", "eval.pgd_limit=32", "eval.pgd_steps=2",
+        "model={name: small_cnn, width: 8}", "precision=fp32", "channels_last=false")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A published number: the measured `metric` should reach `at_least` (a fraction)."""
+
+    metric: Metric
+    at_least: float
+    source: str
+    protocol: str  # what the source measured, e.g. "PGD-50, 10 restarts, CIFAR-10 test set"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One reproduction: a config (relative to the project) and its `--set` overrides, the targets,
+    AutoAttack (standard) on `autoattack_images` test images when positive, and the expected
+    wall-clock seconds on an H100 (`gpu_s`) and on a 2-core CPU (`cpu_s`)."""
+
+    name: str
+    summary: str
+    config: str
+    overrides: tuple[str, ...] = ()
+    targets: tuple[Target, ...] = ()
+    autoattack_images: int = 0
+    gpu_s: float = math.inf
+    cpu_s: float = math.inf
+    comparable: bool = True  # False: the settings are not the source's (a CPU-sized analogue)
+
+    def expected_s(self, device: str, tiny: bool) -> float:
+        if tiny:
+            return 60.0
+        return self.gpu_s if device.startswith("cuda") else self.cpu_s
+
+
+@dataclass
+class Entry:
+    """One experiment's result as reproductions.json keeps it."""
+
+    name: str
+    device: str
+    torch: str
+    commit: str
+    settings: dict
+    metrics: dict
+    target: list[dict]
+    verdict: str
+    wall_s: float
+    checks: list[str] = field(default_factory=list)
+
+
+REPRODUCTIONS: Registry[Experiment] = Registry("reproduction")
+
+WONG_2020 = "Wong, Rice & Kolter 2020 (ICLR), FGSM-RS alpha 10/255, 15 epochs: 83.81% clean, 46.06% PGD"
+REPRODUCTIONS.add("fast_at_cifar10", Experiment(
+    name="fast_at_cifar10",
+    summary="fast AT (FGSM-RS), PreAct-ResNet-18, CIFAR-10, 15 epochs, bf16, channels_last",
+    config="configs/paper/fast_at_cifar10_preact_resnet18.yaml",
+    overrides=("precision=bf16", "channels_last=true"),
+    targets=(Target("clean_acc", 0.83, WONG_2020, "clean accuracy, CIFAR-10 test set"),
+             Target("pgd", 0.45, WONG_2020, "PGD-50 with 10 restarts (ours: PGD-20, one restart, all 10,000 "
+                                            "test images)")),
+    autoattack_images=1000, gpu_s=330, cpu_s=12 * 3600))
+REPRODUCTIONS.add("fast_at_cifar10_cpu", Experiment(
+    name="fast_at_cifar10_cpu",
+    summary="the CPU-sized analogue: fast AT of the small CNN (width 16), CIFAR-10, 5 epochs",
+    config="configs/cpu/fast_at_cifar10.yaml",
+    targets=(Target("clean_acc", 0.83, WONG_2020, "clean accuracy, CIFAR-10 test set"),
+             Target("pgd", 0.45, WONG_2020, "PGD-50 with 10 restarts")),
+    autoattack_images=200, gpu_s=60, cpu_s=900, comparable=False))
+
+
+def find(names: list[str]) -> list[Experiment]:
+    """The named experiments (all when none is named); an unknown name is one sentence."""
+    return [REPRODUCTIONS.get(name) for name in names] if names else list(REPRODUCTIONS.values())
+
+
+def binomial_band(accuracy: float, images: int) -> float:
+    """Half-width of the 95% interval of an accuracy measured on `images` images (normal approximation)."""
+    return 1.96 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(images, 1))
+
+
+def verdict(experiment: Experiment, metrics: dict, tiny: bool) -> tuple[str, list[dict]]:
+    """The experiment's verdict and, per target, the measured value, its band and whether it is met."""
+    judged = []
+    for target in experiment.targets:
+        value = metrics.get(target.metric)
+        if value is None:
+            continue
+        judged.append({"metric": target.metric, "at_least": target.at_least, "source": target.source,
+                       "protocol": target.protocol, "measured": value["acc"],
+                       "band_95": binomial_band(value["acc"], value["images"]),
+                       "met": value["acc"] >= target.at_least})
+    if tiny or not experiment.comparable:
+        return "not comparable", judged
+    return ("met" if all(t["met"] for t in judged) else "missed"), judged
+
+
+def commit() -> str:
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True)
+    return found.stdout.strip() or "unknown"
+
+
+def _run_config(experiment: Experiment, run: Path, device: str, data_root: str | None, tiny: bool):
+    from .config import from_dict, load_yaml, set_dotted
+    from .train import RunConfig
+
+    settings = load_yaml(PROJECT / experiment.config)
+    for assignment in (*experiment.overrides, *(TINY if tiny else ()), f"device={device}", f"out={run}"):
+        set_dotted(settings, assignment)
+    if data_root is not None:
+        set_dotted(settings, f"data.root={data_root}")
+    return from_dict(RunConfig, settings)
+
+
+def _measure(experiment: Experiment, run: Path, config, tiny: bool) -> dict:
+    """clean_acc and pgd from the run's results; AutoAttack (standard) on a fixed subset, once."""
+    from .attacks import AutoAttack
+    from .evaluate import accuracy
+    from .train.distributed import resolve_device
+    from .train.load import load_run
+
+    folder = RunFolder(run)
+    results = folder.results()
+    metrics = {"clean_acc": {"acc": results["clean_acc"], "images": results["test_images"],
+                             "protocol": "all test images"},
+               "pgd": {**results["pgd"], "protocol": f"PGD-{results['pgd']['steps']}, {results['pgd']['restarts']} "
+                                                     f"restart(s), step {results['pgd']['step_size']:.5f}"}}
+    images = 8 if tiny else experiment.autoattack_images
+    # The tiny mode runs AutoAttack's first attack only: the standard set makes about 7,000 passes
+    # for each image that survives, minutes even for a tiny model on a CPU.
+    version, attacks = ("custom", ["apgd-ce"]) if tiny else ("standard", None)
+    if images:
+        saved = run / "eval" / f"repro-autoattack-{images}.json"
+        if not saved.is_file():
+            trained = load_run(run)
+            started = time.perf_counter()
+            attack = AutoAttack(config.threat.eps, norm=config.threat.norm, version=version, attacks=attacks)
+            robust = accuracy(trained.model, trained.test_set, device=resolve_device(config.device), limit=images,
+                              seed=0, attack=attack)
+            atomic_write_text(saved, json.dumps({"acc": robust, "images": min(images, len(trained.test_set)),
+                                                 "seconds": time.perf_counter() - started}))
+        measured = json.loads(saved.read_text())
+        metrics["autoattack"] = {"acc": measured["acc"], "images": measured["images"],
+                                 "protocol": f"AutoAttack {'APGD-CE only' if tiny else 'standard'}, eps "
+                                             f"{config.threat.eps:.5f}, a fixed random {measured['images']} test "
+                                             "images (seed 0)"}
+    return metrics
+
+
+def run_experiment(experiment: Experiment, runs_dir: Path, device: str, data_root: str | None, tiny: bool,
+                   progress: bool) -> Entry:
+    """Train what is missing, measure, judge: the experiment's entry."""
+    from .train import train
+    from .train.distributed import resolve_device
+
+    run = runs_dir / experiment.name
+    config = _run_config(experiment, run, device, data_root, tiny)
+    started = time.perf_counter()
+    folder = RunFolder(run)
+    if folder.results() is None:
+        train(config, resume=folder.holds_run(), progress=progress)
+    metrics = _measure(experiment, run, config, tiny)
+    judged_verdict, judged = verdict(experiment, metrics, tiny)
+    resolved = resolve_device(device)
+    return Entry(
+        name=experiment.name, device=torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else "CPU",
+        torch=torch.__version__, commit=commit(),
+        settings={"config": experiment.config, "overrides": [*experiment.overrides, *(TINY if tiny else ())],
+                  "data_root": config.data.root, "run": str(run)},
+        metrics=metrics, target=judged, verdict=judged_verdict, wall_s=time.perf_counter() - started)
+
+
+def record(entries: list[Entry], results_dir: Path) -> None:
+    """Replace these experiments' entries in reproductions.json (keep the others) and rewrite the page."""
+    source = results_dir / "reproductions.json"
+    kept = [e for e in (json.loads(source.read_text()) if source.is_file() else [])
+            if e["name"] not in {entry.name for entry in entries}]
+    merged = kept + [vars(entry) for entry in entries]
+    order = list(REPRODUCTIONS)
+    merged.sort(key=lambda e: order.index(e["name"]) if e["name"] in order else len(order))
+    atomic_write_text(source, json.dumps(merged, indent=1) + "\n")
+    atomic_write_text(results_dir / "reproductions.md", render(merged))
+
+
+def render(entries: list[dict]) -> str:
+    lines = ["# Reproductions", "",
+             "Made by `robustrain repro` (robustrain/repro.py lists the experiments); every entry with its own device "
+             "and commit, in `reproductions.json` beside this page. Accuracies in %; the band is the 95% interval "
+             "from the test images alone (one seed: seed-to-seed spread is not in it).", "",
+             "| experiment | device | commit | metric | measured | target (at least) | source | verdict |",
+             "|---|---|---|---|---:|---:|---|---|"]
+    for entry in entries:
+        for target in entry["target"]:
+            lines.append(f"| {entry['name']} | {entry['device']} | {entry['commit']} | {target['metric']} "
+                         f"({target['protocol']}) | {100 * target['measured']:.2f} ± {100 * target['band_95']:.2f} | "
+                         f"{100 * target['at_least']:.1f} | {target['source']} | "
+                         f"{entry['verdict'] if entry['verdict'] == 'not comparable' else ('met' if target['met'] else 'missed')} |")
+        reported = [f"{name} {100 * m['acc']:.2f}% ({m['protocol']})" for name, m in entry["metrics"].items()]
+        lines.append(f"| {entry['name']} | | | measured | {'; '.join(reported)} | | | wall {entry['wall_s']:.0f} s |")
+    return "\n".join(lines) + "\n"
+
+
+def listing() -> str:
+    rows = []
+    for experiment in REPRODUCTIONS.values():
+        targets = "; ".join(f"{t.metric} >= {100 * t.at_least:.0f}% ({t.protocol}; {t.source})" for t in experiment.targets)
+        rows.append(f"{experiment.name}: {experiment.summary}\n  config {experiment.config} "
+                    f"{' '.join('--set ' + o for o in experiment.overrides)}\n  targets: {targets or 'none'}"
+                    f"{'' if experiment.comparable else ' (not comparable: reported only)'}\n"
+                    f"  AutoAttack standard on {experiment.autoattack_images} images\n"
+                    f"  expected: {_duration(experiment.gpu_s)} on an H100, {_duration(experiment.cpu_s)} on a 2-core CPU")
+    return "\n".join(rows)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.0f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def reproduce(names: list[str], *, budget_s: float | None, device: str, data_root: str | None, runs_dir: Path,
+              results_dir: Path, tiny: bool, progress: bool) -> list[Entry]:
+    """Run the named experiments that fit the budget (by their expected cost), recording each entry
+    as soon as it is measured; returns the entries made."""
+    if budget_s is not None and budget_s <= 0:
+        raise ConfigError(f"--budget must be a positive number of seconds, got {budget_s}.")
+    experiments = find(names)
+    made, spent = [], 0.0
+    for experiment in experiments:
+        expected = experiment.expected_s(device, tiny)
+        if budget_s is not None and spent + expected > budget_s:
+            print(f"skipped {experiment.name}: expected {_duration(expected)} on this device, "
+                  f"{_duration(max(budget_s - spent, 0))} of the budget left")
+            continue
+        entry = run_experiment(experiment, runs_dir, device, data_root, tiny, progress)
+        spent += entry.wall_s
+        record([entry], results_dir)
+        print(f"{experiment.name}: {entry.verdict} ({entry.wall_s:.0f} s)")
+        made.append(entry)
+    return made

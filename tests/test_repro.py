@@ -1,0 +1,79 @@
+"""`robustrain repro`: the experiment list, the tiny mode end to end through the CLI, resuming
+and accumulating entries, the budget, and verdicts against their thresholds."""
+
+import json
+import math
+
+import pytest
+
+from robustrain.cli import main
+from robustrain.repro import REPRODUCTIONS, Experiment, Target, binomial_band, verdict
+
+from .test_gpu_bench import image_folder
+
+ENTRY_KEYS = {"name", "device", "torch", "commit", "settings", "metrics", "target", "verdict", "wall_s", "checks"}
+
+
+def test_the_list_names_every_experiment_with_its_targets_and_cost(capsys):
+    assert main(["repro", "--list"]) == 0
+    listed = capsys.readouterr().out
+    for experiment in REPRODUCTIONS.values():
+        assert f"{experiment.name}: {experiment.summary}" in listed
+    assert "clean_acc >= 83%" in listed and "on an H100" in listed and "on a 2-core CPU" in listed
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("repro")
+    data = image_folder(folder / "cifar10", {"train": 30, "test": 4})
+    argv = ["repro", "--tiny", "--data-root", str(data), "--runs-dir", str(folder / "runs"),
+            "--results", str(folder / "results"), "--device", "cpu", "--no-progress"]
+    assert main(argv) == 0
+    return folder, argv
+
+
+def test_the_tiny_mode_runs_every_experiment_and_writes_its_entry(tiny_results):
+    folder, _ = tiny_results
+    entries = json.loads((folder / "results" / "reproductions.json").read_text())
+    assert [e["name"] for e in entries] == list(REPRODUCTIONS)
+    for entry in entries:
+        assert set(entry) == ENTRY_KEYS
+        assert entry["verdict"] == "not comparable" and entry["device"] == "CPU"
+        assert {"clean_acc", "pgd", "autoattack"} <= set(entry["metrics"])
+        assert all(0 <= entry["metrics"][m]["acc"] <= 1 for m in ("clean_acc", "pgd", "autoattack"))
+        assert entry["metrics"]["clean_acc"]["images"] == 40
+    page = (folder / "results" / "reproductions.md").read_text()
+    assert all(name in page for name in REPRODUCTIONS)
+
+
+def test_a_second_call_reuses_finished_runs_and_keeps_other_entries(tiny_results, capsys):
+    folder, argv = tiny_results
+    first = {e["name"]: e for e in json.loads((folder / "results" / "reproductions.json").read_text())}
+    metrics = folder / "runs" / "tiny" / "fast_at_cifar10_cpu" / "metrics.jsonl"
+    trained = metrics.stat().st_mtime_ns
+    assert main([*argv[:1], "fast_at_cifar10_cpu", *argv[1:]]) == 0
+    again = {e["name"]: e for e in json.loads((folder / "results" / "reproductions.json").read_text())}
+    assert metrics.stat().st_mtime_ns == trained  # not trained again
+    assert again["fast_at_cifar10_cpu"]["metrics"] == first["fast_at_cifar10_cpu"]["metrics"]
+    assert again["fast_at_cifar10"] == first["fast_at_cifar10"]  # not re-run: kept as it was
+
+
+def test_experiments_beyond_the_budget_are_skipped(tmp_path, capsys):
+    assert main(["repro", "--tiny", "--budget", "1", "--results", str(tmp_path), "--device", "cpu"]) == 0
+    assert "skipped fast_at_cifar10" in capsys.readouterr().out
+    assert not (tmp_path / "reproductions.json").exists()
+    assert main(["repro", "--budget", "0", "--results", str(tmp_path), "--device", "cpu"]) == 2
+    assert "--budget must be a positive number of seconds, got 0.0" in capsys.readouterr().err
+
+
+def test_a_verdict_is_met_only_when_every_target_is_reached():
+    experiment = Experiment("x", "x", "config.yaml", targets=(Target("clean_acc", 0.83, "paper", "clean"),
+                                                              Target("pgd", 0.45, "paper", "PGD-50")))
+    reached = {"clean_acc": {"acc": 0.84, "images": 10_000}, "pgd": {"acc": 0.46, "images": 10_000}}
+    assert verdict(experiment, reached, tiny=False)[0] == "met"
+    short = {**reached, "pgd": {"acc": 0.44, "images": 10_000}}
+    outcome, judged = verdict(experiment, short, tiny=False)
+    assert outcome == "missed" and [t["met"] for t in judged] == [True, False]
+    assert verdict(experiment, reached, tiny=True)[0] == "not comparable"
+    assert binomial_band(0.5, 10_000) == pytest.approx(1.96 * 0.005)
+    assert math.isclose(judged[1]["band_95"], 1.96 * math.sqrt(0.44 * 0.56 / 10_000))
