@@ -12,7 +12,7 @@ Stages
                plain loop of bench/at_overhead.py, torchattacks.PGD (the documented call) plus the
                same update, and ART's ProjectedGradientDescentPyTorch (fp32, NumPy in and out, as
                documented). Each configuration's tools are timed in interleaved rounds.
-  compile      the robustrain PGD-10 step with the model under torch.compile, as `--compile` does
+  compile      the robustrain PGD-10 step with every model path compiled, as `--compile` does
                (the first step's time, compilation included, is recorded too).
   profile      torch.profiler over robustrain PGD-10 steps (OUT/gpu-profile.txt) and the number
                of host synchronisations one step makes (CUDA's sync debug mode).
@@ -131,19 +131,17 @@ def synthetic_batch(batch: int, device: torch.device, channels_last: bool) -> tu
     return x, torch.randint(0, 10, (batch,), generator=generator).to(device)
 
 
-def robustrain_step(config: StepConfig, model, x, y, autocast, compiled=None):
-    """The trainer's step: the method's loss on the (compiled) forward, backward, SGD update."""
+def robustrain_step(config: StepConfig, model, x, y, autocast):
+    """The trainer's step: the method's loss, backward, SGD update."""
     method = create_method("standard" if config.method == "standard" else "pgd_at",
                            {} if config.method == "standard" else {"steps": 10, "step_size": ALPHA},
                            Threat(norm="linf", eps=EPS))
     ctx = StepContext(torch.Generator().manual_seed(0))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    forward = compiled if compiled is not None else model
-
     def step():
         model.train()
         with autocast():
-            out = method.step(forward, x, y, ctx)
+            out = method.step(model, x, y, ctx)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
@@ -238,10 +236,11 @@ def stage_compile(args, device) -> None:
     x, y = synthetic_batch(config.batch, device, config.channels_last)
     autocast = autocast_of(device, config.bf16)
     model = fresh_model(config.model, device, config.channels_last)
-    # The tiny mode checks the path with the eager backend: compiling costs minutes on a CPU.
-    compiled = torch.compile(model, backend="eager" if args.tiny else "inductor")
+    # As `--compile` does (every model path, in place); the tiny mode checks it with the eager
+    # backend: inductor costs minutes on a CPU.
+    model.compile(backend="eager" if args.tiny else "inductor")
     started = time.perf_counter()
-    step = robustrain_step(config, model, x, y, autocast, compiled=compiled)
+    step = robustrain_step(config, model, x, y, autocast)
     synchronized_seconds(step, device)
     compile_s = time.perf_counter() - started
     rows = training_rows("compile", config, {"robustrain": step}, args.rounds, device)

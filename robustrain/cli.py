@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--precision", help="fp32, bf16 (autocast) or fp16 (CUDA, with loss scaling)")
     train.add_argument("--compile", action="store_true", default=None,
-                       help="torch.compile the model (costs a minute or two per process; pays off on long runs)")
+                       help="torch.compile every model path methods call (forward, penultimate, last_feature_map); "
+                            "costs a minute or two per process, pays off on long runs")
     train.add_argument("--channels-last", action="store_true", default=None,
                        help="channels-last memory layout for model and batches (faster on most CPUs and GPUs)")
     train.add_argument("--out", metavar="RUN", help="run folder to create")

@@ -136,3 +136,28 @@ def test_single_route_matches_plain_batchnorm_in_eval():
     x = torch.randn(5, 4, 2, 2)
     assert torch.allclose(bn(x), plain(x))
     assert torch.allclose(bn(x), F.batch_norm(x, plain.running_mean, plain.running_var, plain.weight, plain.bias))
+
+
+def test_compile_covers_every_path_methods_call():
+    # AdCorDA, Auxiliary Training and EWS call penultimate / last_feature_map, not forward:
+    # each must run through a compiled graph, with the eager results.
+    graphs = []
+
+    def counting_backend(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = create_model("resnet20", 10).eval()
+    x = torch.rand(2, 3, 32, 32)
+    paths = ("last_feature_map", "penultimate", "forward")
+    with torch.no_grad():
+        eager = {path: getattr(model, path)(x) for path in paths}
+        assert model.compile(backend=counting_backend) is model
+        for path in paths:
+            before = len(graphs)
+            out = getattr(model, path)(x)
+            assert len(graphs) > before, f"{path} did not run through a compiled graph"
+            assert torch.allclose(out, eager[path], atol=1e-5)
+    assert set(model.state_dict()) == set(create_model("resnet20", 10).state_dict())

@@ -328,3 +328,15 @@ def test_a_step_that_runs_out_of_memory_says_so_and_suggests_a_smaller_batch(tmp
 def test_metrics_report_peak_memory(reference_run):
     assert all(line["peak_memory_mb"] > 10 for line in
                (json.loads(l) for l in (reference_run / "metrics.jsonl").read_text().splitlines()))
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_checkpoints_and_evaluates(tmp_path, monkeypatch):
+    # The trainer compiles every model path (Classifier.compile); the eager backend stands in for
+    # inductor, which takes minutes on a CPU.
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: compile_(fn, **{**options, "backend": "eager"}))
+    torch._dynamo.reset()
+    config = tiny_config(tmp_path / "run", {"name": "pgd_at", "steps": 2}, epochs=1, compile=True)
+    results = train(from_dict(RunConfig, config), progress=False)
+    assert 0 <= results["clean_acc"] <= 1 and (tmp_path / "run" / "checkpoints" / "latest.json").is_file()

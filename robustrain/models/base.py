@@ -47,6 +47,14 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor, cond: Condition = DEFAULT) -> torch.Tensor:
         return self.fc(self.penultimate(x, cond))
 
+    def compile(self, **options) -> Classifier:
+        """Compile, in place, every path methods call: `forward`, `penultimate` and
+        `last_feature_map` (torch.compile with `options`); AdCorDA, Auxiliary Training and EWS
+        call the feature paths, so compiling `forward` alone would leave them eager. Returns self."""
+        for path in ("forward", "penultimate", "last_feature_map"):
+            setattr(self, path, torch.compile(getattr(self, path), **options))
+        return self
+
     def maskable_channels(self) -> list[int]:
         """Per residual block (mask_index order), the input channels of its middle convolution: the
         shape of `Condition.channel_masks` (empty for a model without residual blocks)."""

@@ -139,7 +139,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
                           last_batch=config.last_batch, augment=_augmentation(config), device=device,
                           channels_last=config.channels_last, shard=(cluster.rank, cluster.world))
 
-    forward = torch.compile(model) if config.compile else model
+    forward = model.compile() if config.compile else model
     for epoch in range(start_epoch, config.epochs):
         passes = torch.tensor([counter.forward_backward, counter.forward_only], dtype=torch.float64)
         handle = counter.attach(forward)
