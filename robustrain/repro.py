@@ -194,6 +194,7 @@ def run_experiment(experiment: Experiment, runs_dir: Path, device: str, data_roo
 
     run = runs_dir / experiment.name
     config = _run_config(experiment, run, device, data_root, tiny)
+    code = commit()  # the code this call runs, read before anything can change the checkout
     started = time.perf_counter()
     folder = RunFolder(run)
     if folder.results() is None:
@@ -203,7 +204,7 @@ def run_experiment(experiment: Experiment, runs_dir: Path, device: str, data_roo
     resolved = resolve_device(device)
     return Entry(
         name=experiment.name, device=torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else "CPU",
-        torch=torch.__version__, commit=commit(),
+        torch=torch.__version__, commit=code,
         settings={"config": experiment.config, "overrides": [*experiment.overrides, *(TINY if tiny else ())],
                   "data_root": config.data.root, "run": str(run)},
         metrics=metrics, target=judged, verdict=judged_verdict, wall_s=time.perf_counter() - started)
