@@ -11,7 +11,7 @@ seed 0, trained into runs/ews-controller/standard first if missing). For each co
 and seed, an EWS method (base standard, subnet width 0.7, the official controller settings otherwise)
 is attached to it and its controller alone is updated, exactly as in training (`EWS.update_controller`:
 REINFORCE with reward -(subnet accuracy on a batch of 128 training images), entropy bonus, moving
-baseline), while the network stays fixed. After 0, 47 (what the 3-epoch CPU run gave it) and 470
+baseline), while the network stays fixed. After 0, 47 (what the 3-epoch CPU run gave it), 470 and 1,500
 updates, at the official learning rate and at 10 times it, subnets sampled from the controller and
 uniformly random subnets of the same width are tested on the same fixed test images, with batch
 statistics as in the reward.
@@ -42,7 +42,7 @@ class Plan:
 
     learning_rates: tuple[float, ...] = (3e-4, 3e-3)
     seeds: tuple[int, ...] = (0, 1, 2)
-    checkpoints: tuple[int, ...] = (0, 47, 470)
+    checkpoints: tuple[int, ...] = (0, 47, 470, 1500)
     subnets: int = 16
     test_images: int = 512
     batch_size: int = 128

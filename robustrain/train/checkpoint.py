@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -61,6 +62,7 @@ def unpack_state(tensors: dict[str, torch.Tensor], optimizer_states: dict[str, d
 
 
 KEEP = 2  # the newest checkpoint and the one before it, to fall back on if the newest is damaged
+LATEST = "latest.json"  # {"epoch", "stem"} of the newest complete checkpoint
 
 
 def save_checkpoint(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor], sidecar: dict) -> None:
@@ -68,7 +70,7 @@ def save_checkpoint(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor],
     stem = f"epoch-{epoch:04d}"
     atomic_write(folder / f"{stem}.safetensors", lambda tmp: save_file(tensors, tmp))
     atomic_write_text(folder / f"{stem}.json", json.dumps(sidecar, indent=1))
-    atomic_write_text(folder / "latest.json", json.dumps({"epoch": epoch, "stem": stem}))
+    atomic_write_text(folder / LATEST, json.dumps({"epoch": epoch, "stem": stem}))
     for old in _stems(folder)[KEEP:]:
         for suffix in (".safetensors", ".json"):
             (folder / f"{old}{suffix}").unlink(missing_ok=True)
@@ -77,6 +79,29 @@ def save_checkpoint(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor],
 def _stems(folder: Path) -> list[str]:
     """Checkpoint names in the folder, newest first."""
     return sorted({p.name.split(".")[0] for p in folder.glob("epoch-*.*")}, reverse=True)
+
+
+def read_latest_pointer(run_dir: Path) -> dict | None:
+    """latest.json of a run: {"epoch", "stem"} of its newest complete checkpoint; None when it is
+    missing or damaged."""
+    try:
+        pointer = json.loads((RunFolder(run_dir).checkpoints / LATEST).read_text())
+        return pointer if isinstance(pointer, dict) and {"epoch", "stem"} <= set(pointer) else None
+    except (OSError, ValueError):
+        return None
+
+
+def newest_readable_epoch(run_dir: Path) -> int | None:
+    """The epoch of the newest checkpoint if its file opens (only its header is read), else None."""
+    pointer = read_latest_pointer(run_dir)
+    if pointer is None:
+        return None
+    try:
+        with safe_open(RunFolder(run_dir).checkpoints / f"{pointer['stem']}.safetensors", framework="pt"):
+            pass
+    except Exception:  # safetensors raises its own error types for damaged files
+        return None
+    return pointer["epoch"]
 
 
 def _read(folder: Path, stem: str, device: torch.device | str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -92,13 +117,10 @@ def load_latest(run_dir: Path, device: torch.device | str = "cpu") -> tuple[dict
     on stderr; if none can be read, the error names the newest.
     """
     folder = RunFolder(run_dir).checkpoints
-    pointer = folder / "latest.json"
-    if not pointer.is_file():
+    if not (folder / LATEST).is_file():
         return None
-    try:
-        newest = json.loads(pointer.read_text())["stem"]
-    except (OSError, ValueError, KeyError, TypeError):
-        newest = None
+    pointer = read_latest_pointer(run_dir)
+    newest = pointer["stem"] if pointer is not None else None
     candidates = ([newest] if newest else []) + [s for s in _stems(folder) if s != newest and (not newest or s < newest)]
     first_error = None
     for stem in candidates:

@@ -8,14 +8,12 @@ what an uninterrupted one does, and on a CPU gives bitwise the same metrics.
 from __future__ import annotations
 
 import dataclasses
-import json
 import resource
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from tqdm import tqdm
 
 from ..config import to_dict
@@ -24,7 +22,7 @@ from ..errors import ConfigError, RobustrainError
 from ..evaluate import accuracy
 from ..methods import Method, StepContext, method_from_section
 from ..runs import RunFolder
-from .checkpoint import load_latest, pack_state, save_checkpoint, unpack_state
+from .checkpoint import load_latest, newest_readable_epoch, pack_state, save_checkpoint, unpack_state
 from .cost import PassCounter
 from .distributed import (Distributed, all_reduce_sum, average_gradients, from_environment, resolve_device,
                           synchronise_batch_norm)
@@ -68,14 +66,10 @@ def _augmentation(config: RunConfig):
 
 
 def _finished(folder: RunFolder, epochs: int) -> bool:
-    """The run has its results and a readable checkpoint of its last epoch (only its header is read)."""
-    try:
-        pointer = json.loads((folder.checkpoints / "latest.json").read_text())
-        with safe_open(folder.checkpoints / f"{pointer['stem']}.safetensors", framework="pt"):
-            pass
-    except Exception:  # a missing or damaged checkpoint: the run is resumed as usual, which says why
-        return False
-    return pointer["epoch"] + 1 >= epochs and folder.results_file.is_file()
+    """The run has its results and a readable checkpoint of its last epoch (a missing or damaged one:
+    the run is resumed as usual, which says why)."""
+    epoch = newest_readable_epoch(folder.path)
+    return epoch is not None and epoch + 1 >= epochs and folder.results_file.is_file()
 
 
 def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
