@@ -143,7 +143,7 @@ def render(study: dict) -> str:
                "points to the published number. Left to try: apex O2's fp16 weights without an fp32 master copy "
                "(static loss scale 1), which this toolkit does not emulate, and the JPEG export of CIFAR-10 (the "
                "original files are not on these machines; `../shared/data/cifar10-exact` holds 5,438 exact training "
-               "images, too few for this recipe).")
+               "images, too few for this recipe; `jpeg-cost.md` measures what the export costs at that size).")
     published = study["published"]
     return "\n".join([
         "# Fast AT on a GPU: which departure from the official code costs accuracy", "",
