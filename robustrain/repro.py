@@ -194,20 +194,30 @@ def run_experiment(experiment: Experiment, runs_dir: Path, device: str, data_roo
 
     run = runs_dir / experiment.name
     config = _run_config(experiment, run, device, data_root, tiny)
-    code = commit()  # the code this call runs, read before anything can change the checkout
     started = time.perf_counter()
     folder = RunFolder(run)
-    if folder.results() is None:
+    # Beside the run (its folder must start empty): the code that trained it and what that call took,
+    # so that a later call, which only measures, reports them.
+    made = runs_dir / f"{experiment.name}.made.json"
+    trained_now = folder.results() is None
+    if trained_now:
+        if not folder.holds_run():
+            atomic_write_text(made, json.dumps({"commit": commit()}))
         train(config, resume=folder.holds_run(), progress=progress)
     metrics = _measure(experiment, run, config, tiny)
     judged_verdict, judged = verdict(experiment, metrics, tiny)
+    provenance = json.loads(made.read_text()) if made.is_file() else {"commit": "unknown (trained elsewhere)"}
+    if trained_now:
+        provenance["wall_s"] = time.perf_counter() - started
+        atomic_write_text(made, json.dumps(provenance))
     resolved = resolve_device(device)
     return Entry(
         name=experiment.name, device=torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else "CPU",
-        torch=torch.__version__, commit=code,
+        torch=torch.__version__, commit=provenance["commit"],
         settings={"config": experiment.config, "overrides": [*experiment.overrides, *(TINY if tiny else ())],
                   "data_root": config.data.root, "run": str(run)},
-        metrics=metrics, target=judged, verdict=judged_verdict, wall_s=time.perf_counter() - started)
+        metrics=metrics, target=judged, verdict=judged_verdict,
+        wall_s=provenance.get("wall_s", time.perf_counter() - started))
 
 
 def record(entries: list[Entry], results_dir: Path) -> None:

@@ -56,6 +56,9 @@ def test_a_second_call_reuses_finished_runs_and_keeps_other_entries(tiny_results
     assert metrics.stat().st_mtime_ns == trained  # not trained again
     assert again["fast_at_cifar10_cpu"]["metrics"] == first["fast_at_cifar10_cpu"]["metrics"]
     assert again["fast_at_cifar10"] == first["fast_at_cifar10"]  # not re-run: kept as it was
+    made = json.loads((folder / "runs" / "tiny" / "fast_at_cifar10_cpu.made.json").read_text())
+    assert again["fast_at_cifar10_cpu"]["commit"] == made["commit"] == first["fast_at_cifar10_cpu"]["commit"]
+    assert again["fast_at_cifar10_cpu"]["wall_s"] == made["wall_s"]  # the training call's, not this one's
 
 
 def test_experiments_beyond_the_budget_are_skipped(tmp_path, capsys):
