@@ -133,11 +133,13 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
                           last_batch=config.last_batch, augment=_augmentation(config), device=device,
                           channels_last=config.channels_last, shard=(cluster.rank, cluster.world))
 
-    forward = model.compile() if config.compile else model
+    if config.compile:
+        model.compile()  # every path methods call, in place
+    training = EpochParts(config, loader, model, method, optimizer, scaler, device, cluster)
     for epoch in range(start_epoch, config.epochs):
         passes = torch.tensor([counter.forward_backward, counter.forward_only], dtype=torch.float64)
-        handle = counter.attach(forward)
-        record = _train_epoch(epoch, config, loader, forward, method, optimizer, scaler, device, progress, cluster)
+        handle = counter.attach(model)
+        record = _train_epoch(training, epoch, progress)
         handle.remove()
         # Passes of every process: this epoch's counts summed over the processes.
         epoch_passes = all_reduce_sum(torch.tensor([counter.forward_backward, counter.forward_only],
@@ -166,10 +168,25 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     return final_evaluation(folder, config, model, test_set, device, totals, init_cost, progress)
 
 
-def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, method, optimizer, scaler,
-                 device: torch.device, progress: bool, cluster: Distributed = Distributed()) -> dict:
+@dataclasses.dataclass(frozen=True)
+class EpochParts:
+    """What one epoch of a run works with: its settings, data, model, method and optimisation state."""
+
+    config: RunConfig
+    loader: DeviceLoader
+    model: torch.nn.Module
+    method: Method
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    cluster: Distributed
+
+
+def _train_epoch(parts: EpochParts, epoch: int, progress: bool) -> dict:
     """One pass over the training data; returns the epoch's metrics record (without test accuracy),
     summed over every process."""
+    config, loader, model, method = parts.config, parts.loader, parts.model, parts.method
+    optimizer, scaler, device, cluster = parts.optimizer, parts.scaler, parts.device, parts.cluster
     # Each process has its own random streams (attack starts, dropout); process 0 has a single
     # process's, so one process replays exactly what it did before data parallelism existed.
     offset = 1000 * cluster.rank
@@ -178,7 +195,7 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
     ctx = StepContext(torch.Generator().manual_seed(stream_seed(config.seed, epoch, 2 + offset)),
                       config.label_smoothing, shared_generator=shared, world=cluster.world)
     amp = dict(device_type=device.type, dtype=AMP_DTYPES.get(config.precision), enabled=config.precision != "fp32")
-    forward.train()
+    model.train()
     method.train()
     steps = len(loader)
     loss_sum = torch.zeros((), device=device)
@@ -199,7 +216,7 @@ def _train_epoch(epoch: int, config: RunConfig, loader: DeviceLoader, forward, m
         ctx.progress = (epoch + index / steps) / config.epochs
         with _fits_in_memory(config.batch_size, device):
             with torch.autocast(**amp):
-                out = method.step(forward, x, y, ctx)
+                out = method.step(model, x, y, ctx)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.loss).backward()
         average_gradients(parameters, cluster.world)
