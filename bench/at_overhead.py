@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -51,9 +52,11 @@ def bare_training_step(model, optimizer, x, y) -> None:
     optimizer.step()
 
 
-def robustrain_at_step(method, model, optimizer, x, y, ctx) -> None:
+def robustrain_at_step(method, model, optimizer, x, y, ctx, autocast=nullcontext) -> None:
+    """The trainer's step: the method's loss (under `autocast`), backward, optimizer update."""
     model.train()
-    out = method.step(model, x, y, ctx)
+    with autocast():
+        out = method.step(model, x, y, ctx)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     optimizer.step()

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import torch
 
-from at_overhead import bare_attack, bare_training_step
+from at_overhead import bare_attack, bare_training_step, robustrain_at_step
 from peers import art_pgd, interleaved_times, random_start, synchronized_seconds
 from robustrain.io import atomic_write
 from robustrain.methods import StepContext, Threat, create_method
@@ -138,14 +138,7 @@ def robustrain_step(config: StepConfig, model, x, y, autocast):
                            Threat(norm="linf", eps=EPS))
     ctx = StepContext(torch.Generator().manual_seed(0))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    def step():
-        model.train()
-        with autocast():
-            out = method.step(model, x, y, ctx)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-    return step
+    return lambda: robustrain_at_step(method, model, optimizer, x, y, ctx, autocast)
 
 
 def peer_step(tool: str, config: StepConfig, model, x, y, autocast, device):

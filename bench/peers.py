@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from at_overhead import bare_attack, bare_training_step
+from at_overhead import bare_attack, bare_training_step, robustrain_at_step
 from robustrain.attacks import APGD, PGD
 from robustrain.data import load_dataset
 from robustrain.methods import StepContext, Threat, create_method
@@ -151,13 +151,7 @@ def training_table(model, x, y, steps: int, rounds: int, device, autocast) -> li
     optimizers = {name: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for name, m in models.items()}
 
     def ours():
-        net, optimizer = models["robustrain"], optimizers["robustrain"]
-        net.train()
-        with autocast():
-            out = method.step(net, x, y, ctx)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
+        robustrain_at_step(method, models["robustrain"], optimizers["robustrain"], x, y, ctx, autocast)
 
     torchattacks_pgd = torchattacks.PGD(models["torchattacks"], eps=EPS, alpha=ALPHA, steps=steps, random_start=True)
     art_attack = art_pgd(models["ART"], device, steps, len(x))
