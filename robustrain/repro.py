@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -135,8 +136,13 @@ def verdict(experiment: Experiment, metrics: dict, tiny: bool) -> tuple[str, lis
 
 
 def commit() -> str:
-    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True)
-    return found.stdout.strip() or "unknown"
+    """The checkout's commit; where there is no git checkout (a copy of the tree sent to a GPU
+    machine), the ROBUSTRAIN_COMMIT the sender set, else "unknown"."""
+    try:
+        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True)
+    except OSError:  # no git on the machine
+        found = None
+    return (found.stdout.strip() if found else "") or os.environ.get("ROBUSTRAIN_COMMIT") or "unknown"
 
 
 def _run_config(experiment: Experiment, run: Path, device: str, data_root: str | None, tiny: bool):

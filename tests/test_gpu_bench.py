@@ -50,6 +50,19 @@ def test_every_stage_runs_in_the_tiny_mode_and_writes_its_rows(tmp_path):
     assert [row["host_syncs_per_step"] for row in record["rows"] if row["stage"] == "profile"] == [None]  # CUDA only
 
 
+@pytest.mark.slow
+def test_the_lease_script_runs_every_stage_in_the_tiny_mode(tmp_path):
+    data = image_folder(tmp_path / "cifar10", {"train": 30, "test": 4})
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "bench/lease.py", "--tiny", "--out", str(out), "--data", str(data),
+                    "--commit", "abc1234", "--wheels", str(tmp_path / "no-wheels"), "--scratch", str(tmp_path / "s")],
+                   cwd=ROOT, check=True, capture_output=True)
+    assert "passed" in (out / "hot-path.log").read_text()
+    assert json.loads((out / "gpu-speed.json").read_text())["commit"] == "abc1234"
+    [entry] = json.loads((out / "reproductions.json").read_text())
+    assert entry["name"] == "fast_at_cifar10" and entry["verdict"] == "not comparable"
+
+
 def speed_record(rows: list[dict]) -> dict:
     return {"device": "GPU", "torch": "2.x", "commit": "abc1234", "command": "python bench/gpu.py", "rows": rows}
 

@@ -1,0 +1,96 @@
+"""Everything a lent GPU should run, as one command (issues 18 and 19), each stage under its own
+time limit and writing into OUT as soon as it has something, so that a lease cut short keeps what
+it measured. `--tiny` runs every stage on a CPU in about a minute (the tests do).
+
+    # here, once: pack the data and the peers' wheels into the ignored folder .gpu/
+    python bench/folder_archive.py pack ../shared/data/cifar10-jpeg .gpu/cifar10-jpeg.npz
+    pip download --no-deps --only-binary=:all: -d .gpu/wheels torchattacks adversarial-robustness-toolbox \\
+        imagecorruptions-imaug
+    # on the device (carry .gpu), from the project root:
+    python3 bench/lease.py --out $OUT --data .gpu/cifar10-jpeg.npz --commit $(git rev-parse --short HEAD)
+    # back here: the pages
+    python bench/gpu_report.py OUT/gpu-speed.json --before docs/results/gpu-speed.json
+
+Stages, in order: the hot-path tests under CUDA's sync debug mode (OUT/hot-path.log); bench/gpu.py,
+every stage (OUT/gpu-speed.json, OUT/gpu-profile.txt); `robustrain repro fast_at_cifar10` (its entry in
+OUT/reproductions.json and .md). About 9 minutes on an H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMITS_S = {"hot_path": 90, "gpu_bench": 420, "repro": 420}
+
+
+def unpacked(data: Path, scratch: Path) -> Path:
+    """The image folder: `data` itself, or `data` (a bench/folder_archive.py .npz) unpacked."""
+    if data.is_dir():
+        return data
+    sys.path.insert(0, str(ROOT / "bench"))
+    from folder_archive import unpack
+
+    target = scratch / data.stem
+    if not target.is_dir():
+        unpack(data, target)
+    return target
+
+
+def wheel_path(wheels: Path, scratch: Path) -> str | None:
+    """Install the carried wheels (no index, no dependencies) into scratch; the folder to import from."""
+    found = sorted(wheels.glob("*.whl")) if wheels.is_dir() else []
+    if not found:
+        return None
+    site = scratch / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--target", str(site), *map(str, found)], check=True)
+    return str(site)
+
+
+def stage(name: str, command: list[str], log: Path, env: dict) -> None:
+    """Run one stage under its limit, its output into `log`; a failure or a timeout is logged, not fatal."""
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        try:
+            code = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=LIMITS_S[name]).returncode
+        except subprocess.TimeoutExpired:
+            code = f"stopped at its {LIMITS_S[name]} s limit"
+    print(f"{name}: {time.perf_counter() - started:.0f} s, exit {code} (log {log.name})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="CIFAR-10 image folder, or its .npz pack")
+    parser.add_argument("--commit", default="unknown")
+    parser.add_argument("--wheels", type=Path, default=ROOT / ".gpu" / "wheels")
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/robustrain-lease"))
+    parser.add_argument("--tiny", action="store_true", help="every stage on a CPU, in about a minute")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    data = unpacked(args.data, args.scratch)
+    site = wheel_path(args.wheels, args.scratch)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ROBUSTRAIN_CACHE": str(args.scratch / "cache"),
+           "ROBUSTRAIN_COMMIT": args.commit,
+           "PYTHONPATH": os.pathsep.join(p for p in (site, str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    device = "cpu" if args.tiny else "cuda"
+    tiny = ["--tiny"] if args.tiny else []
+    stage("hot_path", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_hot_path.py"],
+          args.out / "hot-path.log", env)
+    stage("gpu_bench", [sys.executable, "bench/gpu.py", "--out", str(args.out), "--data-root", str(data),
+                        "--device", device, "--commit", args.commit, *tiny], args.out / "gpu-bench.log", env)
+    stage("repro", [sys.executable, "-m", "robustrain", "repro", "fast_at_cifar10", "--device", device,
+                    "--data-root", str(data), "--runs-dir", str(args.scratch / "runs"), "--results", str(args.out),
+                    "--no-progress", *tiny], args.out / "repro.log", env)
+
+
+if __name__ == "__main__":
+    main()
