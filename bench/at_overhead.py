@@ -97,7 +97,7 @@ def main() -> None:
                 ours.append(at_step)
                 floors.append(floor)
         ratios = sorted(a / b for a, b in zip(ours, floors))
-        quartiles = statistics.quantiles(ratios, n=4)
+        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         ratio = statistics.median(ratios)
         print(f"| {steps} | {1e3 * statistics.median(ours):.1f} | {1e3 * statistics.median(floors):.1f} | "
               f"{ratio:.3f} ({quartiles[0]:.3f}-{quartiles[2]:.3f}) | {'met' if ratio <= 1.05 else 'missed'} (<= 1.05) |")
