@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,7 +44,7 @@ from pathlib import Path
 import torch
 
 from at_overhead import bare_attack, bare_training_step, robustrain_at_step
-from peers import art_pgd, interleaved_times, random_start, synchronized_seconds
+from peers import art_pgd, device_name, interleaved_times, random_start, synchronized_seconds
 from robustrain.io import atomic_write
 from robustrain.methods import StepContext, Threat, create_method
 from robustrain.models import create_model
@@ -95,12 +93,6 @@ def step_grid(tiny: bool) -> list[StepConfig]:
             StepConfig("pgd10_at", "wrn34_10", 128, True, True, ("robustrain", "plain loop")),
             StepConfig("pgd10_at", "wrn34_10", 128, False, False, ("robustrain",))]
     return grid
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def add_rows(out: Path, rows: list[dict]) -> None:

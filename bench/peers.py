@@ -80,6 +80,13 @@ def fixed_test_images(root: str, count: int, device: torch.device, channels_last
     return x, test_set.labels[keep].to(device)
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's architecture and cores."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+
+
 def synchronized_seconds(work, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -292,7 +299,7 @@ def main() -> None:
     model = model.to(device, memory_format=torch.channels_last if args.channels_last else torch.preserve_format)
     x, y = fixed_test_images(args.data_root, max(args.batch, args.check_images if bf16 else 0), device, args.channels_last)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    name = device_name(device)
     header = (f"Commit {commit or 'unknown'}; torch {torch.__version__}; {name}; {torch.get_num_threads()} threads; "
               f"{described}; batch {args.batch}; channels_last {args.channels_last}; robustrain in "
               f"{'bf16 autocast' if bf16 else 'fp32'}, the peers in fp32; {args.rounds} rounds.")

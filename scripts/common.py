@@ -185,6 +185,7 @@ def cost_table(runs: dict[str, str]) -> list[str]:
 
 def provenance() -> str:
     """One line naming the code and the machine a results page was made with."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return (f"Code: commit {commit.stdout.strip() or 'unknown'}. Machine: {platform.machine()}, "
+    from robustrain.repro import commit
+
+    return (f"Code: commit {commit()}. Machine: {platform.machine()}, "
             f"{os.cpu_count()} cores, torch {torch.__version__}.")

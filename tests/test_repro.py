@@ -11,7 +11,7 @@ from robustrain.repro import REPRODUCTIONS, Experiment, Target, binomial_band, v
 
 from .test_gpu_bench import image_folder
 
-ENTRY_KEYS = {"name", "device", "torch", "commit", "settings", "metrics", "target", "verdict", "wall_s", "checks"}
+ENTRY_KEYS = {"name", "device", "torch", "commit", "settings", "metrics", "target", "verdict", "wall_s"}
 
 
 def test_the_list_names_every_experiment_with_its_targets_and_cost(capsys):
