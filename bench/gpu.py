@@ -341,8 +341,10 @@ def main() -> None:
               "command": "python bench/gpu.py " + " ".join(sys.argv[1:]), "rows": []}
     (args.out / "gpu-speed.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"{record['device']}; torch {record['torch']}; commit {args.commit or 'unknown'}", flush=True)
-    forwarded = [a for a in sys.argv[1:] if a != "--stages"]
-    forwarded = [a for a in forwarded if a not in STAGES]
+    # Each stage's process gets the settings as parsed (not the command line with --stages cut out).
+    forwarded = ["--out", str(args.out), "--data-root", args.data_root, "--rounds", str(args.rounds),
+                 "--corruption-images", str(args.corruption_images), "--device", args.device,
+                 "--commit", args.commit, *(["--tiny"] if args.tiny else [])]
     for stage in args.stages:
         limit = LIMITS_S[stage] * (2 if args.tiny else 1)
         started = time.perf_counter()
