@@ -162,13 +162,13 @@ def test_eval_shows_progress_and_labels_what_it_prints(trained_run, tmp_path, ca
 
 
 def test_an_image_that_disappears_while_a_folder_is_read_is_named(tmp_path, monkeypatch):
-    from robustrain.data import imagefolder
+    from robustrain.data import imagefolder, registry
 
     write(tmp_path / "train" / "a" / "0.png", np.zeros((2, 2), np.uint8))
     listed = imagefolder.list_image_folder(tmp_path, "train")
     (tmp_path / "train" / "a" / "0.png").unlink()
     write(tmp_path / "train" / "a" / "1.png", np.zeros((2, 2), np.uint8))
-    monkeypatch.setattr(imagefolder, "list_image_folder", lambda root, split: listed)
+    monkeypatch.setattr(registry, "list_image_folder", lambda root, split: listed)
     with pytest.raises(DataError, match="0.png disappeared while .* was being read"):
         load_dataset("imagefolder", tmp_path, "train")
 
@@ -255,11 +255,11 @@ def test_splits_must_agree_in_colour_and_size(tmp_path):
         load_dataset("imagefolder", tmp_path, "test")
 
 
-def test_grey_among_rgb_images_are_counted_and_can_be_converted(tmp_path):
+def test_grey_among_rgb_images_are_named_and_can_be_converted(tmp_path):
     for k in range(3):
         write(tmp_path / "train" / "a" / f"{k}.png", np.full((2, 2, 3), 50 * k, np.uint8))
     write(tmp_path / "train" / "a" / "grey.png", np.full((2, 2), 77, np.uint8))
-    with pytest.raises(DataError, match=r"1 of 4 images are grayscale \(the first: .*grey.png\) .*data.color"):
+    with pytest.raises(DataError, match=r"image .*grey.png is grayscale but .*0.png is RGB; set data.color"):
         load_dataset("imagefolder", tmp_path, "train")
     converted = load_dataset("imagefolder", tmp_path, "train", color="rgb").images
     assert converted.shape == (4, 3, 2, 2) and converted[3].unique().tolist() == [77]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from robustrain.data import DeviceLoader, crop_flip, load_dataset, make_dataset
 from robustrain.data import cifar as cifar_module
-from robustrain.data import imagefolder
+from robustrain.data import files, imagefolder
 from robustrain.errors import DataError
 
 from .conftest import shared_data
@@ -172,10 +172,10 @@ def test_image_folder_decodes_once_and_reuses_its_cache(tmp_path, monkeypatch):
     assert first.classes == ("cat", "dog") and first.labels.tolist() == [0, 0, 1, 1]
     assert torch.equal(first.images[2], torch.from_numpy(images[2]).permute(2, 0, 1))
 
-    def no_decoding(path):
+    def no_decoding(*args):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(imagefolder, "_decode", no_decoding)
+    monkeypatch.setattr(files, "decode", no_decoding)
     again = load_dataset("imagefolder", tmp_path, "train")
     assert torch.equal(again.images, first.images)
 
@@ -192,7 +192,7 @@ def test_image_folder_test_split_uses_training_statistics(tmp_path):
     ("mixed_size", r"is 4x4 but .* is 3x3; all images must have one size"),
     ("empty_class", r"class folder .*dog holds no images"),
     ("corrupt", r"cannot decode image .*broken.png"),
-    ("gray_and_rgb", r"1 of 2 images are grayscale \(the first: .*b.png\) and the rest RGB; set data.color"),
+    ("gray_and_rgb", r"image .*b.png is grayscale but .*a.png is RGB; set data.color"),
 ])
 def test_bad_image_folders_are_named(tmp_path, problem, message):
     write_png(tmp_path / "train" / "cat" / "a.png", np.zeros((3, 3, 3), np.uint8))
@@ -260,15 +260,17 @@ def test_crop_flip_outputs_are_windows_of_the_padded_image():
 
 
 def test_decoding_in_worker_processes_gives_the_same_cache(tmp_path, monkeypatch):
-    from robustrain.data import imagefolder
-
     rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 256, (7, 3, 3, 3), dtype=np.uint8)
     for k in range(7):
-        write_png(tmp_path / "train" / f"c{k % 2}" / f"{k}.png", rng.integers(0, 256, (3, 3, 3), dtype=np.uint8))
-    monkeypatch.setattr(imagefolder, "DECODE_CHUNK", 2)  # 4 chunks over 2 workers
-    alone = imagefolder._decode_all(imagefolder.list_image_folder(tmp_path, "train")[1], "auto", workers=1)
-    parallel = imagefolder._decode_all(imagefolder.list_image_folder(tmp_path, "train")[1], "auto", workers=2)
+        write_png(tmp_path / "train" / f"c{k % 2}" / f"{k}.png", arrays[k])
+    monkeypatch.setattr(files, "DECODE_CHUNK", 2)  # 4 chunks over 2 workers
+    records = imagefolder.folder_records(imagefolder.list_image_folder(tmp_path, "train")[1])
+    alone = files.open_file_images(records, "auto", files.EvalTransform(), workers=1).to("cpu")
+    parallel = files.open_file_images(records, "auto", files.EvalTransform(), workers=2).to("cpu")
     assert torch.equal(alone, parallel) and alone.shape == (7, 3, 3, 3)
+    order = [0, 2, 4, 6, 1, 3, 5]  # sorted by class folder, then name
+    assert torch.equal(alone, torch.from_numpy(arrays[order]).permute(0, 3, 1, 2))
     monkeypatch.setenv("ROBUSTRAIN_DECODE_WORKERS", "0")
     with pytest.raises(DataError, match="ROBUSTRAIN_DECODE_WORKERS must be a whole number of at least 1"):
-        imagefolder.decode_workers()
+        files.decode_workers()

@@ -1,6 +1,7 @@
-"""The released CIFAR-10-C / CIFAR-100-C layout: one `<corruption>.npy` per corruption, uint8
-(5 N, H, W, 3), severity-major (rows 0..N-1 are severity 1), and `labels.npy` with the N test labels
-repeated five times."""
+"""Released corrupted test sets. CIFAR-10-C / CIFAR-100-C: one `<corruption>.npy` per corruption,
+uint8 (5 N, H, W, 3), severity-major (rows 0..N-1 are severity 1), and `labels.npy` with the N test
+labels repeated five times. ImageNet-C / Tiny-ImageNet-C: image folders
+`<corruption>/<severity>/<class>/<image>`, read as they are needed."""
 
 from __future__ import annotations
 
@@ -10,21 +11,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import EvalTransform, FileImages
+from ..data.files import open_file_images
+from ..data.imagefolder import folder_records, list_image_folder
 from ..errors import DataError
 from ..io import atomic_write
 from .registry import SEVERITIES, corrupt_uint8, get_corruption
 
 
-def load_corrupted(folder: str | Path, name: str, severity: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, C, H, W) uint8 and labels (N,) int64 of one corruption at one severity."""
+def load_corrupted(folder: str | Path, name: str, severity: int,
+                   crop: int | None = None) -> tuple[torch.Tensor | FileImages, torch.Tensor]:
+    """Images (N, C, H, W) uint8 and labels (N,) int64 of one corruption at one severity: from
+    `<name>.npy` (in memory), or from the image folder `<name>/<severity>/` (read when used, each
+    image centre-cropped to `crop` pixels if given, as ImageNet-C's 224 px files already are)."""
     get_corruption(name)
     if severity not in SEVERITIES:
         raise DataError(f"severity {severity!r} is not one of {SEVERITIES}")
     folder = Path(folder)
+    if (folder / name).is_dir():
+        _, files = list_image_folder(folder / name, str(severity))
+        images = open_file_images(folder_records(files), "rgb", EvalTransform(crop=crop))
+        return images, torch.tensor([label for _, label in files], dtype=torch.int64)
     images_path, labels_path = folder / f"{name}.npy", folder / "labels.npy"
     for path in (images_path, labels_path):
         if not path.is_file():
-            raise DataError(f"{path} does not exist; expected the released layout (<corruption>.npy and labels.npy)")
+            raise DataError(f"{path} does not exist; expected the released CIFAR-10-C layout (<corruption>.npy and "
+                            f"labels.npy) or ImageNet-C's ({name}/<severity>/<class>/<image>)")
     try:
         images = np.load(images_path, mmap_mode="r", allow_pickle=False)
         labels = np.load(labels_path, mmap_mode="r", allow_pickle=False)

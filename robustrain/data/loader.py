@@ -58,7 +58,9 @@ class DeviceLoader:
         n = len(self.labels)
         return n // self.batch_size if self.last_batch == "drop" else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of `epoch` from batch `start` on (the earlier ones are skipped, not
+        yielded: their augmentation draws are replayed so that the rest are unchanged)."""
         generator = torch.Generator().manual_seed(stream_seed(self.seed, epoch, 0))
         n = len(self.labels)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
@@ -68,6 +70,8 @@ class DeviceLoader:
             images = self.images[index]
             if self.augment is not None:
                 images = self.augment(images, generator)
+            if b < start:
+                continue
             rank, world = self.shard
             rows = slice(rank * len(index) // world, (rank + 1) * len(index) // world)
             images = images[rows].to(memory_format=self.memory_format).float().div_(255)

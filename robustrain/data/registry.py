@@ -2,35 +2,63 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from ..errors import DataError
 from ..registry import Registry
 from .cifar import load_cifar
 from .dataset import ImageDataset, channel_stats, make_dataset
 from .digits import load_digits
-from .imagefolder import load_image_folder
+from .files import EvalTransform, FileImages, open_file_images
+from .imagefolder import cached_decode, folder_records, list_image_folder, load_image_folder
+from .shards import read_shards, shard_fingerprint, shard_paths
 from .mnist import load_mnist
 from .svhn import load_svhn
 
 DATASETS: Registry = Registry("dataset", DataError)
-"""Every dataset, by name: a loader (root, split, download, color) -> ImageDataset."""
+"""Every dataset, by name: a loader (root, split, ReadOptions) -> ImageDataset."""
+
+STATS_SAMPLE = 1000  # training images whose statistics normalise a streamed dataset
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a split is read. download: fetch CIFAR archives that are absent (md5-checked).
+    color: for image folders and shards, "auto" (as stored), "rgb" or "grey" (converted when read).
+    view: resize / centre crop as each image is decoded (image folders and shards).
+    stream: keep the images encoded on disk and decode them batch by batch (True), decode them
+    all into memory (False), or stream only when the decoded split would exceed
+    `stream_above_bytes` (None)."""
+
+    download: bool = False
+    color: str = "auto"
+    view: EvalTransform = EvalTransform()
+    stream: bool | None = None
+    stream_above_bytes: int = 8 << 30
 
 
 def load_dataset(name: str, root: str | Path | None = None, split: str = "train", *,
-                 download: bool = False, color: str = "auto") -> ImageDataset:
-    """Load a split as uint8 NCHW images with labels, class names and metadata.
+                 download: bool = False, color: str = "auto", view: EvalTransform = EvalTransform(),
+                 stream: bool | None = None, stream_above_bytes: int = 8 << 30) -> ImageDataset:
+    """Load a split as uint8 NCHW images (a tensor, or `FileImages` decoded when read) with labels,
+    class names and metadata.
 
     name: one of DATASETS. `digits` is embedded and needs no root.
     root: the folder holding the official files (or, for cifar10/cifar100, an
-        ImageFolder export `root/<split>/<class>/`).
-    download: fetch CIFAR archives that are absent (md5-checked).
-    color: for image folders, "auto" (as stored), "rgb" or "grey" (converted when read).
+        ImageFolder export `root/<split>/<class>/`; for shards, `robustrain pack`'s output).
+    download, color, view, stream, stream_above_bytes: as ReadOptions.
     """
     loader = DATASETS.get(name)
     if name != "digits" and root is None:
         raise DataError(f"dataset '{name}' needs a data root (CLI: --data-root).")
-    return loader(Path(root).expanduser() if root is not None else None, split, download, color)
+    options = ReadOptions(download, color, view, stream, stream_above_bytes)
+    if name not in ("imagefolder", "shards") and (stream or view != EvalTransform()):
+        raise DataError(f"dataset '{name}' is read into memory as released; streaming and data.image_size / "
+                        "data.resize apply to image folders and shards.")
+    return loader(Path(root).expanduser() if root is not None else None, split, options)
 
 
 def _existing(root: Path) -> Path:
@@ -40,51 +68,95 @@ def _existing(root: Path) -> Path:
 
 
 @DATASETS.register("cifar10")
-def _cifar10(root: Path, split: str, download: bool, color: str) -> ImageDataset:
-    return load_cifar("cifar10", root, split, download, color)
+def _cifar10(root: Path, split: str, options: ReadOptions) -> ImageDataset:
+    return load_cifar("cifar10", root, split, options.download, options.color)
 
 
 @DATASETS.register("cifar100")
-def _cifar100(root: Path, split: str, download: bool, color: str) -> ImageDataset:
-    return load_cifar("cifar100", root, split, download, color)
+def _cifar100(root: Path, split: str, options: ReadOptions) -> ImageDataset:
+    return load_cifar("cifar100", root, split, options.download, options.color)
 
 
 @DATASETS.register("digits")
-def _digits(root: Path | None, split: str, download: bool, color: str) -> ImageDataset:
+def _digits(root: Path | None, split: str, options: ReadOptions) -> ImageDataset:
     return load_digits(split)
 
 
 @DATASETS.register("fashion_mnist")
-def _fashion_mnist(root: Path, split: str, download: bool, color: str) -> ImageDataset:
+def _fashion_mnist(root: Path, split: str, options: ReadOptions) -> ImageDataset:
     return load_mnist("fashion_mnist", _existing(root), split)
 
 
 @DATASETS.register("imagefolder")
-def _imagefolder(root: Path, split: str, download: bool, color: str) -> ImageDataset:
-    return _load_generic_folder(_existing(root), split, color)
+def _imagefolder(root: Path, split: str, options: ReadOptions) -> ImageDataset:
+    return _load_files("imagefolder", _existing(root), split, options)
 
 
 @DATASETS.register("mnist")
-def _mnist(root: Path, split: str, download: bool, color: str) -> ImageDataset:
+def _mnist(root: Path, split: str, options: ReadOptions) -> ImageDataset:
     return load_mnist("mnist", _existing(root), split)
 
 
+@DATASETS.register("shards")
+def _shards(root: Path, split: str, options: ReadOptions) -> ImageDataset:
+    return _load_files("shards", _existing(root), split, options)
+
+
 @DATASETS.register("svhn")
-def _svhn(root: Path, split: str, download: bool, color: str) -> ImageDataset:
+def _svhn(root: Path, split: str, options: ReadOptions) -> ImageDataset:
     return load_svhn(_existing(root), split)
 
 
-def _load_generic_folder(root: Path, split: str, color: str) -> ImageDataset:
-    """An ImageFolder normalised with its training split's statistics (the test split must
-    not choose its own normalisation)."""
-    folder = load_image_folder(root, split, color=color)
-    train = folder if split == "train" or not (root / "train").is_dir() else load_image_folder(root, "train", color=color)
-    if train.classes != folder.classes:
-        raise DataError(f"{root}/{split} has classes {list(folder.classes)} but {root}/train has {list(train.classes)}.")
-    if folder.images.shape[1:] != train.images.shape[1:]:
+@dataclass(frozen=True)
+class _Split:
+    classes: tuple[str, ...]
+    images: torch.Tensor | FileImages
+    labels: torch.Tensor
+
+
+def _read_split(kind: str, root: Path, split: str, options: ReadOptions) -> _Split:
+    """One split of an image folder or a shard set, streamed or decoded (through the cache)."""
+    if kind == "shards":
+        classes, records, labels = read_shards(root, split)
+        labels = torch.from_numpy(labels)
+    else:
+        classes, files = list_image_folder(root, split)
+        records, labels = folder_records(files), torch.tensor([label for _, label in files], dtype=torch.int64)
+    images = open_file_images(records, options.color, options.view)
+    stream = options.stream
+    if stream is None:
+        stream = images.nbytes > options.stream_above_bytes
+    if stream:
+        return _Split(classes, images, labels)
+    if kind == "shards":
+        key = shard_fingerprint(root, split) + f"\0{options.color}\0{options.view}"
+        return _Split(classes, cached_decode(key, f"shards-{split}", images), labels)
+    decoded = load_image_folder(root, split, color=options.color, view=options.view)
+    return _Split(decoded.classes, decoded.images, decoded.labels)
+
+
+def _statistics(images: torch.Tensor | FileImages) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std: of every image in memory, of a fixed sample of STATS_SAMPLE streamed ones."""
+    if isinstance(images, FileImages):
+        sample = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:STATS_SAMPLE].sort().values
+        images = images[sample].to("cpu")
+    return channel_stats(images)
+
+
+def _load_files(kind: str, root: Path, split: str, options: ReadOptions) -> ImageDataset:
+    """An image folder or shard set normalised with its training split's statistics (the test
+    split must not choose its own normalisation)."""
+    part = _read_split(kind, root, split, options)
+    has_train = (root / "train").is_dir() if kind == "imagefolder" else bool(shard_paths(root, "train"))
+    train_name = root / "train" if kind == "imagefolder" else root / "train-*.tar"
+    train = part if split == "train" or not has_train else _read_split(kind, root, "train", options)
+    if train.classes != part.classes:
+        raise DataError(f"{root}/{split} has classes {list(part.classes)} but {train_name} has {list(train.classes)}.")
+    if part.images.shape[1:] != train.images.shape[1:]:
         def describe(images):
             return f"{images.shape[3]}x{images.shape[2]} {'RGB' if images.shape[1] == 3 else 'grayscale'}"
-        raise DataError(f"{root}/{split} holds {describe(folder.images)} images but {root}/train holds "
-                        f"{describe(train.images)} ones; both splits must agree (data.color converts colours).")
-    mean, std = channel_stats(train.images)
-    return make_dataset("imagefolder", split, folder.images, folder.labels, folder.classes, mean, std)
+        raise DataError(f"{root}/{split} holds {describe(part.images)} images but {train_name} holds "
+                        f"{describe(train.images)} ones; both splits must agree (data.color converts colours, "
+                        "data.image_size resizes).")
+    mean, std = _statistics(train.images)
+    return make_dataset(kind, split, part.images, part.labels, part.classes, mean, std)

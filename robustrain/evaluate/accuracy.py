@@ -7,22 +7,24 @@ from torch import nn
 from tqdm import tqdm
 
 from ..attacks import Attack, running_mode
-from ..data import ImageDataset
+from ..data import FileImages, ImageDataset, iterate_uint8
 
 
-def correct_mask(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
+def correct_mask(model: nn.Module, images: torch.Tensor | FileImages, labels: torch.Tensor, *, batch_size: int = 500,
                  device: torch.device | str = "cpu", attack: Attack | None = None,
                  generator: torch.Generator | None = None, progress: str | None = None) -> torch.Tensor:
     """Per image, whether the model classifies it correctly (under `attack` if given); bool on the CPU.
 
-    images: uint8 (N, C, H, W). The model runs in eval mode (restored afterwards).
+    images: uint8 (N, C, H, W), in memory or decoded batch by batch from files. The model runs in
+    eval mode (restored afterwards).
     progress: a label for a progress bar on stderr (batches done, time left), none when None.
     """
     correct = []
+    batches = iterate_uint8(images, batch_size, pin_memory=torch.device(device).type == "cuda")
     with running_mode(model, "eval"):
-        for start in tqdm(range(0, len(images), batch_size), desc=progress, unit="batch", leave=False,
-                          disable=progress is None):
-            x = images[start:start + batch_size].to(device).float().div_(255)
+        for start, batch in zip(tqdm(range(0, len(images), batch_size), desc=progress, unit="batch", leave=False,
+                                     disable=progress is None), batches):
+            x = batch.to(device).float().div_(255)
             y = labels[start:start + batch_size].to(device)
             if attack is not None:
                 x = attack(model, x, y, generator)

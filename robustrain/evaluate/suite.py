@@ -24,7 +24,8 @@ from ..attacks import Attack
 from ..attacks.registry import build_attack
 from ..attacks import checks as masking
 from ..corruptions import BENCHMARK, GENERATOR_VERSION, SEVERITIES, TABLES, corrupt_uint8, load_corrupted, table_for
-from ..data import ImageDataset
+from ..corruptions.registry import CHUNK
+from ..data import FileImages, ImageDataset, iterate_uint8
 from ..errors import ConfigError, RobustrainError
 from ..io import atomic_write_text
 from ..nn import Condition
@@ -35,6 +36,7 @@ from .suites import Suite, get_suite
 FORMAT = 1
 HUGE_EPS = {"linf": 1.0, "l2": 100.0}
 SANITY_IMAGES = 200
+DECODE_ONCE_BYTES = 4 << 30  # a streamed corruption subset up to this size is decoded once, not per corruption
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -193,7 +195,9 @@ class _Condition:
     def corruptions(self) -> dict[str, list[float]]:
         """Accuracy per corruption and severity, on the suite's fixed subset of test images."""
         subset = fixed_subset(len(self.dataset), self.suite.corruption_images, self.seed)
-        clean_images = self.dataset.images[subset].to(self.device)
+        clean_images = self.dataset.images[subset]
+        if not isinstance(clean_images, FileImages) or clean_images.nbytes <= DECODE_ONCE_BYTES:
+            clean_images = clean_images.to(self.device)  # else decoded again for each corruption
         source = {"files": str(self.corruptions_dir)} if self.corruptions_dir is not None else \
             {"generated": {"table": self.table, "seed": self.seed, "version": GENERATOR_VERSION}}
         accuracy: dict[str, list[float]] = {}
@@ -204,15 +208,19 @@ class _Condition:
 
                 def measure(name=name, severity=severity) -> dict:
                     if self.corruptions_dir is not None:
-                        images, labels = load_corrupted(self.corruptions_dir, name, severity)
+                        images, labels = load_corrupted(self.corruptions_dir, name, severity,
+                                                        crop=self.dataset.info.image_size[0])
                         if len(images) != len(self.dataset):
-                            raise ConfigError(f"{self.corruptions_dir}/{name}.npy holds {len(images)} images per "
+                            raise ConfigError(f"{self.corruptions_dir} holds {len(images)} images of {name} per "
                                               f"severity; the test set has {len(self.dataset)}")
-                        images, labels = images[subset], labels[subset]
-                    else:
-                        images = corrupt_uint8(clean_images, name, severity, seed=self.seed, table=self.table)
-                        labels = self.dataset.labels[subset]
-                    return {"accuracy": share(self.mask_of(images, labels))}
+                        return {"accuracy": share(self.mask_of(images[subset], labels[subset]))}
+                    # chunks of CHUNK images: corrupt_uint8 seeds each by its position, so the
+                    # result is the same as corrupting the subset at once
+                    labels = self.dataset.labels[subset]
+                    masks = [self.mask_of(corrupt_uint8(batch.to(self.device), name, severity, seed=self.seed,
+                                                        table=self.table, start=start), labels[start:start + CHUNK])
+                             for start, batch in zip(range(0, len(subset), CHUNK), iterate_uint8(clean_images, CHUNK))]
+                    return {"accuracy": share(torch.cat(masks))}
 
                 result = self.store.measure(f"{self.prefix}corruption/{name}/{severity}", protocol, measure)
                 accuracy.setdefault(name, []).append(result["accuracy"])

@@ -101,6 +101,9 @@ class AdCorDA(Method):
     def prepare(self, model, train_set: ImageDataset, run_dir: Path, device: torch.device, augment) -> ImageDataset:
         """The corrected set D' (computed now with the model's current weights, or read back from the
         run folder when resuming); the original set stays on the device as the target domain."""
+        if not torch.is_tensor(train_set.images):
+            raise ConfigError("AdCorDA keeps the training set and its corrected copy in memory (its target domain), "
+                              "so it cannot stream; set data.stream to false.")
         self.target = ImageDataset(train_set.images.to(device), train_set.labels.to(device), train_set.classes,
                                    train_set.info, train_set.split)
         self.augment = augment

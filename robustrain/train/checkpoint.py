@@ -1,7 +1,8 @@
 """Checkpoints: tensors in safetensors, everything else in a JSON sidecar. Nothing is unpickled.
 
-Layout of `<run>/checkpoints/`: `epoch-NNNN.safetensors` + `epoch-NNNN.json` for the newest
-two epochs, and `latest.json` naming the newest complete pair. Every file is written to a
+Layout of `<run>/checkpoints/`: `epoch-NNNN.safetensors` + `epoch-NNNN.json` at the end of an
+epoch (`epoch-NNNN-step-SSSSSSS.*` within one, after step S), the newest two kept, and
+`latest.json` naming the newest complete pair. Every file is written to a
 temporary name and renamed into place, and `latest.json` moves only after both files of a pair
 exist, so a run killed at any moment leaves the previous checkpoint intact; a newest checkpoint
 damaged afterwards (a full disk, a copy cut short) falls back to the one before it.
@@ -65,25 +66,40 @@ KEEP = 2  # the newest checkpoint and the one before it, to fall back on if the 
 LATEST = "latest.json"  # {"epoch", "stem"} of the newest complete checkpoint
 
 
-def save_checkpoint(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor], sidecar: dict) -> None:
+def save_checkpoint(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor], sidecar: dict,
+                    step: int | None = None) -> None:
+    """The checkpoint at the end of `epoch`, or within it after `step` training steps."""
     folder = RunFolder(run_dir).checkpoints
-    stem = f"epoch-{epoch:04d}"
+    stem = f"epoch-{epoch:04d}" if step is None else f"epoch-{epoch:04d}-step-{step:07d}"
     atomic_write(folder / f"{stem}.safetensors", lambda tmp: save_file(tensors, tmp))
     atomic_write_text(folder / f"{stem}.json", json.dumps(sidecar, indent=1))
-    atomic_write_text(folder / LATEST, json.dumps({"epoch": epoch, "stem": stem}))
+    pointer = {"epoch": epoch, "stem": stem} if step is None else {"epoch": epoch, "step": step, "stem": stem}
+    atomic_write_text(folder / LATEST, json.dumps(pointer))
     for old in _stems(folder)[KEEP:]:
         for suffix in (".safetensors", ".json"):
             (folder / f"{old}{suffix}").unlink(missing_ok=True)
 
 
+def _order(stem: str) -> tuple[int, float]:
+    """(epoch, step) of a checkpoint name; the end of an epoch comes after every step within it."""
+    parts = stem.split("-")
+    return int(parts[1]), (int(parts[3]) if len(parts) == 4 else float("inf"))
+
+
 def _stems(folder: Path) -> list[str]:
     """Checkpoint names in the folder, newest first."""
-    return sorted({p.name.split(".")[0] for p in folder.glob("epoch-*.*")}, reverse=True)
+    names = {p.name.split(".")[0] for p in folder.glob("epoch-*.*")}
+    return sorted((n for n in names if _is_stem(n)), key=_order, reverse=True)
+
+
+def _is_stem(name: str) -> bool:
+    parts = name.split("-")
+    return (len(parts) == 2 or (len(parts) == 4 and parts[2] == "step")) and parts[1].isdigit() and parts[-1].isdigit()
 
 
 def read_latest_pointer(run_dir: Path) -> dict | None:
-    """latest.json of a run: {"epoch", "stem"} of its newest complete checkpoint; None when it is
-    missing or damaged."""
+    """latest.json of a run: {"epoch", "stem"} (and "step" within an epoch) of its newest complete
+    checkpoint; None when it is missing or damaged."""
     try:
         pointer = json.loads((RunFolder(run_dir).checkpoints / LATEST).read_text())
         return pointer if isinstance(pointer, dict) and {"epoch", "stem"} <= set(pointer) else None
@@ -92,16 +108,17 @@ def read_latest_pointer(run_dir: Path) -> dict | None:
 
 
 def newest_readable_epoch(run_dir: Path) -> int | None:
-    """The epoch of the newest checkpoint if its file opens (only its header is read), else None."""
+    """The last finished epoch of the newest checkpoint if its file opens (only its header is
+    read), else None (also when it was saved within the first epoch)."""
     pointer = read_latest_pointer(run_dir)
-    if pointer is None:
+    if pointer is None or pointer["epoch"] - ("step" in pointer) < 0:
         return None
     try:
         with safe_open(RunFolder(run_dir).checkpoints / f"{pointer['stem']}.safetensors", framework="pt"):
             pass
     except Exception:  # safetensors raises its own error types for damaged files
         return None
-    return pointer["epoch"]
+    return pointer["epoch"] - ("step" in pointer)
 
 
 def _read(folder: Path, stem: str, device: torch.device | str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -120,8 +137,9 @@ def load_latest(run_dir: Path, device: torch.device | str = "cpu") -> tuple[dict
     if not (folder / LATEST).is_file():
         return None
     pointer = read_latest_pointer(run_dir)
-    newest = pointer["stem"] if pointer is not None else None
-    candidates = ([newest] if newest else []) + [s for s in _stems(folder) if s != newest and (not newest or s < newest)]
+    newest = pointer["stem"] if pointer is not None and _is_stem(str(pointer["stem"])) else None
+    candidates = ([newest] if newest else []) + [s for s in _stems(folder)
+                                                 if s != newest and (not newest or _order(s) < _order(newest))]
     first_error = None
     for stem in candidates:
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from ..config import from_dict
-from ..data import ImageDataset, load_dataset
+from ..data import ImageDataset
 from ..errors import ConfigError, RobustrainError
 from ..models import Classifier
 from .checkpoint import load_latest
@@ -36,8 +36,7 @@ def load_weights(path: str | Path, model: dict, data: dict, key_map: tuple[tuple
     if not path.is_file():
         raise ConfigError(f"{path} is not a file; expected a run folder, a checkpoint or a state-dict file")
     config = from_dict(RunConfig, {"model": model, "data": data, "out": str(path.parent)})
-    test_set = load_dataset(config.data.name, config.data.root, "test", download=config.data.download,
-                            color=config.data.color)
+    test_set = config.data.load("test")
     built = build_model(config, test_set.info)
     load_initial_weights(built, InitConfig(path=str(path), key_map=key_map),
                          rename_hint="--rename PATTERN=REPLACEMENT (e.g. --rename '^module\\.=')")
@@ -63,8 +62,7 @@ def load_run(path: str | Path) -> TrainedRun:
     else:
         raise RobustrainError(f"{path} is neither a run folder nor a checkpoints/*.safetensors file of one")
     config = read_run_config(RunFolder(folder))
-    test_set = load_dataset(config.data.name, config.data.root, "test", download=config.data.download,
-                            color=config.data.color)
+    test_set = config.data.load("test")
     model = build_model(config, test_set.info)
     weights = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     try:

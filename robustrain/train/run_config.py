@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import from_dict
+from ..data import EvalTransform, ImageDataset, TrainTransform, load_dataset
 from ..errors import ConfigError
 from ..methods import Threat
 from ..models import Classifier, create_model
@@ -18,22 +19,54 @@ from .schedules import ScheduleConfig
 @dataclass(frozen=True)
 class DataConfig:
     """name/root/download/color: as `load_dataset` (color: auto, rgb or grey, for image folders).
-    augment: training augmentation. train_limit: train on a fixed random subset of N training
-    images (CPU-sized experiments)."""
+    augment: training augmentation: crop_flip / crop (CIFAR's padded random crop, `crop_padding`),
+    random_resized_crop (ImageNet's, to image_size, then a flip; needs streaming) or none.
+    train_limit: train on a fixed random subset of N training images (CPU-sized experiments).
+    image_size / resize: for image folders and shards, the evaluation view: the shorter side resized
+    to `resize`, then the centred image_size x image_size window (ImageNet: 256 and 224); unset:
+    as stored. stream: decode batch by batch in worker processes instead of holding the decoded
+    split in memory (and on the device): true, false, or unset to stream a split whose decoded
+    size exceeds stream_above_gb."""
 
     name: str = "digits"
     root: str | None = None
     download: bool = False
     color: Literal["auto", "rgb", "grey"] = "auto"
-    augment: Literal["crop_flip", "crop", "none"] = "crop_flip"
+    augment: Literal["crop_flip", "crop", "random_resized_crop", "none"] = "crop_flip"
     crop_padding: int = 4
     train_limit: int | None = None
+    image_size: int | None = None
+    resize: int | None = None
+    stream: bool | None = None
+    stream_above_gb: float = 8.0
 
     def __post_init__(self):
         if self.train_limit is not None and self.train_limit < 1:
             raise ConfigError(f"data.train_limit must be at least 1, got {self.train_limit}.")
         if self.crop_padding < 0:
             raise ConfigError(f"data.crop_padding must be non-negative, got {self.crop_padding}.")
+        for key in ("image_size", "resize"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"data.{key} must be a positive number of pixels (or unset), got {getattr(self, key)}.")
+        if self.augment == "random_resized_crop" and self.image_size is None:
+            raise ConfigError("data.augment random_resized_crop needs data.image_size (the size of the crops it makes).")
+        if self.augment == "random_resized_crop" and self.stream is False:
+            raise ConfigError("data.augment random_resized_crop cuts from the stored images, so it needs streaming; "
+                              "set data.stream to true (or leave it unset).")
+
+    @property
+    def view(self) -> EvalTransform:
+        return EvalTransform(resize=self.resize, crop=self.image_size)
+
+    def load(self, split: str) -> ImageDataset:
+        """The split as configured (streamed or in memory; random_resized_crop streams the training split)."""
+        stream = True if split == "train" and self.augment == "random_resized_crop" else self.stream
+        return load_dataset(self.name, self.root, split, download=self.download, color=self.color, view=self.view,
+                            stream=stream, stream_above_bytes=int(self.stream_above_gb * 2**30))
+
+    def train_transform(self) -> TrainTransform:
+        """The training view of a streamed split, made as each image is decoded."""
+        return TrainTransform(self.augment, self.view, self.image_size, self.crop_padding)
 
 
 @dataclass(frozen=True)
@@ -54,7 +87,9 @@ class EvalConfig:
 class RunConfig:
     """model / method: a mapping with `name` and that model's or method's own options.
     init: start from another run's or a state dict's weights (fine-tuning).
-    sync_bn: under torchrun, BatchNorm statistics of the global batch instead of each process's share."""
+    sync_bn: under torchrun, BatchNorm statistics of the global batch instead of each process's share.
+    checkpoint_every: also checkpoint every N training steps within an epoch, so that a resumed run
+    continues from there (long ImageNet epochs); unset: at the end of each epoch only."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = field(default_factory=lambda: {"name": "small_cnn"})
@@ -75,6 +110,7 @@ class RunConfig:
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False
+    checkpoint_every: int | None = None
     out: str | None = None
 
     def __post_init__(self):
@@ -86,6 +122,8 @@ class RunConfig:
                                   f"(or --set {section}.name=NAME).")
             if not isinstance(given.get("name"), str):
                 raise ConfigError(f"{section}.name must name a registered {section}, got {given}.")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be a positive number of steps (or unset), got {self.checkpoint_every}.")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}.")
         if not 0 <= self.label_smoothing < 1:

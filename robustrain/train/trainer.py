@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import to_dict
-from ..data import DatasetInfo, DeviceLoader, ImageDataset, crop_flip, load_dataset, stream_seed
+from ..data import DatasetInfo, DeviceLoader, FileImages, ImageDataset, StreamLoader, crop_flip, stream_seed
 from ..errors import ConfigError, RobustrainError
 from ..evaluate import accuracy
 from ..methods import Method, StepContext, method_from_section
@@ -48,8 +49,7 @@ def validate(config: RunConfig) -> Method:
 
 def load_training_data(config: RunConfig) -> tuple[ImageDataset, ImageDataset]:
     data = config.data
-    train_set = load_dataset(data.name, data.root, "train", download=data.download, color=data.color)
-    test_set = load_dataset(data.name, data.root, "test", download=data.download, color=data.color)
+    train_set, test_set = data.load("train"), data.load("test")
     if data.train_limit is not None:
         # A fixed random subset (not the first N, which an ImageFolder sorts by class), the
         # same for every run seed so that runs with different seeds see the same images.
@@ -63,6 +63,38 @@ def _augmentation(config: RunConfig):
         return None
     padding, flip = config.data.crop_padding, config.data.augment == "crop_flip"
     return lambda images, generator: crop_flip(images, generator, padding, flip)
+
+
+def _loader(config: RunConfig, train_set: ImageDataset, device: torch.device,
+            cluster: Distributed) -> DeviceLoader | StreamLoader:
+    """The device-resident loader for a split in memory; the streaming one for a split on disk."""
+    common = dict(shuffle=True, seed=config.seed, last_batch=config.last_batch, device=device,
+                  channels_last=config.channels_last, shard=(cluster.rank, cluster.world))
+    if isinstance(train_set.images, FileImages):
+        return StreamLoader(train_set, config.batch_size, transform=config.data.train_transform(), **common)
+    return DeviceLoader(train_set, config.batch_size, augment=_augmentation(config), **common)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochProgress:
+    """Where an epoch stands after `step` training steps: the running sums of its metrics record
+    and every random stream's state, so that a run resumed from here replays the rest exactly."""
+
+    step: int
+    seen: int
+    elapsed_s: float
+    sums: dict[str, torch.Tensor]
+    rng: dict[str, torch.Tensor]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {**{f"progress/{k}": v.detach().cpu().reshape(1) for k, v in self.sums.items()},
+                **{f"rng/{k}": v for k, v in self.rng.items()}}
+
+    @classmethod
+    def read(cls, tensors: dict[str, torch.Tensor], sidecar: dict, device: torch.device) -> EpochProgress:
+        sums = {k[len("progress/"):]: v.reshape(()).to(device) for k, v in tensors.items() if k.startswith("progress/")}
+        rng = {k[len("rng/"):]: v.cpu() for k, v in tensors.items() if k.startswith("rng/")}
+        return cls(sidecar["step"], sidecar["seen"], sidecar["elapsed_s"], sums, rng)
 
 
 def _finished(folder: RunFolder, epochs: int) -> bool:
@@ -88,6 +120,9 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     if config.precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision fp16 needs a CUDA device (GradScaler); use bf16 or fp32 on a CPU.")
     method = validate(config)  # a bad method or model setting is refused before any data is read
+    if config.checkpoint_every is not None and cluster.world > 1:
+        raise ConfigError(f"checkpoint_every saves one process's random streams, so it works in single-process "
+                          f"runs; this run has {cluster.world} processes (they checkpoint at the end of each epoch).")
     train_set, test_set = load_training_data(config)
     torch.manual_seed(config.seed)
     model = build_model(config, train_set.info).to(device)
@@ -101,13 +136,15 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     optimizers = {"optimizer": optimizer, **{f"method.{name}": o for name, o in method.optimizers().items()}}
 
-    start_epoch, totals = 0, dict(ZERO_COST)
+    start_epoch, totals, resumed = 0, dict(ZERO_COST), None
     checkpoint = load_latest(run_dir, device) if resume else None
     if checkpoint is not None:
         tensors, sidecar = checkpoint
         unpack_state(tensors, sidecar["optimizers"], {"model": model, "method": method}, optimizers)
         scaler.load_state_dict(sidecar["scaler"])
         start_epoch, totals, init_cost = sidecar["epoch"] + 1, sidecar["cost"], sidecar["init_cost"]
+        if "step" in sidecar:  # saved within an epoch: that epoch goes on from its next step
+            start_epoch, resumed = sidecar["epoch"], EpochProgress.read(tensors, sidecar, device)
     elif config.init.path is not None:
         init_cost = load_initial_weights(model, config.init)
     else:
@@ -118,6 +155,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
             folder.write_config(config)
         folder.keep_metrics_before(start_epoch)
     counter = PassCounter(totals["forward_backward"], totals["forward_only"])
+    if resumed is not None:
+        totals = sidecar["epoch_start_cost"]
     handle, started = counter.attach(model), time.perf_counter()
     # A phase before the first epoch (AdCorDA's correction) is part of the run's cost. Process 0
     # runs it and stores its result in the run folder; the others read it from there.
@@ -129,17 +168,31 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     handle.remove()
     totals = {**totals, "forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
               "train_time_s": totals["train_time_s"] + time.perf_counter() - started}
-    loader = DeviceLoader(train_set_used, config.batch_size, shuffle=True, seed=config.seed,
-                          last_batch=config.last_batch, augment=_augmentation(config), device=device,
-                          channels_last=config.channels_last, shard=(cluster.rank, cluster.world))
+    loader = _loader(config, train_set_used, device, cluster)
+
+    def checkpoint(epoch: int, cost: dict, progress: EpochProgress | None, epoch_start_cost: dict | None = None) -> None:
+        tensors, optimizer_states = pack_state({"model": model, "method": method}, optimizers)
+        sidecar = {"epoch": epoch, "seed": config.seed, "optimizers": optimizer_states,
+                   "scaler": scaler.state_dict(), "cost": cost, "init_cost": init_cost, "config": to_dict(config)}
+        if progress is not None:
+            tensors.update(progress.tensors())
+            sidecar.update(step=progress.step, seen=progress.seen, elapsed_s=progress.elapsed_s,
+                           epoch_start_cost=epoch_start_cost)
+        save_checkpoint(run_dir, epoch, tensors, sidecar, step=progress.step if progress else None)
 
     if config.compile:
         model.compile()  # every path methods call, in place
     training = EpochParts(config, loader, model, method, optimizer, scaler, device, cluster)
     for epoch in range(start_epoch, config.epochs):
         passes = torch.tensor([counter.forward_backward, counter.forward_only], dtype=torch.float64)
+
+        def within_epoch(state: EpochProgress, epoch=epoch, before=totals) -> None:
+            checkpoint(epoch, {"forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
+                               "train_time_s": before["train_time_s"] + state.elapsed_s,
+                               "images": before["images"] + state.seen}, state, before)
+
         handle = counter.attach(model)
-        record = _train_epoch(training, epoch, progress)
+        record = _train_epoch(training, epoch, progress, resumed if epoch == start_epoch else None, within_epoch)
         handle.remove()
         # Passes of every process: this epoch's counts summed over the processes.
         epoch_passes = all_reduce_sum(torch.tensor([counter.forward_backward, counter.forward_only],
@@ -153,10 +206,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         record["test_acc"] = per_condition(model, lambda net: accuracy(
             net, test_set, batch_size=config.eval.batch_size, device=device))
         folder.append_metrics(record)
-        tensors, optimizer_states = pack_state({"model": model, "method": method}, optimizers)
-        save_checkpoint(run_dir, epoch, tensors, {"epoch": epoch, "seed": config.seed, "optimizers": optimizer_states,
-                                                  "scaler": scaler.state_dict(), "cost": totals,
-                                                  "init_cost": init_cost, "config": to_dict(config)})
+        checkpoint(epoch, totals, None)
         test = record["test_acc"]
         shown = f"{test:.4f}" if isinstance(test, float) else \
             f"{min(test.values()):.4f}-{max(test.values()):.4f} over {len(test)} settings"
@@ -173,7 +223,7 @@ class EpochParts:
     """What one epoch of a run works with: its settings, data, model, method and optimisation state."""
 
     config: RunConfig
-    loader: DeviceLoader
+    loader: DeviceLoader | StreamLoader
     model: torch.nn.Module
     method: Method
     optimizer: torch.optim.Optimizer
@@ -182,9 +232,11 @@ class EpochParts:
     cluster: Distributed
 
 
-def _train_epoch(parts: EpochParts, epoch: int, progress: bool) -> dict:
-    """One pass over the training data; returns the epoch's metrics record (without test accuracy),
-    summed over every process."""
+def _train_epoch(parts: EpochParts, epoch: int, progress: bool, resumed: EpochProgress | None = None,
+                 checkpoint: Callable[[EpochProgress], None] | None = None) -> dict:
+    """One pass over the training data (from where `resumed` stands, if given); returns the epoch's
+    metrics record (without test accuracy), summed over every process. Every
+    `config.checkpoint_every` steps, `checkpoint` gets the epoch's progress."""
     config, loader, model, method = parts.config, parts.loader, parts.model, parts.method
     optimizer, scaler, device, cluster = parts.optimizer, parts.scaler, parts.device, parts.cluster
     # Each process has its own random streams (attack starts, dropout); process 0 has a single
@@ -201,12 +253,16 @@ def _train_epoch(parts: EpochParts, epoch: int, progress: bool) -> dict:
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     logs_sum: dict[str, torch.Tensor] = {}
-    seen = 0
-    started = time.perf_counter()
+    seen, start, started = 0, 0, time.perf_counter()
+    if resumed is not None:
+        start, seen, started = resumed.step, resumed.seen, started - resumed.elapsed_s
+        loss_sum, correct = resumed.sums.pop("loss"), resumed.sums.pop("correct")
+        logs_sum = {k[len("logs/"):]: v for k, v in resumed.sums.items()}
+        _set_random_states(resumed.rng, ctx, device)
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and cluster.writer),
-               leave=False)
-    for index, (x, y) in enumerate(loader.epoch(epoch)):
+    bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{config.epochs}",
+               disable=not (progress and cluster.writer), leave=False)
+    for index, (x, y) in enumerate(loader.epoch(epoch, start), start):
         factor = lr_factor(config.schedule, config.epochs, epoch + index / steps)
         lr = config.optim.lr * factor
         for group in optimizer.param_groups:
@@ -230,6 +286,10 @@ def _train_epoch(parts: EpochParts, epoch: int, progress: bool) -> dict:
         for key, value in out.logs.items():
             logs_sum[key] = logs_sum.get(key, 0) + value.detach() * len(y)
         seen += len(y)
+        if config.checkpoint_every and (index + 1) % config.checkpoint_every == 0 and index + 1 < steps:
+            sums = {"loss": loss_sum, "correct": correct, **{f"logs/{k}": v for k, v in logs_sum.items()}}
+            checkpoint(EpochProgress(index + 1, seen, time.perf_counter() - started, sums,
+                                     _random_states(ctx, device)))
         bar.update()
         if progress and (index % 10 == 0 or index == steps - 1):
             elapsed = time.perf_counter() - started
@@ -248,6 +308,21 @@ def _train_epoch(parts: EpochParts, epoch: int, progress: bool) -> dict:
             "epoch_time_s": seconds, "images_per_s": seen / seconds, "images": seen,
             "peak_memory_mb": peak_memory_mb(device),
             **{k: v.item() / seen for k, v in logs_sum.items()}}
+
+
+def _random_states(ctx: StepContext, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every random stream a training step draws from, as tensors."""
+    states = {"torch": torch.get_rng_state(), "step": ctx.generator.get_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_random_states(states: dict[str, torch.Tensor], ctx: StepContext, device: torch.device) -> None:
+    torch.set_rng_state(states["torch"])
+    ctx.generator.set_state(states["step"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 @contextmanager
