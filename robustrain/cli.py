@@ -10,7 +10,7 @@ from pathlib import Path
 from .config import from_dict, load_yaml, set_dotted
 from .corruptions.tables import TABLES
 from .data import DATASETS
-from .errors import RobustrainError
+from .errors import ConfigError, RobustrainError
 from .evaluate import SUITES
 from .runs import RunFolder
 from .train.schedules import SCHEDULES
@@ -164,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="severity table (default: the dataset's benchmark, else by image size)")
     corrupt.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     corrupt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    pack = commands.add_parser(
+        "pack", help="pack an image folder into tar shards (WebDataset layout) for streaming",
+        description="Write SOURCE/<split>/<class>/<image> as OUT/<split>-000000.tar, ... (each sample <key>.<ext> "
+                    "and <key>.cls) and OUT/classes.txt; train or evaluate on them with --data shards --data-root OUT.")
+    pack.add_argument("source", metavar="SOURCE", help="image folder with <split>/<class>/<image>")
+    pack.add_argument("out", metavar="OUT", help="folder to write the shards into")
+    pack.add_argument("--splits", default="train,test", help="comma-separated splits to pack (default train,test)")
+    pack.add_argument("--shard-mb", type=float, default=1024, help="largest shard in MB (default 1024)")
 
     repro = commands.add_parser(
         "repro", help="reproduce published results: train, measure, judge against the paper's number",
@@ -320,6 +329,17 @@ def _corrupt(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files to {args.out} ({len(names) - len(written)} were there already)")
 
 
+def _pack(args: argparse.Namespace) -> None:
+    from .data import write_shards
+
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    if not splits:
+        raise ConfigError(f"--splits must name at least one split, got {args.splits!r}.")
+    for split in splits:
+        written = write_shards(Path(args.source), split, Path(args.out), int(args.shard_mb * 2**20))
+        print(f"{split}: {len(written)} shards in {args.out}", flush=True)
+
+
 def _quantize(args: argparse.Namespace) -> None:
     from .train.quantize import quantize_run
 
@@ -380,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
             _quantize(args)
         elif args.command == "repro":
             _repro(args)
+        elif args.command == "pack":
+            _pack(args)
         elif args.command == "demo":
             from .demo import run_demo
 

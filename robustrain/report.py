@@ -10,6 +10,7 @@ from .attacks.norms import format_radius
 from .attacks.registry import ATTACKS
 from .corruptions import BENCHMARK
 from .errors import RobustrainError
+from .evaluate.metrics import ALEXNET_ERRORS
 from .io import atomic_write_text
 from .runs import RunFolder
 
@@ -168,6 +169,7 @@ def write_report(runs: list[Path], out: Path, *, suite: str | None = None, names
                 *_summary_table(rows, evaluations, attack_names), "",
                 "## Error per corruption (mean over severities, %)", "",
                 *_per_corruption_table(rows, corruption_names), "",
+                *_imagenet_c_section(rows, evaluations),
                 *(f"![{p.stem}]({p.name})" for p in plots),
                 "", "## Gradient-masking checks", "",
                 *(_flag_line(row.label, row.summary["gradient_masking"]) for row in rows),
@@ -250,6 +252,47 @@ def _per_corruption_table(rows: list[_Row], corruption_names: list[str]) -> list
         means = _corruption_means(row.summary)
         table.append(f"| {row.label} | " + " | ".join(f"{100 * means[n]:.1f}" for n in corruption_names) + " |")
     return table
+
+
+def _severity_table(evaluation: dict) -> str | None:
+    """The severity table the evaluation generated its corruptions with ("files" when it read them)."""
+    for entry in evaluation["entries"].values():
+        protocol = entry["protocol"]
+        if protocol["kind"] == "corruption":
+            return protocol["generated"]["table"] if "generated" in protocol else "files"
+    return None
+
+
+def _imagenet_c_section(rows: list[_Row], evaluations: dict[str, dict]) -> list[str]:
+    """For ImageNet-scale data (the imagenet or tinyimagenet severity table, or released files):
+    the error of every benchmark corruption measured and, where all five severities of all 15 were
+    measured on ImageNet-C's table, AlexNet-normalised CE and mCE (Hendrycks & Dietterich, 2019)."""
+    tables = {name: _severity_table(evaluation) for name, evaluation in evaluations.items()}
+    if not any(table in ("imagenet", "tinyimagenet") for table in tables.values()) and \
+            not any("mce" in row.summary for row in rows):
+        return []
+    names = [n for n in BENCHMARK if any(n in row.summary["corruption_accuracy"] for row in rows)]
+    lines = ["## ImageNet-C", "",
+             "Error per benchmark corruption (%, mean over the severities measured), with its CE in parentheses: the "
+             "error over the five severities divided by AlexNet's, the ImageNet-C convention. CE and mCE are given "
+             "only for runs measured at all five severities of all 15 corruptions (suite standard or corruptions) "
+             "with ImageNet-C's severity table or its released files; Tiny-ImageNet-C has no AlexNet normaliser and "
+             "is reported unnormalised, as in its release.", "",
+             "| run | severity table | mCE | " + " | ".join(n.replace("_", " ") for n in names) + " |",
+             "|---|---|---:|" + "---:|" * len(names)]
+    for row in rows:
+        accuracy = row.summary["corruption_accuracy"]
+        normalised = "mce" in row.summary
+        cells = []
+        for n in names:
+            if n not in accuracy:
+                cells.append("–")
+                continue
+            error = 1 - sum(accuracy[n]) / len(accuracy[n])
+            cells.append(f"{100 * error:.1f}" + (f" ({100 * error / ALEXNET_ERRORS[n]:.1f})" if normalised else ""))
+        mce_cell = _pct(row.summary["mce"]) if normalised else "–"
+        lines.append(f"| {row.label} | {tables[row.run]} | {mce_cell} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _protocols_section(evaluations: dict[str, dict]) -> list[str]:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from robustrain.data import DeviceLoader, crop_flip, load_dataset, make_dataset
 from robustrain.data import cifar as cifar_module
-from robustrain.data import files, imagefolder
+from robustrain.data import files as image_files, imagefolder
 from robustrain.errors import DataError
 
 from .conftest import shared_data
@@ -175,7 +175,7 @@ def test_image_folder_decodes_once_and_reuses_its_cache(tmp_path, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(files, "decode", no_decoding)
+    monkeypatch.setattr(image_files, "decode", no_decoding)
     again = load_dataset("imagefolder", tmp_path, "train")
     assert torch.equal(again.images, first.images)
 
@@ -264,13 +264,22 @@ def test_decoding_in_worker_processes_gives_the_same_cache(tmp_path, monkeypatch
     arrays = rng.integers(0, 256, (7, 3, 3, 3), dtype=np.uint8)
     for k in range(7):
         write_png(tmp_path / "train" / f"c{k % 2}" / f"{k}.png", arrays[k])
-    monkeypatch.setattr(files, "DECODE_CHUNK", 2)  # 4 chunks over 2 workers
+    monkeypatch.setattr(image_files, "DECODE_CHUNK", 2)  # 4 chunks over 2 workers
     records = imagefolder.folder_records(imagefolder.list_image_folder(tmp_path, "train")[1])
-    alone = files.open_file_images(records, "auto", files.EvalTransform(), workers=1).to("cpu")
-    parallel = files.open_file_images(records, "auto", files.EvalTransform(), workers=2).to("cpu")
+    alone = image_files.open_file_images(records, "auto", image_files.EvalTransform(), workers=1).to("cpu")
+    parallel = image_files.open_file_images(records, "auto", image_files.EvalTransform(), workers=2).to("cpu")
     assert torch.equal(alone, parallel) and alone.shape == (7, 3, 3, 3)
     order = [0, 2, 4, 6, 1, 3, 5]  # sorted by class folder, then name
     assert torch.equal(alone, torch.from_numpy(arrays[order]).permute(0, 3, 1, 2))
     monkeypatch.setenv("ROBUSTRAIN_DECODE_WORKERS", "0")
     with pytest.raises(DataError, match="ROBUSTRAIN_DECODE_WORKERS must be a whole number of at least 1"):
-        files.decode_workers()
+        image_files.decode_workers()
+
+
+def test_channel_statistics_match_numpy_without_a_float_copy_of_the_set():
+    from robustrain.data.dataset import channel_stats
+
+    images = torch.randint(0, 256, (700, 3, 5, 4), dtype=torch.uint8)  # several chunks of 256
+    pixels = images.numpy().transpose(1, 0, 2, 3).reshape(3, -1) / 255
+    mean, std = channel_stats(images)
+    assert mean == pytest.approx(pixels.mean(1), abs=1e-12) and std == pytest.approx(pixels.std(1, ddof=1), abs=1e-12)

@@ -167,9 +167,9 @@ def test_a_resumed_ews_run_ends_bitwise_like_an_uninterrupted_one(tmp_path, monk
     first_epoch = tmp_path / "first_epoch_checkpoints"
     save = trainer.save_checkpoint
 
-    def save_and_keep_the_first(run_dir, epoch, tensors, sidecar):
-        save(run_dir, epoch, tensors, sidecar)
-        if epoch == 0:
+    def save_and_keep_the_first(run_dir, epoch, tensors, sidecar, step=None):
+        save(run_dir, epoch, tensors, sidecar, step=step)
+        if epoch == 0 and step is None:
             shutil.copytree(run_dir / "checkpoints", first_epoch)
 
     monkeypatch.setattr(trainer, "save_checkpoint", save_and_keep_the_first)

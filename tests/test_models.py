@@ -161,3 +161,14 @@ def test_compile_covers_every_path_methods_call():
             assert len(graphs) > before, f"{path} did not run through a compiled graph"
             assert torch.allclose(out, eager[path], atol=1e-5)
     assert set(model.state_dict()) == set(create_model("resnet20", 10).state_dict())
+
+
+def test_imagenet_stem_resnets_have_torchvisions_parameter_counts():
+    # torchvision's documented counts for 1,000 classes: resnet18 11,689,512; resnet50 25,557,032
+    for name, count in (("resnet18", 11_689_512), ("resnet50", 25_557_032)):
+        model = create_model(name, 1000, stem="imagenet")
+        assert sum(p.numel() for p in model.parameters()) == count
+    model = create_model("resnet18", 10, stem="imagenet").eval()
+    assert model.feature_map(torch.rand(1, 3, 224, 224), Condition()).shape == (1, 512, 7, 7)  # stride 32
+    with pytest.raises(ValueError, match="stem must be 'cifar' or 'imagenet'"):
+        create_model("resnet18", 10, stem="tiny")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -53,10 +54,24 @@ def make_dataset(name: str, split: str, images: torch.Tensor, labels: torch.Tens
     return ImageDataset(images=images, labels=labels, classes=classes, info=info, split=split)
 
 
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of uint8 images, on the [0, 1] scale."""
-    x = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255
-    return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-3).tolist())
+def channel_stats(images: torch.Tensor | Iterable[torch.Tensor]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation (n - 1 in the denominator) of uint8 images (N, C, H, W),
+    or of every image in an iterable of such batches, on the [0, 1] scale: exact, from each
+    channel's histogram of the 256 values, built a few images at a time, so that no float copy
+    of the set is ever made."""
+    batches = (images[start:start + 256] for start in range(0, images.shape[0], 256)) if torch.is_tensor(images) \
+        else images
+    counts = None
+    for chunk in batches:
+        if counts is None:
+            counts = torch.zeros(chunk.shape[1], 256, dtype=torch.float64)
+        for c in range(chunk.shape[1]):
+            counts[c] += torch.bincount(chunk[:, c].reshape(-1), minlength=256).double()
+    values = torch.arange(256, dtype=torch.float64) / 255
+    n = counts.sum(1)
+    mean = (counts * values).sum(1) / n
+    variance = (counts * (values - mean[:, None]) ** 2).sum(1) / (n - 1).clamp_min(1)
+    return tuple(mean.tolist()), tuple(variance.sqrt().clamp_min(1e-3).tolist())
 
 
 def hwc_to_chw(array) -> torch.Tensor:

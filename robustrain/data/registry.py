@@ -139,7 +139,7 @@ def _statistics(images: torch.Tensor | FileImages) -> tuple[tuple[float, ...], t
     """Per-channel mean and std: of every image in memory, of a fixed sample of STATS_SAMPLE streamed ones."""
     if isinstance(images, FileImages):
         sample = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:STATS_SAMPLE].sort().values
-        images = images[sample].to("cpu")
+        return channel_stats(images[sample].batches(64))
     return channel_stats(images)
 
 

@@ -1,16 +1,17 @@
 """ResNets for 32x32 inputs: a 3x3 stride-1 stem and no max-pool (the layout of the
 CIFAR robustness literature), in post-activation (He et al. 2016a) and pre-activation
-(He et al. 2016b) form."""
+(He et al. 2016b) form; the post-activation ones also with ImageNet's stem (`stem="imagenet"`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import DEFAULT, Condition, NormSpec, SlimmableLinear, channels_at
+from ..nn import DEFAULT, Condition, NormSpec, SlimmableConv2d, SlimmableLinear, channels_at
 from ..nn.condition import mask_channels
 from .base import Classifier, ConditionedSequential, conv1x1, conv3x3
 
@@ -130,22 +131,37 @@ def make_stages(block: type[nn.Module], stage_blocks: Sequence[int], stage_chann
     return stages, in_channels
 
 
+def run_stages(stages: nn.ModuleList, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+    for stage in stages:
+        x = stage(x, cond)
+    return x
+
+
 class ResNet(Classifier):
-    """CIFAR ResNet-18/34/50 (stem 64 channels, stages 64-128-256-512)."""
+    """ResNet-18/34/50 (stem 64 channels, stages 64-128-256-512).
+
+    stem: "cifar", a 3x3 stride-1 convolution (32x32 inputs); "imagenet", torchvision's layout: a
+    7x7 stride-2 convolution and a 3x3 stride-2 max-pool (224x224 inputs; the bottleneck's stride
+    sits on its 3x3 convolution, "ResNet v1.5", as in torchvision and timm).
+    """
 
     def __init__(self, block, stage_blocks: Sequence[int], num_classes: int, mean, std, in_channels: int = 3,
-                 norm: NormSpec = NormSpec()):
+                 norm: NormSpec = NormSpec(), stem: Literal["cifar", "imagenet"] = "cifar"):
         super().__init__(mean, std)
-        self.conv1 = conv3x3(in_channels, 64)
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}.")
+        self.stem = stem
+        self.conv1 = conv3x3(in_channels, 64) if stem == "cifar" else \
+            SlimmableConv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = norm(64)
         self.stages, width = make_stages(block, stage_blocks, (64, 128, 256, 512), 64, norm)
         self.fc = SlimmableLinear(width, num_classes)
 
     def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x, cond), cond))
-        for stage in self.stages:
-            x = stage(x, cond)
-        return x
+        if self.stem == "imagenet":
+            x = F.max_pool2d(x, 3, stride=2, padding=1)
+        return run_stages(self.stages, x, cond)
 
 
 class PreActResNet(Classifier):
@@ -180,7 +196,8 @@ class CifarResNet(Classifier):
         self.stages, width = make_stages(ZeroPadBasicBlock, (n, n, n), (16, 32, 64), 16, norm)
         self.fc = SlimmableLinear(width, num_classes)
 
-    feature_map = ResNet.feature_map
+    def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+        return run_stages(self.stages, F.relu(self.bn1(self.conv1(x, cond), cond)), cond)
 
 
 class WideResNet(Classifier):

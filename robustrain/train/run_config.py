@@ -26,7 +26,8 @@ class DataConfig:
     to `resize`, then the centred image_size x image_size window (ImageNet: 256 and 224); unset:
     as stored. stream: decode batch by batch in worker processes instead of holding the decoded
     split in memory (and on the device): true, false, or unset to stream a split whose decoded
-    size exceeds stream_above_gb."""
+    size exceeds stream_above_gb. test_split: the folder (or shard prefix) of the test split, e.g.
+    "val" for ImageNet's layout."""
 
     name: str = "digits"
     root: str | None = None
@@ -39,6 +40,7 @@ class DataConfig:
     resize: int | None = None
     stream: bool | None = None
     stream_above_gb: float = 8.0
+    test_split: str = "test"
 
     def __post_init__(self):
         if self.train_limit is not None and self.train_limit < 1:
@@ -58,11 +60,12 @@ class DataConfig:
     def view(self) -> EvalTransform:
         return EvalTransform(resize=self.resize, crop=self.image_size)
 
-    def load(self, split: str) -> ImageDataset:
+    def load(self, split: Literal["train", "test"]) -> ImageDataset:
         """The split as configured (streamed or in memory; random_resized_crop streams the training split)."""
         stream = True if split == "train" and self.augment == "random_resized_crop" else self.stream
-        return load_dataset(self.name, self.root, split, download=self.download, color=self.color, view=self.view,
-                            stream=stream, stream_above_bytes=int(self.stream_above_gb * 2**30))
+        return load_dataset(self.name, self.root, self.test_split if split == "test" else split, download=self.download,
+                            color=self.color, view=self.view, stream=stream,
+                            stream_above_bytes=int(self.stream_above_gb * 2**30))
 
     def train_transform(self) -> TrainTransform:
         """The training view of a streamed split, made as each image is decoded."""
