@@ -18,6 +18,22 @@ def stream_seed(seed: int, epoch: int, stream: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2**63 - 1)
 
 
+def check_batching(dataset: ImageDataset, batch_size: int, last_batch: str, shard: tuple[int, int]) -> None:
+    """The batching settings every loader accepts: a positive batch that yields at least one batch
+    and, with several processes, splits evenly among them."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}.")
+    if last_batch not in ("drop", "keep"):
+        raise ConfigError(f"last_batch must be 'drop' or 'keep', got {last_batch!r}.")
+    if last_batch == "drop" and batch_size > len(dataset):
+        raise ConfigError(f"batch size {batch_size} exceeds the {len(dataset)} images of {dataset.info.name} "
+                          f"{dataset.split} and last_batch='drop' would yield no batch.")
+    world = shard[1]
+    if world > 1 and (batch_size % world or last_batch != "drop"):
+        raise ConfigError(f"with {world} processes the global batch size must be a multiple of {world} and "
+                          f"last_batch 'drop'; got batch size {batch_size} and last_batch {last_batch!r}.")
+
+
 class DeviceLoader:
     """Batches of (float images in [0, 1], int64 labels) drawn from device-resident uint8 data.
 
@@ -32,17 +48,7 @@ class DeviceLoader:
     def __init__(self, dataset: ImageDataset, batch_size: int, *, shuffle: bool, seed: int = 0,
                  last_batch: Literal["drop", "keep"] = "keep", augment: Augment | None = None,
                  device: torch.device | str = "cpu", channels_last: bool = False, shard: tuple[int, int] = (0, 1)):
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}.")
-        if last_batch not in ("drop", "keep"):
-            raise ConfigError(f"last_batch must be 'drop' or 'keep', got {last_batch!r}.")
-        if last_batch == "drop" and batch_size > len(dataset):
-            raise ConfigError(f"batch size {batch_size} exceeds the {len(dataset)} images of {dataset.info.name} "
-                              f"{dataset.split} and last_batch='drop' would yield no batch.")
-        rank, world = shard
-        if world > 1 and (batch_size % world or last_batch != "drop"):
-            raise ConfigError(f"with {world} processes the global batch size must be a multiple of {world} and "
-                              f"last_batch 'drop'; got batch size {batch_size} and last_batch {last_batch!r}.")
+        check_batching(dataset, batch_size, last_batch, shard)
         self.shard = shard
         self.device = torch.device(device)
         self.images = dataset.images.to(self.device)

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..host import to_device
 from .dataset import ImageDataset
 from .files import FileImages, TrainTransform, DecodeItems, decoded_batches
-from .loader import stream_seed
+from .loader import check_batching, stream_seed
 
 
 class StreamLoader:
@@ -32,15 +32,7 @@ class StreamLoader:
                  channels_last: bool = False, shard: tuple[int, int] = (0, 1), workers: int | None = None):
         if not isinstance(dataset.images, FileImages):
             raise ConfigError("StreamLoader reads datasets loaded with stream=True; this one is in memory.")
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}.")
-        if last_batch == "drop" and batch_size > len(dataset):
-            raise ConfigError(f"batch size {batch_size} exceeds the {len(dataset)} images of {dataset.info.name} "
-                              f"{dataset.split} and last_batch='drop' would yield no batch.")
-        rank, world = shard
-        if world > 1 and (batch_size % world or last_batch != "drop"):
-            raise ConfigError(f"with {world} processes the global batch size must be a multiple of {world} and "
-                              f"last_batch 'drop'; got batch size {batch_size} and last_batch {last_batch!r}.")
+        check_batching(dataset, batch_size, last_batch, shard)
         self.images: FileImages = dataset.images
         self.labels = dataset.labels
         self.batch_size = batch_size
