@@ -37,7 +37,7 @@ def test_entries_register_by_decorator_and_unknown_names_are_one_sentence():
 @pytest.mark.parametrize("registry, expected", [
     (MODELS, {"small_cnn", "resnet20", "preact_resnet18", "wrn34_10", "resnet50"}),
     (METHODS, {"standard", "pgd_at", "trades", "fast_at", "oat", "adcorda", "auxiliary", "augmix", "ews"}),
-    (DATASETS, {"cifar10", "cifar100", "digits", "fashion_mnist", "imagefolder", "mnist", "shards", "svhn"}),
+    (DATASETS, {"cifar10", "cifar100", "digits", "fashion_mnist", "imagefolder", "mnist", "shards", "svhn", "tinyimagenet"}),
     (SCHEDULES, {"constant", "multistep", "cosine", "onecycle", "slow_start_fast_decay", "piecewise"}),
     (SUITES, {"quick", "standard", "corruptions", "full"}),
     (ATTACKS, {"fgsm", "pgd20", "autoattack"}),

@@ -327,3 +327,31 @@ def test_the_imagenet_c_table_normalises_by_alexnet():
     row = next(line for line in lines if line.startswith("| resnet50 |"))
     assert row.startswith("| resnet50 | imagenet | 100.00 | 88.6 (100.0) | 89.4 (100.0) |")
     assert row.count("(100.0)") == 15
+
+
+def test_tiny_imagenet_is_read_as_released(tmp_path):
+    # the released layout: train/<wnid>/images/, val/images/ with val_annotations.txt; one grey JPEG
+    rng = np.random.default_rng(0)
+    wnids = ["n02", "n01"]
+    pixels = {}
+    for wnid in wnids:
+        (tmp_path / "train" / wnid / "images").mkdir(parents=True)
+        for k in range(2):
+            pixels[wnid, k] = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels[wnid, k]).save(tmp_path / "train" / wnid / "images" / f"{wnid}_{k}.png")
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(tmp_path / "train" / "n01" / "images" / "n01_9.png")
+    (tmp_path / "val" / "images").mkdir(parents=True)
+    for k, wnid in enumerate(["n02", "n01", "n02"]):
+        Image.fromarray(pixels[wnid, 0]).save(tmp_path / "val" / "images" / f"val_{k}.png")
+    (tmp_path / "val" / "val_annotations.txt").write_text(
+        "".join(f"val_{k}.png\t{wnid}\t0\t0\t8\t8\n" for k, wnid in enumerate(["n02", "n01", "n02"])))
+    train_set = load_dataset("tinyimagenet", tmp_path, "train")
+    assert train_set.classes == ("n01", "n02") and train_set.labels.tolist() == [0, 0, 0, 1, 1]
+    assert torch.equal(train_set.images[0], torch.from_numpy(pixels["n01", 0]).permute(2, 0, 1))
+    assert train_set.images[2].unique().tolist() == [90] and train_set.images.shape == (5, 3, 8, 8)  # grey as RGB
+    test_set = load_dataset("tinyimagenet", tmp_path, "test", stream=True)
+    assert test_set.labels.tolist() == [1, 0, 1] and test_set.info.name == "tinyimagenet"
+    assert torch.equal(test_set.images.to("cpu")[1], torch.from_numpy(pixels["n01", 0]).permute(2, 0, 1))
+    (tmp_path / "val" / "val_annotations.txt").write_text("val_0.png\tn09\n")
+    with pytest.raises(DataError, match="line 1 .* does not name an image and one of the 2 training classes"):
+        load_dataset("tinyimagenet", tmp_path, "test")

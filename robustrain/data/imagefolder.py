@@ -53,7 +53,7 @@ def folder_records(files: list[tuple[Path, int]]) -> Records:
     return Records(tuple(str(path) for path, _ in files))
 
 
-def _fingerprint(root: Path, split: str, files: list[tuple[Path, int]], color: str, view: EvalTransform) -> str:
+def folder_fingerprint(root: Path, split: str, files: list[tuple[Path, int]], color: str, view: EvalTransform) -> str:
     digest = hashlib.sha256(f"{root.resolve()}\0{split}\0{color}\0{view}".encode())
     for path, label in files:
         try:
@@ -78,7 +78,7 @@ def load_image_folder(root: Path, split: str, name: str = "imagefolder", color: 
     classes, files = list_image_folder(root, split)
     images = open_file_images(folder_records(files), color, view, workers)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    return DecodedFolder(cached_decode(_fingerprint(root, split, files, color, view), f"{name}-{split}", images),
+    return DecodedFolder(cached_decode(folder_fingerprint(root, split, files, color, view), f"{name}-{split}", images),
                          labels, classes)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -13,14 +13,16 @@ from .cifar import load_cifar
 from .dataset import ImageDataset, channel_stats, make_dataset
 from .digits import load_digits
 from .files import EvalTransform, FileImages, open_file_images
-from .imagefolder import cached_decode, folder_records, list_image_folder, load_image_folder
+from .imagefolder import cached_decode, folder_fingerprint, folder_records, list_image_folder
 from .shards import read_shards, shard_fingerprint, shard_paths
+from .tinyimagenet import list_tiny_imagenet
 from .mnist import load_mnist
 from .svhn import load_svhn
 
 DATASETS: Registry = Registry("dataset", DataError)
 """Every dataset, by name: a loader (root, split, ReadOptions) -> ImageDataset."""
 
+FILE_DATASETS = ("imagefolder", "shards", "tinyimagenet")  # read image by image: they can stream and take views
 STATS_SAMPLE = 1000  # training images whose statistics normalise a streamed dataset
 
 
@@ -55,7 +57,7 @@ def load_dataset(name: str, root: str | Path | None = None, split: str = "train"
     if name != "digits" and root is None:
         raise DataError(f"dataset '{name}' needs a data root (CLI: --data-root).")
     options = ReadOptions(download, color, view, stream, stream_above_bytes)
-    if name not in ("imagefolder", "shards") and (stream or view != EvalTransform()):
+    if name not in FILE_DATASETS and (stream or view != EvalTransform()):
         raise DataError(f"dataset '{name}' is read into memory as released; streaming and data.image_size / "
                         "data.resize apply to image folders and shards.")
     return loader(Path(root).expanduser() if root is not None else None, split, options)
@@ -102,6 +104,13 @@ def _shards(root: Path, split: str, options: ReadOptions) -> ImageDataset:
     return _load_files("shards", _existing(root), split, options)
 
 
+@DATASETS.register("tinyimagenet")
+def _tinyimagenet(root: Path, split: str, options: ReadOptions) -> ImageDataset:
+    # a few of its JPEGs are grayscale: read every image as RGB unless told otherwise
+    color = "rgb" if options.color == "auto" else options.color
+    return _load_files("tinyimagenet", _existing(root), split, replace(options, color=color))
+
+
 @DATASETS.register("svhn")
 def _svhn(root: Path, split: str, options: ReadOptions) -> ImageDataset:
     return load_svhn(_existing(root), split)
@@ -119,20 +128,16 @@ def _read_split(kind: str, root: Path, split: str, options: ReadOptions) -> _Spl
     if kind == "shards":
         classes, records, labels = read_shards(root, split)
         labels = torch.from_numpy(labels)
+        key = shard_fingerprint(root, split) + f"\0{options.color}\0{options.view}"
     else:
-        classes, files = list_image_folder(root, split)
+        classes, files = (list_tiny_imagenet if kind == "tinyimagenet" else list_image_folder)(root, split)
         records, labels = folder_records(files), torch.tensor([label for _, label in files], dtype=torch.int64)
+        key = folder_fingerprint(root, split, files, options.color, options.view)
     images = open_file_images(records, options.color, options.view)
     stream = options.stream
     if stream is None:
         stream = images.nbytes > options.stream_above_bytes
-    if stream:
-        return _Split(classes, images, labels)
-    if kind == "shards":
-        key = shard_fingerprint(root, split) + f"\0{options.color}\0{options.view}"
-        return _Split(classes, cached_decode(key, f"shards-{split}", images), labels)
-    decoded = load_image_folder(root, split, color=options.color, view=options.view)
-    return _Split(decoded.classes, decoded.images, decoded.labels)
+    return _Split(classes, images if stream else cached_decode(key, f"{kind}-{split}", images), labels)
 
 
 def _statistics(images: torch.Tensor | FileImages) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -147,8 +152,8 @@ def _load_files(kind: str, root: Path, split: str, options: ReadOptions) -> Imag
     """An image folder or shard set normalised with its training split's statistics (the test
     split must not choose its own normalisation)."""
     part = _read_split(kind, root, split, options)
-    has_train = (root / "train").is_dir() if kind == "imagefolder" else bool(shard_paths(root, "train"))
-    train_name = root / "train" if kind == "imagefolder" else root / "train-*.tar"
+    has_train = bool(shard_paths(root, "train")) if kind == "shards" else (root / "train").is_dir()
+    train_name = root / "train-*.tar" if kind == "shards" else root / "train"
     train = part if split == "train" or not has_train else _read_split(kind, root, "train", options)
     if train.classes != part.classes:
         raise DataError(f"{root}/{split} has classes {list(part.classes)} but {train_name} has {list(train.classes)}.")
