@@ -11,6 +11,7 @@ from .config import from_dict, load_yaml, set_dotted
 from .corruptions.tables import TABLES
 from .data import DATASETS
 from .errors import ConfigError, RobustrainError
+from .results import RunResults
 from .evaluate import SUITES
 from .runs import RunFolder
 from .train.schedules import SCHEDULES
@@ -235,16 +236,16 @@ def _train(args: argparse.Namespace) -> None:
         print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return
     results = train(config, progress=not args.no_progress)
-    if not results:  # a torchrun process other than the first: process 0 reports
+    if results is None:  # a torchrun process other than the first: process 0 reports
         return
     _print_results(results, Path(config.out))
 
 
-def _print_results(results: dict, run: Path, prefix: str = "") -> None:
+def _print_results(results: RunResults, run: Path, prefix: str = "") -> None:
     """The final accuracies of a run's results, one line per test-time setting (OAT's λ)."""
-    for setting, measured in results.get("conditions", {"": results}).items():
-        print(f"{prefix}{setting + ': ' if setting else ''}clean accuracy {100 * measured['clean_acc']:.2f}%, "
-              f"PGD-{measured['pgd']['steps']} accuracy {100 * measured['pgd']['acc']:.2f}%")
+    for setting, measured in results.measurements.items():
+        print(f"{prefix}{setting + ': ' if setting else ''}clean accuracy {100 * measured.clean_acc:.2f}%, "
+              f"PGD-{measured.pgd.steps} accuracy {100 * measured.pgd.acc:.2f}%")
     print(f"results in {RunFolder(run).results_file}")
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import from_dict
 from .corruptions import BENCHMARK, SEVERITIES
 from .evaluate import Suite, evaluate
+from .results import RunResults
 from .runs import RunFolder
 from .train import RunConfig, resolve_device, train
 from .train.load import load_run
@@ -36,17 +38,25 @@ def demo_config(method: dict, out: Path, epochs: int, device: str, seed: int) ->
     })
 
 
+@dataclass(frozen=True)
+class DemoRow:
+    """One demo run: its end-of-training results and its mean corruption error (15 x 5)."""
+
+    results: RunResults
+    corruption_error: float
+
+
 def run_demo(out: str | None = None, epochs: int = 15, device: str = "auto", seed: int = 0,
-             progress: bool = True) -> dict[str, dict]:
+             progress: bool = True) -> dict[str, DemoRow]:
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="robustrain-demo-"))
     results = {}
     for label, method in DEMO_RUNS.items():
         print(f"training {label} on digits ({epochs} epochs) -> {root / label}")
-        results[label] = train(demo_config(method, root / label, epochs, device, seed), progress=progress)
+        trained = train(demo_config(method, root / label, epochs, device, seed), progress=progress)
         run = load_run(root / label)
         evaluation = evaluate(run.model, run.test_set, DEMO_SUITE, eps=DEMO_EPS, out=RunFolder(root / label).evaluation_file("demo"),
                               device=resolve_device(device), seed=seed, progress=False)
-        results[label]["corruption_error"] = evaluation["summary"]["model"]["mean_corruption_error"]
+        results[label] = DemoRow(trained, evaluation["summary"]["model"]["mean_corruption_error"])
     print()
     print(format_table(results))
     print(f"\nThe run folders are kept in {root}" + ("" if out else " (a temporary folder; delete it when done)")
@@ -54,15 +64,16 @@ def run_demo(out: str | None = None, epochs: int = 15, device: str = "auto", see
     return results
 
 
-def format_table(results: dict[str, dict]) -> str:
-    first = next(iter(results.values()))["pgd"]
-    header = f"PGD-{first['steps']} acc (eps {first['eps']:g}, {first['norm']})"
+def format_table(results: dict[str, DemoRow]) -> str:
+    first = next(iter(results.values())).results.model.pgd
+    header = f"PGD-{first.steps} acc (eps {first.eps:g}, {first.norm})"
     corruption = "mean corruption error (15 x 5)"
     lines = [f"| method   | clean acc | {header} | {corruption} | fwd+bwd passes per image |",
              f"|----------|-----------|{'-' * (len(header) + 2)}|{'-' * (len(corruption) + 2)}|"
              "--------------------------|"]
-    for label, r in results.items():
-        lines.append(f"| {label:<8} | {100 * r['clean_acc']:8.1f}% | {100 * r['pgd']['acc']:{len(header) - 1}.1f}% "
-                     f"| {100 * r['corruption_error']:{len(corruption) - 1}.1f}% "
-                     f"| {r['cost']['forward_backward_per_image']:24.0f} |")
+    for label, row in results.items():
+        measured = row.results.model
+        lines.append(f"| {label:<8} | {100 * measured.clean_acc:8.1f}% | {100 * measured.pgd.acc:{len(header) - 1}.1f}% "
+                     f"| {100 * row.corruption_error:{len(corruption) - 1}.1f}% "
+                     f"| {row.results.cost.forward_backward_per_image:24.0f} |")
     return "\n".join(lines)

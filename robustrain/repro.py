@@ -17,6 +17,7 @@ settings are not the source's (a CPU-sized analogue, the tiny mode) are `not com
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -161,12 +162,12 @@ def _measure(experiment: Experiment, run: Path, config, tiny: bool) -> dict:
     from .train.distributed import resolve_device
     from .train.load import load_run
 
-    folder = RunFolder(run)
-    results = folder.results()
-    metrics = {"clean_acc": {"acc": results["clean_acc"], "images": results["test_images"],
+    results = RunFolder(run).results()
+    pgd = results.model.pgd
+    metrics = {"clean_acc": {"acc": results.model.clean_acc, "images": results.test_images,
                              "protocol": "all test images"},
-               "pgd": {**results["pgd"], "protocol": f"PGD-{results['pgd']['steps']}, {results['pgd']['restarts']} "
-                                                     f"restart(s), step {results['pgd']['step_size']:.5f}"}}
+               "pgd": {**dataclasses.asdict(pgd),
+                       "protocol": f"PGD-{pgd.steps}, {pgd.restarts} restart(s), step {pgd.step_size:.5f}"}}
     images = 8 if tiny else experiment.autoattack_images
     # The tiny mode runs AutoAttack's first attack only: the standard set makes about 7,000 passes
     # for each image that survives, minutes even for a tiny model on a CPU.

@@ -24,6 +24,7 @@ import yaml
 from .config import load_yaml, to_dict
 from .errors import RobustrainError
 from .io import atomic_write_text
+from .results import RunResults
 
 CONFIG_FILE, METRICS_FILE, RESULTS_FILE = "config.yaml", "metrics.jsonl", "results.json"
 CHECKPOINTS_DIR, EVALUATIONS_DIR = "checkpoints", "eval"
@@ -108,12 +109,12 @@ class RunFolder:
                 break
         atomic_write_text(self.metrics_file, "".join(line + "\n" for line in kept))
 
-    def results(self) -> dict | None:
+    def results(self) -> RunResults | None:
         """The end-of-training results, or None for a run that has not finished."""
-        return json.loads(self.results_file.read_text()) if self.results_file.is_file() else None
+        return RunResults.from_json(json.loads(self.results_file.read_text())) if self.results_file.is_file() else None
 
-    def write_results(self, results: dict) -> None:
-        atomic_write_text(self.results_file, json.dumps(results, indent=1))
+    def write_results(self, results: RunResults) -> None:
+        atomic_write_text(self.results_file, json.dumps(results.to_json(), indent=1))
 
     def evaluation(self, suite: str) -> dict | None:
         """The evaluation written for `suite`, or None."""

@@ -24,6 +24,8 @@ import torch
 
 from common import ROOT, PairedDifference, RunSpec, ensure_runs, provenance, read_metrics, write_study
 
+from robustrain.results import RunResults
+
 DOC, SOURCE = ROOT / "docs/results/adcorda.md", ROOT / "docs/results/adcorda.json"
 RUNS = "runs/adcorda-study"
 SEEDS = (0, 1, 2)
@@ -83,12 +85,12 @@ def arm_specs(seed: int, readings) -> dict[str, RunSpec]:
             **{key: reading_spec(key, seed) for key in readings}}
 
 
-def best_screened(screen: dict[str, dict | None]) -> str | None:
+def best_screened(screen: dict[str, RunResults | None]) -> str | None:
     """The reading other than the paper's with the best seed-0 clean accuracy (None until all ran)."""
     others = {key: screen[key] for key in READINGS if key != PAPER}
     if any(result is None for result in others.values()):
         return None
-    return max(others, key=lambda key: others[key]["clean_acc"])
+    return max(others, key=lambda key: others[key].model.clean_acc)
 
 
 def main() -> None:
@@ -144,12 +146,12 @@ def gradient_ratio(key: str, model, original, batches: int = 8, batch_size: int 
     return statistics.median(ratios)
 
 
-def run_record(result: dict, run: str) -> dict:
+def run_record(result: RunResults, run: str) -> dict:
     """What the study keeps of one finished run."""
     first = read_metrics(run)[0]
-    record = {"run": run, "clean_acc": result["clean_acc"], "pgd_acc": result["pgd"]["acc"],
-              "passes_per_image": result["cost"]["forward_backward_per_image"],
-              "train_time_s": result["cost"]["train_time_s"],
+    record = {"run": run, "clean_acc": result.model.clean_acc, "pgd_acc": result.model.pgd.acc,
+              "passes_per_image": result.cost.forward_backward_per_image,
+              "train_time_s": result.cost.train_time_s,
               "first_epoch": {"train_acc": first["train_acc"], "train_loss": first["train_loss"]}}
     counts = ROOT / run / "corrected" / "counts.json"
     if counts.is_file():

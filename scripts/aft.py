@@ -13,6 +13,7 @@ from common import ROOT, ensure_run, provenance
 
 from robustrain.config import from_dict, load_yaml
 from robustrain.plots import plot_learning_rates
+from robustrain.results import RunResults
 from robustrain.train import RunConfig, learning_rate_curve
 
 DOC = ROOT / "docs/results/aft.md"
@@ -37,15 +38,12 @@ def main() -> None:
     print(f"wrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
 
 
-def passes(result: dict, key: str) -> int:
-    """Forward+backward passes of a run's `total_cost` or `init_cost`; results written before
-    those fields existed come from runs that started from scratch."""
-    if key in result:
-        return result[key]["forward_backward"]
-    return result["cost"]["forward_backward"] if key == "total_cost" else 0
+def passes(result: RunResults, key: str) -> int:
+    """Forward+backward passes of a run's `total_cost` or `init_cost`."""
+    return getattr(result, key).forward_backward
 
 
-def render(results: dict[str, dict]) -> str:
+def render(results: dict[str, RunResults]) -> str:
     scratch = passes(results["(a) PGD-AT from scratch, 5 epochs"], "total_cost")
     lines = [
         "# Adversarial fine-tuning (Jeddi et al.) at CPU size on CIFAR-10",
@@ -72,13 +70,13 @@ def render(results: dict[str, dict]) -> str:
     ]
     for label, r in results.items():
         total, pre = passes(r, "total_cost"), passes(r, "init_cost")
-        lines.append(f"| {label} | {100 * r['clean_acc']:.2f}% | {100 * r['pgd']['acc']:.2f}% | "
+        lines.append(f"| {label} | {100 * r.model.clean_acc:.2f}% | {100 * r.model.pgd.acc:.2f}% | "
                      f"{total / TRAIN_IMAGES:.0f} | {pre / TRAIN_IMAGES:.0f} | {total / scratch:.2f}x |")
     lines += ["", "![learning-rate curves of the two fine-tuning runs](aft_schedules.png)", "", *reading(results), ""]
     return "\n".join(lines)
 
 
-def reading(results: dict[str, dict]) -> list[str]:
+def reading(results: dict[str, RunResults]) -> list[str]:
     """What the table shows, in words derived from the numbers themselves."""
     scratch, ssfd, step = (results[label] for label in list(RUNS)[1:])
 
@@ -93,10 +91,12 @@ def reading(results: dict[str, dict]) -> list[str]:
         "  from scratch, pretraining included (5 standard epochs + 11 passes, against 5 x 11). The paper's",
         "  8-10x comes from its own (unknown to us) epoch counts; the ratio is a property of the budgets",
         "  chosen, and this table shows what a one-epoch fine-tune buys at this one.",
-        f"- Against PGD-AT from scratch, slow-start-fast-decay fine-tuning is {pts(ssfd['clean_acc'], scratch['clean_acc'])}"
-        f" in clean accuracy and {pts(ssfd['pgd']['acc'], scratch['pgd']['acc'])} in PGD-20 accuracy.",
-        f"- Against the step schedule at the same cost, slow start, fast decay is {pts(ssfd['clean_acc'], step['clean_acc'])}"
-        f" in clean and {pts(ssfd['pgd']['acc'], step['pgd']['acc'])} in PGD-20 accuracy.",
+        f"- Against PGD-AT from scratch, slow-start-fast-decay fine-tuning is "
+        f"{pts(ssfd.model.clean_acc, scratch.model.clean_acc)} in clean accuracy and "
+        f"{pts(ssfd.model.pgd.acc, scratch.model.pgd.acc)} in PGD-20 accuracy.",
+        f"- Against the step schedule at the same cost, slow start, fast decay is "
+        f"{pts(ssfd.model.clean_acc, step.model.clean_acc)} in clean and {pts(ssfd.model.pgd.acc, step.model.pgd.acc)}"
+        " in PGD-20 accuracy.",
         "- Limits: one seed, a 72k-parameter network, 5 and 1 epochs. The paper's claim (equal or better",
         "  robustness than PGD-AT at 8-10x less compute, CIFAR-10/100 and ImageNet, large networks) is not",
         "  tested at its scale here; `configs/paper/aft_cifar10_resnet18.yaml` is the paper-scale recipe,",

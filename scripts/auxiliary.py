@@ -18,6 +18,8 @@ import statistics
 from common import ROOT, read_metrics
 from study import Arm, Study
 
+from robustrain.results import RunResults
+
 DOC, SOURCE = ROOT / "docs/results/auxiliary.md", ROOT / "docs/results/auxiliary.json"
 AUX, VIEWS = "configs/cpu/auxiliary_step_cifar10.yaml", "configs/cpu/standard_views_step_cifar10.yaml"
 STUDY = Study(
@@ -58,11 +60,11 @@ def merging(run: str) -> dict:
             "head_distance_after": gap(after)}
 
 
-def record(run: str, results: dict, summary: dict) -> dict:
+def record(run: str, results: RunResults, summary: dict) -> dict:
     """Besides the study's metrics: PGD-20, the per-epoch losses, and for Auxiliary Training the merge
     penalty and the merging check."""
     metrics = read_metrics(run)
-    kept = {"pgd_acc": results["pgd"]["acc"], "train_loss_per_epoch": [m["train_loss"] for m in metrics]}
+    kept = {"pgd_acc": results.model.pgd.acc, "train_loss_per_epoch": [m["train_loss"] for m in metrics]}
     if "merge_penalty" in metrics[-1]:
         kept.update(merge_penalty_per_epoch=[m["merge_penalty"] for m in metrics], merging=merging(run))
     return kept

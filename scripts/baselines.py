@@ -104,10 +104,10 @@ def render(rows) -> str:
         if r is None:
             lines.append(f"| {method} | not run yet | | | | |")
             continue
-        cost = r["cost"]
-        lines.append(f"| {method} | {100 * r['clean_acc']:.2f}% | {100 * r['pgd']['acc']:.2f}% | "
-                     f"{cost['forward_backward_per_image']:.0f} | {cost['train_time_s'] / 60:.1f} min | "
-                     f"{cost['images_per_s']:.0f} |")
+        cost = r.cost
+        lines.append(f"| {method} | {100 * r.model.clean_acc:.2f}% | {100 * r.model.pgd.acc:.2f}% | "
+                     f"{cost.forward_backward_per_image:.0f} | {cost.train_time_s / 60:.1f} min | "
+                     f"{cost.images_per_s:.0f} |")
     results = dict(rows)
     standard = results["standard"]
     lines += ["", "## Reading", ""]
@@ -115,9 +115,9 @@ def render(rows) -> str:
         r = results[method]
         if r is None:
             continue
-        lines.append(f"- {method}: PGD-20 accuracy {100 * (r['pgd']['acc'] - standard['pgd']['acc']):+.2f} points and "
-                     f"clean accuracy {100 * (r['clean_acc'] - standard['clean_acc']):+.2f} points against standard "
-                     f"training, at {r['cost']['forward_backward_per_image']:.0f}x its passes.")
+        lines.append(f"- {method}: PGD-20 accuracy {100 * (r.model.pgd.acc - standard.model.pgd.acc):+.2f} points and "
+                     f"clean accuracy {100 * (r.model.clean_acc - standard.model.clean_acc):+.2f} points against "
+                     f"standard training, at {r.cost.forward_backward_per_image:.0f}x its passes.")
     lines += ["- These are 5-epoch runs of a 72k-parameter network, far below what the papers report for",
               "  ResNets and WRNs trained for 76-200 epochs; `configs/paper/` holds those settings, for a GPU."]
     return "\n".join(lines) + "\n"

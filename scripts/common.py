@@ -15,12 +15,14 @@ from pathlib import Path
 
 import torch
 
+from robustrain.results import RunResults
 from robustrain.runs import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ensure_run(config: str, run: str, *overrides: str, train: bool = True, threads: int | None = None) -> dict | None:
+def ensure_run(config: str, run: str, *overrides: str, train: bool = True,
+               threads: int | None = None) -> RunResults | None:
     """Train `config` into `run` unless it has finished; resume it if it was stopped. Returns its
     results; with train=False, returns None for a run that has not finished instead of training it.
     threads: the run's torch threads (default: torch's, every core)."""
@@ -176,10 +178,10 @@ def cost_table(runs: dict[str, str]) -> list[str]:
              "| run | passes per image | training time (min) | images/s | peak memory (MiB) |",
              "|---|---:|---:|---:|---:|"]
     for name, run in runs.items():
-        cost = RunFolder(ROOT / run).results()["cost"]
+        cost = RunFolder(ROOT / run).results().cost
         peaks = [m["peak_memory_mb"] for m in read_metrics(run) if "peak_memory_mb" in m]
-        lines.append(f"| {name} | {cost['forward_backward_per_image']:.2f} | {cost['train_time_s'] / 60:.1f} | "
-                     f"{cost['images_per_s']:.0f} | {f'{max(peaks):.0f}' if peaks else '–'} |")
+        lines.append(f"| {name} | {cost.forward_backward_per_image:.2f} | {cost.train_time_s / 60:.1f} | "
+                     f"{cost.images_per_s:.0f} | {f'{max(peaks):.0f}' if peaks else '–'} |")
     return lines
 
 

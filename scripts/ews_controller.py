@@ -29,6 +29,8 @@ import torch
 
 from common import ROOT, PairedDifference, ensure_run, provenance, write_study
 
+from robustrain.results import RunResults
+
 DOC, SOURCE = ROOT / "docs/results/ews-controller.md", ROOT / "docs/results/ews-controller.json"
 RUN = "runs/ews-controller/standard"
 CONFIG = "configs/cpu/ews_standard_resnet20.yaml"
@@ -117,7 +119,7 @@ def measure(plan: Plan) -> dict:
     return {"full_acc": full, "random_subnet_acc": random_subnets, "curves": curves}
 
 
-def summarise(plan: Plan, measured: dict, start: dict) -> dict:
+def summarise(plan: Plan, measured: dict, start: RunResults) -> dict:
     random_mean = statistics.fmean(measured["random_subnet_acc"])
     table = []
     for lr in plan.learning_rates:
@@ -139,7 +141,7 @@ def summarise(plan: Plan, measured: dict, start: dict) -> dict:
                       "gap": "mean accuracy of controller subnets minus that of uniformly random subnets of the "
                              "same width (the same random subnets for every point); negative: the controller "
                              "finds weaker subnets"},
-        "network_clean_acc_all_test_images": start["clean_acc"],
+        "network_clean_acc_all_test_images": start.model.clean_acc,
         "measured": measured, "gaps": table, "provenance": provenance(),
     }
 

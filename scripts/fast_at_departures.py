@@ -26,6 +26,7 @@ The runs of one call train side by side on one GPU, so their epoch times are not
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 from dataclasses import dataclass
@@ -99,12 +100,12 @@ def arm_record(arm: Arm, run: Path) -> dict | None:
             "settings": {"precision": config.get("precision"), "bn_mode": config["method"].get("bn_mode", "eval"),
                          "peak_fraction": config["schedule"].get("peak_fraction"),
                          "momentum_at_peak": config["schedule"].get("momentum_at_peak"), "seed": config.get("seed")},
-            "clean_acc": results["clean_acc"], "pgd_acc": results["pgd"]["acc"], "pgd": results["pgd"],
-            "test_images": results["test_images"],
+            "clean_acc": results.model.clean_acc, "pgd_acc": results.model.pgd.acc,
+            "pgd": dataclasses.asdict(results.model.pgd), "test_images": results.test_images,
             "test_acc_by_epoch": [m.get("test_acc") for m in metrics],
             "train_acc_by_epoch": [m["train_acc"] for m in metrics],
             "median_epoch_s": statistics.median(m["epoch_time_s"] for m in metrics),
-            "train_time_s": results["cost"]["train_time_s"]}
+            "train_time_s": results.cost.train_time_s}
 
 
 def call_record(runs_dir: Path, runs: list[tuple[Arm, int]], device: str, commit: str) -> dict:

@@ -113,7 +113,7 @@ def render(finished: dict[str, str]) -> str:
     if oats_results is not None:
         # The run's own final evaluation: clean accuracy on all test images and PGD-20 on the same
         # fixed 1,000 as the quick suite, with the same seeds, per (width, λ).
-        oats = oats_results["conditions"]
+        oats = oats_results.measurements
         widths = sorted({key.split(",")[0] for key in oats}, key=lambda w: float(w.split("=")[1]))
         lambdas = [key.split(",")[1] for key in oats if key.startswith(widths[0] + ",")]
         lines += ["", "## OATS over widths (3 epochs)", "",
@@ -121,15 +121,15 @@ def render(finished: dict[str, str]) -> str:
                   "| width | " + " | ".join(lam.replace("lambda=", "λ=") for lam in lambdas) + " |",
                   "|---|" + "---:|" * len(lambdas)]
         for width in widths:
-            cells = [f"{pct(oats[f'{width},{lam}']['clean_acc'])} / {pct(oats[f'{width},{lam}']['pgd']['acc'])}"
+            cells = [f"{pct(oats[f'{width},{lam}'].clean_acc)} / {pct(oats[f'{width},{lam}'].pgd.acc)}"
                      for lam in lambdas]
             lines.append(f"| {width.split('=')[1]} | " + " | ".join(cells) + " |")
         narrow, full = widths[0], widths[-1]
         for lam in (lambdas[0], lambdas[-1]):
             a, b = oats[f"{narrow},{lam}"], oats[f"{full},{lam}"]
             lines.append(f"\nAt {lam.replace('lambda=', 'λ = ')}, the {narrow.split('=')[1]}-width sub-network is "
-                         f"{100 * (a['clean_acc'] - b['clean_acc']):+.2f} points in clean and "
-                         f"{100 * (a['pgd']['acc'] - b['pgd']['acc']):+.2f} points in PGD-20 accuracy from the full "
+                         f"{100 * (a.clean_acc - b.clean_acc):+.2f} points in clean and "
+                         f"{100 * (a.pgd.acc - b.pgd.acc):+.2f} points in PGD-20 accuracy from the full "
                          "width.")
         if "oats" in finished:
             lines += ["", "Each width of the OATS model is a line in the trade-off plot above."]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from robustrain.results import RunResults
 from robustrain.runs import RunFolder
 
 from common import ROOT, PairedDifference, RunSpec, ensure_evaluations, ensure_runs, provenance, write_study
@@ -61,7 +62,7 @@ class Study:
         else:
             write_study(study, render, doc, source)
 
-    def run(self, train: bool, tiny: bool, record: Callable[[str, dict, dict], dict]) -> dict:
+    def run(self, train: bool, tiny: bool, record: Callable[[str, RunResults, dict], dict]) -> dict:
         """Train and evaluate what `train` allows; returns {"arms": {arm: {seed: record}}, "comparisons":
         ...}. record(run, results, evaluation summary) -> what the study keeps of a finished run."""
         suite = "quick" if tiny else self.suite
@@ -76,8 +77,8 @@ class Study:
                 summary = RunFolder(ROOT / spec.run).evaluation(suite)["summary"]["model"]
                 arms.setdefault(arm, {})[seed] = {"run": spec.run, "clean_acc": summary["clean_accuracy"],
                                                   "corruption_error": summary["corruption_error"],
-                                                  "passes_per_image": results[spec.run]["cost"]["forward_backward_per_image"],
-                                                  "train_time_s": results[spec.run]["cost"]["train_time_s"],
+                                                  "passes_per_image": results[spec.run].cost.forward_backward_per_image,
+                                                  "train_time_s": results[spec.run].cost.train_time_s,
                                                   **record(spec.run, results[spec.run], summary)}
         return {"settings": {"arms": {arm: {"label": a.label, "config": a.config, "overrides": list(a.overrides)}
                                       for arm, a in self.arms.items()},

@@ -130,7 +130,7 @@ def test_refinement_corrects_the_misclassified_training_images_and_adapts(pretra
     with torch.no_grad():
         now = source.model(saved["images"][changed].float() / 255).argmax(1)
     assert torch.equal(now, saved["labels"][changed])  # every stored correction fools the initial model
-    assert results["cost"]["forward_backward"] > len(train_set)  # the correction is counted in the run's cost
+    assert results.cost.forward_backward > len(train_set)  # the correction is counted in the run's cost
     metrics = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert metrics["coral"] >= 0 and "source_loss" in metrics
 

@@ -146,7 +146,7 @@ def test_ews_wraps_adversarial_and_augmix_bases_and_trains_end_to_end(tmp_path):
               "eval": {"pgd_steps": 1, "pgd_limit": 20}, "epochs": 1, "batch_size": 32, "device": "cpu",
               "out": str(tmp_path / "run")}
     results = train(from_dict(RunConfig, config), progress=False)
-    assert results["cost"]["forward_backward"] >= 2 * 128  # full and subnet passes
+    assert results.cost.forward_backward >= 2 * 128  # full and subnet passes
 
 
 def test_a_resumed_ews_run_ends_bitwise_like_an_uninterrupted_one(tmp_path, monkeypatch):

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -5,6 +7,7 @@ from safetensors.torch import save_file
 from robustrain.config import from_dict
 from robustrain.errors import ConfigError, RobustrainError
 from robustrain.models import create_model
+from robustrain.runs import RunFolder
 from robustrain.train import RunConfig, ScheduleConfig, lr_factor, train
 from robustrain.train.init import InitConfig, load_initial_weights
 
@@ -107,13 +110,17 @@ def test_cost_adds_up_across_initialisation_chains(tmp_path):
     pretrain = run("pretrain", {"name": "standard"})
     finetune = run("finetune", {"name": "pgd_at", "steps": 3}, init="pretrain")
     again = run("again", {"name": "pgd_at", "steps": 1}, init="finetune")
-    assert pretrain["init_cost"]["forward_backward"] == 0
-    assert pretrain["total_cost"]["forward_backward"] == pretrain["cost"]["forward_backward"] == 128
-    assert finetune["init_cost"]["forward_backward"] == 128
-    assert finetune["total_cost"]["forward_backward"] == 128 + 4 * 128
-    assert again["total_cost"]["forward_backward"] == 128 + 4 * 128 + 2 * 128
+    assert pretrain.init_cost.forward_backward == 0
+    assert pretrain.total_cost.forward_backward == pretrain.cost.forward_backward == 128
+    assert finetune.init_cost.forward_backward == 128
+    assert finetune.total_cost.forward_backward == 128 + 4 * 128
+    assert again.total_cost.forward_backward == 128 + 4 * 128 + 2 * 128
     for key in ("forward_only", "images"):
-        assert again["total_cost"][key] == sum(r["cost"][key] for r in (pretrain, finetune, again))
+        assert getattr(again.total_cost, key) == sum(getattr(r.cost, key) for r in (pretrain, finetune, again))
+    # what the results files hold (the shape every earlier results file has) reads back the same
+    on_disk = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert on_disk["total_cost"]["forward_backward"] == 128 + 4 * 128 + 2 * 128
+    assert RunFolder(tmp_path / "again").results() == again
 
 
 def test_fine_tuning_starts_from_the_initial_weights(tmp_path):

@@ -152,7 +152,7 @@ def tiny_oat_run(tmp_path, widths=None, epochs=1) -> dict:
 
 def test_encoding_is_saved_with_the_run_and_reloading_reproduces_outputs(tmp_path):
     results = train(from_dict(RunConfig, tiny_oat_run(tmp_path)), progress=False)
-    assert set(results["conditions"]) == {f"lambda={lam:g}" for lam in GRID}
+    assert set(results.measurements) == {f"lambda={lam:g}" for lam in GRID}
     torch.manual_seed(12345)  # another global state: a newly drawn matrix would differ
     run = load_run(tmp_path / "oat")
     fresh = create_model("small_cnn", 10, in_channels=1, width=8, lambdas=GRID, mean=(0.5,), std=(0.5,))
@@ -294,7 +294,7 @@ def test_bad_settings_are_named():
 def test_suite_and_trainer_evaluate_every_width_and_lambda(tmp_path):
     results = train(from_dict(RunConfig, tiny_oat_run(tmp_path, widths=[0.5, 1.0])), progress=False)
     expected = {f"width={w:g},lambda={lam:g}" for w in (0.5, 1.0) for lam in GRID}
-    assert set(results["conditions"]) == expected
+    assert set(results.measurements) == expected
     run = load_run(tmp_path / "oat")
     tiny = Suite("tiny", (), (), None, ("pgd20",), 20, ())
     evaluation = evaluate(run.model, run.test_set, tiny, eps=0.1, progress=False)

@@ -26,7 +26,7 @@ def test_loading_a_run_for_evaluation_does_not_import_the_training_loop(tmp_path
     loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout
     assert "robustrain.train.load" in loaded and "robustrain.train.trainer" not in loaded
     folder = RunFolder(out)
-    assert folder.holds_run() and read_run_config(folder).epochs == 1 and folder.results()["test_images"] > 0
+    assert folder.holds_run() and read_run_config(folder).epochs == 1 and folder.results().test_images > 0
     assert [m["epoch"] for m in folder.metrics()] == [0]
     assert RunFolder.of_checkpoint(out / "checkpoints" / "epoch-0000.safetensors") == folder
     assert RunFolder.of_checkpoint(out / "model.safetensors") is None

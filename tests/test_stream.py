@@ -155,7 +155,7 @@ def test_streamed_training_is_seeded_and_resumes_mid_epoch_to_the_same_result(tm
     first = train(stream_config(tmp_path / "data", tmp_path / "a", checkpoint_every=2), progress=False)
     again = train(stream_config(tmp_path / "data", tmp_path / "b", checkpoint_every=2), progress=False)
     assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
-    assert first["clean_acc"] == again["clean_acc"] and first["pgd"] == again["pgd"]
+    assert first.measurements == again.measurements
     # A run stopped right after its checkpoint at step 4 of the last epoch: everything after it removed.
     stopped = tmp_path / "stopped"
     shutil.copytree(tmp_path / "a", stopped)
@@ -169,7 +169,7 @@ def test_streamed_training_is_seeded_and_resumes_mid_epoch_to_the_same_result(tm
     (stopped / "metrics.jsonl").write_text(lines[0] + "\n")
     resumed = train(stream_config(tmp_path / "data", stopped, checkpoint_every=2), resume=True, progress=False)
     assert read_metrics(stopped) == read_metrics(tmp_path / "a")
-    assert resumed["clean_acc"] == first["clean_acc"] and resumed["pgd"] == first["pgd"]
+    assert resumed.measurements == first.measurements
     sidecar = json.loads((checkpoints / "epoch-0001.json").read_text())
     original = json.loads((tmp_path / "a" / "checkpoints" / "epoch-0001.json").read_text())
     assert sidecar["cost"]["forward_backward"] == original["cost"]["forward_backward"] == 2 * 40

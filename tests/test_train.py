@@ -184,10 +184,10 @@ def test_fast_at_bn_mode_decides_whether_the_fgsm_pass_updates_running_statistic
 ])
 def test_cost_counts_image_passes(tmp_path, method, fb_per_image, f_per_image):
     config = tiny_config(tmp_path / "run", method, epochs=1, data={"train_limit": 256})
-    cost = train(from_dict(RunConfig, config), progress=False)["cost"]
-    assert cost["images"] == 256
-    assert cost["forward_backward"] == fb_per_image * 256
-    assert cost["forward_only"] == f_per_image * 256
+    cost = train(from_dict(RunConfig, config), progress=False).cost
+    assert cost.images == 256
+    assert cost.forward_backward == fb_per_image * 256
+    assert cost.forward_only == f_per_image * 256
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +272,7 @@ def test_bf16_autocast_and_adamw_train_on_cpu(tmp_path):
     config = tiny_config(tmp_path / "run", {"name": "pgd_at", "steps": 2}, epochs=1, precision="bf16",
                          optim={"name": "adamw", "lr": 1e-3, "weight_decay": 0.01}, data={"train_limit": 128})
     results = train(from_dict(RunConfig, config), progress=False)
-    assert 0 <= results["clean_acc"] <= 1
+    assert 0 <= results.model.clean_acc <= 1
     saved = final_tensors(tmp_path / "run")
     assert {"optimizer/0/exp_avg", "optimizer/0/exp_avg_sq", "optimizer/0/step"} <= set(saved)
 
@@ -339,4 +339,4 @@ def test_a_compiled_run_trains_checkpoints_and_evaluates(tmp_path, monkeypatch):
     torch._dynamo.reset()
     config = tiny_config(tmp_path / "run", {"name": "pgd_at", "steps": 2}, epochs=1, compile=True)
     results = train(from_dict(RunConfig, config), progress=False)
-    assert 0 <= results["clean_acc"] <= 1 and (tmp_path / "run" / "checkpoints" / "latest.json").is_file()
+    assert 0 <= results.model.clean_acc <= 1 and (tmp_path / "run" / "checkpoints" / "latest.json").is_file()

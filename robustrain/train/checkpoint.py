@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import RobustrainError
 from ..io import atomic_write, atomic_write_text
+from ..results import Cost
 from ..runs import RunFolder
 
 
@@ -60,6 +61,14 @@ def unpack_state(tensors: dict[str, torch.Tensor], optimizer_states: dict[str, d
         for pid, entries in saved["scalars"].items():
             state.setdefault(int(pid), {}).update(entries)
         optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+
+
+def weights_cost(sidecar: dict) -> Cost | None:
+    """What the weights of a checkpoint cost: its run's training plus that run's initialisation;
+    None when the latter is unknown (a plain state dict). Checkpoints saved before runs could start
+    from other weights have no init_cost: they started from scratch."""
+    init_cost = Cost.from_json(sidecar["init_cost"]) if "init_cost" in sidecar else Cost()
+    return None if init_cost is None else Cost.from_json(sidecar["cost"]) + init_cost
 
 
 KEEP = 2  # the newest checkpoint and the one before it, to fall back on if the newest is damaged

@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import ConfigError, RobustrainError
-from .checkpoint import load_latest
+from ..results import Cost
+from .checkpoint import load_latest, weights_cost
 
 NESTED_ENTRIES = ("state_dict", "model", "model_state_dict", "net")
 
@@ -70,7 +71,7 @@ def _read_state_dict(path: Path, entry: str | None) -> dict[str, torch.Tensor]:
     return {k: v for k, v in loaded.items() if torch.is_tensor(v)}
 
 
-def load_initial_weights(model: nn.Module, config: InitConfig, rename_hint: str = "init.key_map") -> dict | None:
+def load_initial_weights(model: nn.Module, config: InitConfig, rename_hint: str = "init.key_map") -> Cost | None:
     """Load `config.path` into `model`; return the source's total training cost, or None if unknown.
 
     Every parameter and buffer must be matched, except the input normalisation, which
@@ -84,8 +85,7 @@ def load_initial_weights(model: nn.Module, config: InitConfig, rename_hint: str 
         if checkpoint is None:
             raise RobustrainError(f"init path {path} is a folder without a checkpoint; expected a run folder.")
         tensors = {k[len("model/"):]: v for k, v in checkpoint[0].items() if k.startswith("model/")}
-        # Runs saved before init existed have no init_cost: they started from scratch.
-        cost = total_cost(checkpoint[1]["cost"], checkpoint[1].get("init_cost", ZERO_COST))
+        cost = weights_cost(checkpoint[1])
     elif path.is_file():
         tensors = _read_state_dict(path, config.entry)
     else:
@@ -105,13 +105,3 @@ def load_initial_weights(model: nn.Module, config: InitConfig, rename_hint: str 
                               f"rename keys with {rename_hint}.")
     return cost
 
-
-COST_KEYS = ("forward_backward", "forward_only", "train_time_s", "images")
-ZERO_COST = dict.fromkeys(COST_KEYS, 0)
-
-
-def total_cost(own: dict, init_cost: dict | None) -> dict | None:
-    """A run's cost including its initialisation's; None where the latter is unknown."""
-    if init_cost is None:
-        return None
-    return {k: own[k] + init_cost[k] for k in COST_KEYS}

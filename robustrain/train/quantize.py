@@ -14,9 +14,10 @@ from ..config import to_dict
 from ..errors import RobustrainError
 from ..nn import SlimmableConv2d, SlimmableLinear
 from ..nn.quantize import check_bits, quantize_weight
-from .checkpoint import load_latest, pack_state, save_checkpoint
-from .init import InitConfig, ZERO_COST, total_cost
+from ..results import Cost, RunResults
 from ..runs import RunFolder
+from .checkpoint import load_latest, pack_state, save_checkpoint, weights_cost
+from .init import InitConfig
 from .distributed import resolve_device
 from .final import final_evaluation
 from .load import load_run
@@ -32,7 +33,7 @@ def quantize_layers(model: torch.nn.Module, bits: int) -> None:
                 layer.weight.copy_(quantize_weight(layer.weight, bits))
 
 
-def quantize_run(source: str | Path, bits: int, out: str | Path, device: str = "auto") -> dict:
+def quantize_run(source: str | Path, bits: int, out: str | Path, device: str = "auto") -> RunResults:
     """Write run `out`: the newest weights of run `source` quantized to `bits` bits, evaluated as
     every run is at its end (clean accuracy, PGD); its cost is the source's (no training)."""
     try:
@@ -43,7 +44,7 @@ def quantize_run(source: str | Path, bits: int, out: str | Path, device: str = "
     if run.config.model.get("weight_bits") is not None:
         raise RobustrainError(f"{source} is already quantized ({run.config.model['weight_bits']} bits); quantize its "
                               "full-precision source instead")
-    source_cost = load_latest(run.folder)[1]
+    source_sidecar = load_latest(run.folder)[1]
     config = dataclasses.replace(run.config, model={**run.config.model, "weight_bits": bits}, out=str(out),
                                  init=InitConfig(path=str(source)))
     target = resolve_device(config.device if device == "auto" else device)
@@ -60,13 +61,14 @@ def quantize_run(source: str | Path, bits: int, out: str | Path, device: str = "
     try:
         partial.check_new()
         partial.write_config(config)
-        init_cost = total_cost(source_cost["cost"], source_cost.get("init_cost", ZERO_COST))
+        init_cost = weights_cost(source_sidecar)
         tensors, optimizer_states = pack_state({"model": model}, {"optimizer": build_optimizer(config.optim, [model])})
         last = config.epochs - 1
         save_checkpoint(partial.path, last, tensors, {"epoch": last, "seed": config.seed, "optimizers": optimizer_states,
-                                                 "scaler": {}, "cost": dict(ZERO_COST), "init_cost": init_cost,
+                                                 "scaler": {}, "cost": Cost().to_json(),
+                                                 "init_cost": init_cost.to_json() if init_cost is not None else None,
                                                  "config": to_dict(config)})
-        results = final_evaluation(partial, config, model, run.test_set, target, dict(ZERO_COST), init_cost)
+        results = final_evaluation(partial, config, model, run.test_set, target, Cost(), init_cost)
         partial.path.rename(out)
     finally:
         shutil.rmtree(partial.path, ignore_errors=True)

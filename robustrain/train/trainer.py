@@ -22,13 +22,14 @@ from ..data import DatasetInfo, DeviceLoader, FileImages, ImageDataset, StreamLo
 from ..errors import ConfigError, RobustrainError
 from ..evaluate import accuracy
 from ..methods import Method, StepContext, method_from_section
+from ..results import Cost, RunResults
 from ..runs import RunFolder
 from .checkpoint import load_latest, newest_readable_epoch, pack_state, save_checkpoint, unpack_state
 from .cost import PassCounter
 from .distributed import (Distributed, all_reduce_sum, average_gradients, from_environment, resolve_device,
                           synchronise_batch_norm)
 from .final import final_evaluation, per_condition
-from .init import ZERO_COST, load_initial_weights
+from .init import load_initial_weights
 from .optim import build_optimizer
 from .run_config import RunConfig, build_model
 from .schedules import lr_factor, momentum_at
@@ -104,8 +105,9 @@ def _finished(folder: RunFolder, epochs: int) -> bool:
     return epoch is not None and epoch + 1 >= epochs and folder.results_file.is_file()
 
 
-def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
-    """Train (or, with resume, continue) the run of `config` in `config.out`; return its results."""
+def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> RunResults | None:
+    """Train (or, with resume, continue) the run of `config` in `config.out`; return its results
+    (None in the processes other than the first of a data-parallel run)."""
     if config.out is None:
         raise ConfigError("no output folder: set out (CLI: --out RUN_DIR).")
     run_dir = Path(config.out)
@@ -136,27 +138,28 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     optimizers = {"optimizer": optimizer, **{f"method.{name}": o for name, o in method.optimizers().items()}}
 
-    start_epoch, totals, resumed = 0, dict(ZERO_COST), None
+    start_epoch, totals, resumed = 0, Cost(), None
     checkpoint = load_latest(run_dir, device) if resume else None
     if checkpoint is not None:
         tensors, sidecar = checkpoint
         unpack_state(tensors, sidecar["optimizers"], {"model": model, "method": method}, optimizers)
         scaler.load_state_dict(sidecar["scaler"])
-        start_epoch, totals, init_cost = sidecar["epoch"] + 1, sidecar["cost"], sidecar["init_cost"]
+        start_epoch, totals = sidecar["epoch"] + 1, Cost.from_json(sidecar["cost"])
+        init_cost = Cost.from_json(sidecar["init_cost"])
         if "step" in sidecar:  # saved within an epoch: that epoch goes on from its next step
             start_epoch, resumed = sidecar["epoch"], EpochProgress.read(tensors, sidecar, device)
     elif config.init.path is not None:
         init_cost = load_initial_weights(model, config.init)
     else:
-        init_cost = dict(ZERO_COST)
+        init_cost = Cost()
     cluster.barrier()  # every process has checked the folder before process 0 writes into it
     if cluster.writer:
         if not resume:
             folder.write_config(config)
         folder.keep_metrics_before(start_epoch)
-    counter = PassCounter(totals["forward_backward"], totals["forward_only"])
+    counter = PassCounter(totals.forward_backward, totals.forward_only)
     if resumed is not None:
-        totals = sidecar["epoch_start_cost"]
+        totals = Cost.from_json(sidecar["epoch_start_cost"])
     handle, started = counter.attach(model), time.perf_counter()
     # A phase before the first epoch (AdCorDA's correction) is part of the run's cost. Process 0
     # runs it and stores its result in the run folder; the others read it from there.
@@ -166,18 +169,19 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     if not cluster.writer:
         train_set_used = method.prepare(model, train_set, run_dir, device, _augmentation(config))
     handle.remove()
-    totals = {**totals, "forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
-              "train_time_s": totals["train_time_s"] + time.perf_counter() - started}
+    totals = dataclasses.replace(totals, forward_backward=counter.forward_backward, forward_only=counter.forward_only,
+                                 train_time_s=totals.train_time_s + time.perf_counter() - started)
     loader = _loader(config, train_set_used, device, cluster)
 
-    def checkpoint(epoch: int, cost: dict, progress: EpochProgress | None, epoch_start_cost: dict | None = None) -> None:
+    def checkpoint(epoch: int, cost: Cost, progress: EpochProgress | None, epoch_start_cost: Cost | None = None) -> None:
         tensors, optimizer_states = pack_state({"model": model, "method": method}, optimizers)
-        sidecar = {"epoch": epoch, "seed": config.seed, "optimizers": optimizer_states,
-                   "scaler": scaler.state_dict(), "cost": cost, "init_cost": init_cost, "config": to_dict(config)}
+        sidecar = {"epoch": epoch, "seed": config.seed, "optimizers": optimizer_states, "scaler": scaler.state_dict(),
+                   "cost": cost.to_json(), "init_cost": init_cost.to_json() if init_cost is not None else None,
+                   "config": to_dict(config)}
         if progress is not None:
             tensors.update(progress.tensors())
             sidecar.update(step=progress.step, seen=progress.seen, elapsed_s=progress.elapsed_s,
-                           epoch_start_cost=epoch_start_cost)
+                           epoch_start_cost=epoch_start_cost.to_json())
         save_checkpoint(run_dir, epoch, tensors, sidecar, step=progress.step if progress else None)
 
     if config.compile:
@@ -187,9 +191,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         passes = torch.tensor([counter.forward_backward, counter.forward_only], dtype=torch.float64)
 
         def within_epoch(state: EpochProgress, epoch=epoch, before=totals) -> None:
-            checkpoint(epoch, {"forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
-                               "train_time_s": before["train_time_s"] + state.elapsed_s,
-                               "images": before["images"] + state.seen}, state, before)
+            checkpoint(epoch, Cost(counter.forward_backward, counter.forward_only, before.train_time_s + state.elapsed_s,
+                                   before.images + state.seen), state, before)
 
         handle = counter.attach(model)
         record = _train_epoch(training, epoch, progress, resumed if epoch == start_epoch else None, within_epoch)
@@ -198,9 +201,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         epoch_passes = all_reduce_sum(torch.tensor([counter.forward_backward, counter.forward_only],
                                                    dtype=torch.float64) - passes, cluster.world)
         counter.forward_backward, counter.forward_only = (int(v) for v in passes + epoch_passes)
-        totals = {"forward_backward": counter.forward_backward, "forward_only": counter.forward_only,
-                  "train_time_s": totals["train_time_s"] + record["epoch_time_s"],
-                  "images": totals["images"] + record["images"]}
+        totals = Cost(counter.forward_backward, counter.forward_only, totals.train_time_s + record["epoch_time_s"],
+                      totals.images + record["images"])
         if not cluster.writer:
             continue
         record["test_acc"] = per_condition(model, lambda net: accuracy(
@@ -214,7 +216,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
                    f"train acc {record['train_acc']:.4f}  test acc {shown}  {record['images_per_s']:.0f} img/s")
     cluster.barrier()
     if not cluster.writer:
-        return {}
+        return None
     return final_evaluation(folder, config, model, test_set, device, totals, init_cost, progress)
 
 
