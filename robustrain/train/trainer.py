@@ -110,114 +110,186 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     (None in the processes other than the first of a data-parallel run)."""
     if config.out is None:
         raise ConfigError("no output folder: set out (CLI: --out RUN_DIR).")
-    run_dir = Path(config.out)
-    folder = RunFolder(run_dir)
+    folder = RunFolder(Path(config.out))
     folder.check_resumable() if resume else folder.check_new()
     if resume and _finished(folder, config.epochs):
         if progress:
-            tqdm.write(f"{run_dir} finished all {config.epochs} epochs already; nothing to train.")
+            tqdm.write(f"{folder.path} finished all {config.epochs} epochs already; nothing to train.")
         return folder.results()
     cluster = from_environment("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
     device = resolve_device(config.device, cluster.local_rank)
+    method = _check_before_data(config, device, cluster)
+    train_set, test_set = load_training_data(config)
+    state = _build(config, method, train_set.info, device, cluster)
+    start = _start(config, folder, state, device, resume)
+    cluster.barrier()  # every process has checked the folder before process 0 writes into it
+    if cluster.writer:
+        if not resume:
+            folder.write_config(config)
+        folder.keep_metrics_before(start.epoch)
+    counter = PassCounter(start.cost.forward_backward, start.cost.forward_only)
+    train_set_used, totals = _prepare(config, folder, state, train_set, start.epoch_start_cost, counter, device, cluster)
+    saver = Checkpointer(folder, config, state, start.init_cost)
+    if config.compile:
+        state.model.compile()  # every path methods call, in place
+    training = EpochParts(config, _loader(config, train_set_used, device, cluster), state.model, state.method,
+                          state.optimizer, state.scaler, device, cluster)
+    for epoch in range(start.epoch, config.epochs):
+        record, totals = _run_epoch(training, epoch, totals, counter, saver,
+                                    start.resumed if epoch == start.epoch else None, progress)
+        if cluster.writer:
+            _record_epoch(training, epoch, record, folder, test_set, saver, totals)
+    cluster.barrier()
+    if not cluster.writer:
+        return None
+    return final_evaluation(folder, config, state.model, test_set, device, totals, start.init_cost, progress)
+
+
+def _check_before_data(config: RunConfig, device: torch.device, cluster: Distributed) -> Method:
+    """Every refusal that needs no data; the method, built."""
     if config.precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision fp16 needs a CUDA device (GradScaler); use bf16 or fp32 on a CPU.")
     method = validate(config)  # a bad method or model setting is refused before any data is read
     if config.checkpoint_every is not None and cluster.world > 1:
         raise ConfigError(f"checkpoint_every saves one process's random streams, so it works in single-process "
                           f"runs; this run has {cluster.world} processes (they checkpoint at the end of each epoch).")
-    train_set, test_set = load_training_data(config)
+    return method
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingState:
+    """What a checkpoint saves and restores: the model, the method and their optimisers."""
+
+    model: torch.nn.Module
+    method: Method
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model, "method": self.method}
+
+
+def _build(config: RunConfig, method: Method, info: DatasetInfo, device: torch.device,
+           cluster: Distributed) -> TrainingState:
     torch.manual_seed(config.seed)
-    model = build_model(config, train_set.info).to(device)
+    model = build_model(config, info).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     method = method.to(device)
     method.attach(model)
-    method.check_images(model, (train_set.info.channels, *train_set.info.image_size))
+    method.check_images(model, (info.channels, *info.image_size))
     synchronise_batch_norm(model, config.sync_bn and cluster.world > 1)
     optimizer = build_optimizer(config.optim, [model, method], exclude=method.self_trained_parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     optimizers = {"optimizer": optimizer, **{f"method.{name}": o for name, o in method.optimizers().items()}}
+    return TrainingState(model, method, optimizer, scaler, optimizers)
 
-    start_epoch, totals, resumed = 0, Cost(), None
-    checkpoint = load_latest(run_dir, device) if resume else None
-    if checkpoint is not None:
-        tensors, sidecar = checkpoint
-        unpack_state(tensors, sidecar["optimizers"], {"model": model, "method": method}, optimizers)
-        scaler.load_state_dict(sidecar["scaler"])
-        start_epoch, totals = sidecar["epoch"] + 1, Cost.from_json(sidecar["cost"])
-        init_cost = Cost.from_json(sidecar["init_cost"])
-        if "step" in sidecar:  # saved within an epoch: that epoch goes on from its next step
-            start_epoch, resumed = sidecar["epoch"], EpochProgress.read(tensors, sidecar, device)
-    elif config.init.path is not None:
-        init_cost = load_initial_weights(model, config.init)
-    else:
-        init_cost = Cost()
-    cluster.barrier()  # every process has checked the folder before process 0 writes into it
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Where a run starts: its first epoch, the cost so far, the cost of the weights it started
+    from (None: unknown), and, when resumed within an epoch, that epoch's progress and its cost
+    at its start."""
+
+    epoch: int = 0
+    cost: Cost = Cost()
+    init_cost: Cost | None = Cost()
+    resumed: EpochProgress | None = None
+    epoch_start_cost: Cost = Cost()
+
+
+def _start(config: RunConfig, folder: RunFolder, state: TrainingState, device: torch.device, resume: bool) -> Start:
+    """Restore the newest checkpoint (resume), load the initial weights (init.path), or start afresh."""
+    checkpoint = load_latest(folder.path, device) if resume else None
+    if checkpoint is None:
+        init_cost = load_initial_weights(state.model, config.init) if config.init.path is not None else Cost()
+        return Start(init_cost=init_cost)
+    tensors, sidecar = checkpoint
+    unpack_state(tensors, sidecar["optimizers"], state.modules, state.optimizers)
+    state.scaler.load_state_dict(sidecar["scaler"])
+    cost, init_cost = Cost.from_json(sidecar["cost"]), Cost.from_json(sidecar["init_cost"])
+    if "step" in sidecar:  # saved within an epoch: that epoch goes on from its next step
+        return Start(sidecar["epoch"], cost, init_cost, EpochProgress.read(tensors, sidecar, device),
+                     Cost.from_json(sidecar["epoch_start_cost"]))
+    return Start(sidecar["epoch"] + 1, cost, init_cost, epoch_start_cost=cost)
+
+
+def _prepare(config: RunConfig, folder: RunFolder, state: TrainingState, train_set: ImageDataset, before: Cost,
+             counter: PassCounter, device: torch.device, cluster: Distributed) -> tuple[ImageDataset, Cost]:
+    """The method's phase before the first epoch (AdCorDA's correction), counted in the run's cost;
+    returns the training set it leaves and the cost so far. Process 0 runs it and stores its result
+    in the run folder; the others read it from there."""
+    handle, started = counter.attach(state.model), time.perf_counter()
     if cluster.writer:
-        if not resume:
-            folder.write_config(config)
-        folder.keep_metrics_before(start_epoch)
-    counter = PassCounter(totals.forward_backward, totals.forward_only)
-    if resumed is not None:
-        totals = Cost.from_json(sidecar["epoch_start_cost"])
-    handle, started = counter.attach(model), time.perf_counter()
-    # A phase before the first epoch (AdCorDA's correction) is part of the run's cost. Process 0
-    # runs it and stores its result in the run folder; the others read it from there.
-    if cluster.writer:
-        train_set_used = method.prepare(model, train_set, run_dir, device, _augmentation(config))
+        train_set = state.method.prepare(state.model, train_set, folder.path, device, _augmentation(config))
     cluster.barrier()
     if not cluster.writer:
-        train_set_used = method.prepare(model, train_set, run_dir, device, _augmentation(config))
+        train_set = state.method.prepare(state.model, train_set, folder.path, device, _augmentation(config))
     handle.remove()
-    totals = dataclasses.replace(totals, forward_backward=counter.forward_backward, forward_only=counter.forward_only,
-                                 train_time_s=totals.train_time_s + time.perf_counter() - started)
-    loader = _loader(config, train_set_used, device, cluster)
+    return train_set, dataclasses.replace(before, forward_backward=counter.forward_backward,
+                                          forward_only=counter.forward_only,
+                                          train_time_s=before.train_time_s + time.perf_counter() - started)
 
-    def checkpoint(epoch: int, cost: Cost, progress: EpochProgress | None, epoch_start_cost: Cost | None = None) -> None:
-        tensors, optimizer_states = pack_state({"model": model, "method": method}, optimizers)
-        sidecar = {"epoch": epoch, "seed": config.seed, "optimizers": optimizer_states, "scaler": scaler.state_dict(),
-                   "cost": cost.to_json(), "init_cost": init_cost.to_json() if init_cost is not None else None,
-                   "config": to_dict(config)}
+
+@dataclasses.dataclass(frozen=True)
+class Checkpointer:
+    """Saves the training state with the run's cost: at the end of an epoch, or within one with
+    the epoch's progress and its cost at its start."""
+
+    folder: RunFolder
+    config: RunConfig
+    state: TrainingState
+    init_cost: Cost | None
+
+    def save(self, epoch: int, cost: Cost, progress: EpochProgress | None = None,
+             epoch_start_cost: Cost | None = None) -> None:
+        tensors, optimizer_states = pack_state(self.state.modules, self.state.optimizers)
+        sidecar = {"epoch": epoch, "seed": self.config.seed, "optimizers": optimizer_states,
+                   "scaler": self.state.scaler.state_dict(), "cost": cost.to_json(),
+                   "init_cost": self.init_cost.to_json() if self.init_cost is not None else None,
+                   "config": to_dict(self.config)}
         if progress is not None:
             tensors.update(progress.tensors())
             sidecar.update(step=progress.step, seen=progress.seen, elapsed_s=progress.elapsed_s,
                            epoch_start_cost=epoch_start_cost.to_json())
-        save_checkpoint(run_dir, epoch, tensors, sidecar, step=progress.step if progress else None)
+        save_checkpoint(self.folder.path, epoch, tensors, sidecar, step=progress.step if progress else None)
 
-    if config.compile:
-        model.compile()  # every path methods call, in place
-    training = EpochParts(config, loader, model, method, optimizer, scaler, device, cluster)
-    for epoch in range(start_epoch, config.epochs):
-        passes = torch.tensor([counter.forward_backward, counter.forward_only], dtype=torch.float64)
 
-        def within_epoch(state: EpochProgress, epoch=epoch, before=totals) -> None:
-            checkpoint(epoch, Cost(counter.forward_backward, counter.forward_only, before.train_time_s + state.elapsed_s,
-                                   before.images + state.seen), state, before)
+def _run_epoch(parts: EpochParts, epoch: int, before: Cost, counter: PassCounter, saver: Checkpointer,
+               resumed: EpochProgress | None, progress: bool) -> tuple[dict, Cost]:
+    """Train one epoch (checkpointing within it every `checkpoint_every` steps); returns its
+    metrics record and the run's cost after it, passes summed over every process."""
+    passes = torch.tensor([counter.forward_backward, counter.forward_only], dtype=torch.float64)
 
-        handle = counter.attach(model)
-        record = _train_epoch(training, epoch, progress, resumed if epoch == start_epoch else None, within_epoch)
-        handle.remove()
-        # Passes of every process: this epoch's counts summed over the processes.
-        epoch_passes = all_reduce_sum(torch.tensor([counter.forward_backward, counter.forward_only],
-                                                   dtype=torch.float64) - passes, cluster.world)
-        counter.forward_backward, counter.forward_only = (int(v) for v in passes + epoch_passes)
-        totals = Cost(counter.forward_backward, counter.forward_only, totals.train_time_s + record["epoch_time_s"],
-                      totals.images + record["images"])
-        if not cluster.writer:
-            continue
-        record["test_acc"] = per_condition(model, lambda net: accuracy(
-            net, test_set, batch_size=config.eval.batch_size, device=device))
-        folder.append_metrics(record)
-        checkpoint(epoch, totals, None)
-        test = record["test_acc"]
-        shown = f"{test:.4f}" if isinstance(test, float) else \
-            f"{min(test.values()):.4f}-{max(test.values()):.4f} over {len(test)} settings"
-        tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
-                   f"train acc {record['train_acc']:.4f}  test acc {shown}  {record['images_per_s']:.0f} img/s")
-    cluster.barrier()
-    if not cluster.writer:
-        return None
-    return final_evaluation(folder, config, model, test_set, device, totals, init_cost, progress)
+    def within_epoch(state: EpochProgress) -> None:
+        saver.save(epoch, Cost(counter.forward_backward, counter.forward_only, before.train_time_s + state.elapsed_s,
+                               before.images + state.seen), state, before)
+
+    handle = counter.attach(parts.model)
+    record = _train_epoch(parts, epoch, progress, resumed, within_epoch)
+    handle.remove()
+    epoch_passes = all_reduce_sum(torch.tensor([counter.forward_backward, counter.forward_only],
+                                               dtype=torch.float64) - passes, parts.cluster.world)
+    counter.forward_backward, counter.forward_only = (int(v) for v in passes + epoch_passes)
+    return record, Cost(counter.forward_backward, counter.forward_only, before.train_time_s + record["epoch_time_s"],
+                        before.images + record["images"])
+
+
+def _record_epoch(parts: EpochParts, epoch: int, record: dict, folder: RunFolder, test_set: ImageDataset,
+                  saver: Checkpointer, cost: Cost) -> None:
+    """Process 0 after an epoch: test accuracy, the metrics line, the checkpoint, a line on the console."""
+    config = parts.config
+    record["test_acc"] = per_condition(parts.model, lambda net: accuracy(
+        net, test_set, batch_size=config.eval.batch_size, device=parts.device))
+    folder.append_metrics(record)
+    saver.save(epoch, cost)
+    test = record["test_acc"]
+    shown = f"{test:.4f}" if isinstance(test, float) else \
+        f"{min(test.values()):.4f}-{max(test.values()):.4f} over {len(test)} settings"
+    tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
+               f"train acc {record['train_acc']:.4f}  test acc {shown}  {record['images_per_s']:.0f} img/s")
 
 
 @dataclasses.dataclass(frozen=True)
