@@ -7,6 +7,13 @@ file systems and many-core machines need: one open file per shard instead of one
 it needs nothing but Python's `tarfile` to write or read: no extra dependency. Shards are
 indexed once (member offsets from the tar headers), so a shard set is a random-access dataset
 with the same (seed, epoch) determinism and mid-epoch resume as an image folder.
+
+Why not the `webdataset` package (1.0.2, maintained; it adds braceexpand and PyYAML): it reads
+shards as streams (an IterableDataset with shuffle buffers), so a batch would depend on the
+number of workers and an epoch could not start at a given batch, which is the contract every
+robustrain loader keeps. The sample layout is its own (`<key>.<ext>` members), so shards written
+here can be read with it; shards written elsewhere are read here when each sample has a `.cls`
+label (and a key without dots) and the folder has a classes.txt.
 """
 
 from __future__ import annotations
