@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import DataError
+from .files import FileImages
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,10 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """uint8 images (N, C, H, W), int64 labels (N,), class names and metadata."""
+    """uint8 images (N, C, H, W), int64 labels (N,), class names and metadata. The images are a
+    tensor, or `FileImages` (decoded when read) for a streamed split."""
 
-    images: torch.Tensor
+    images: torch.Tensor | FileImages
     labels: torch.Tensor
     classes: tuple[str, ...]
     info: DatasetInfo

@@ -253,6 +253,9 @@ def decoded_batches(items: DecodeItems, batches: list[np.ndarray], workers: int,
         yield tensor
 
 
+DECODE_CHUNK = 256  # images per task when a whole set is decoded: large enough that a task's start costs little
+
+
 @dataclass(frozen=True)
 class FileImages:
     """uint8 images (N, C, H, W) that stay encoded on disk until read: indexing gives another
@@ -299,13 +302,14 @@ class FileImages:
         yield from decoded_batches(items, [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)],
                                    self.workers, pin_memory)
 
-    def to(self, device: torch.device | str = "cpu", **_) -> torch.Tensor:
-        parts = list(self.batches(DECODE_CHUNK))
-        images = torch.cat(parts) if parts else torch.zeros(self.shape, dtype=torch.uint8)
+    def to(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Every image decoded, into one tensor filled batch by batch (no second copy of the set)."""
+        images = torch.empty(self.shape, dtype=torch.uint8)
+        start = 0
+        for batch in self.batches(DECODE_CHUNK):
+            images[start:start + len(batch)] = batch
+            start += len(batch)
         return images.to(device)
-
-
-DECODE_CHUNK = 256  # images per task when a whole set is decoded: large enough that a task's start costs little
 
 
 def _probe_shape(records: Records, color: str, view: EvalTransform) -> tuple[int, int, int]:

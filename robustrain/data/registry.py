@@ -15,9 +15,9 @@ from .digits import load_digits
 from .files import EvalTransform, FileImages, open_file_images
 from .imagefolder import cached_decode, folder_fingerprint, folder_records, list_image_folder
 from .shards import read_shards, shard_fingerprint, shard_paths
-from .tinyimagenet import list_tiny_imagenet
 from .mnist import load_mnist
 from .svhn import load_svhn
+from .tinyimagenet import list_tiny_imagenet
 
 DATASETS: Registry = Registry("dataset", DataError)
 """Every dataset, by name: a loader (root, split, ReadOptions) -> ImageDataset."""

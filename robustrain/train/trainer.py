@@ -330,8 +330,8 @@ def _train_epoch(parts: EpochParts, epoch: int, progress: bool, resumed: EpochPr
     seen, start, started = 0, 0, time.perf_counter()
     if resumed is not None:
         start, seen, started = resumed.step, resumed.seen, started - resumed.elapsed_s
-        loss_sum, correct = resumed.sums.pop("loss"), resumed.sums.pop("correct")
-        logs_sum = {k[len("logs/"):]: v for k, v in resumed.sums.items()}
+        loss_sum, correct = resumed.sums["loss"].clone(), resumed.sums["correct"].clone()
+        logs_sum = {k[len("logs/"):]: v.clone() for k, v in resumed.sums.items() if k.startswith("logs/")}
         _set_random_states(resumed.rng, ctx, device)
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{config.epochs}",
