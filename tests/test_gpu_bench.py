@@ -59,6 +59,8 @@ def test_the_lease_script_runs_every_stage_in_the_tiny_mode(tmp_path):
                    cwd=ROOT, check=True, capture_output=True)
     assert "passed" in (out / "hot-path.log").read_text()
     assert json.loads((out / "gpu-speed.json").read_text())["commit"] == "abc1234"
+    decode = (out / "decode.log").read_text()
+    assert "cache:" in decode and "stream:" in decode and "| 2 |" in decode
     [entry] = json.loads((out / "reproductions.json").read_text())
     assert entry["name"] == "fast_at_cifar10" and entry["verdict"] == "not comparable"
 
