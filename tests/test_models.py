@@ -172,3 +172,21 @@ def test_imagenet_stem_resnets_have_torchvisions_parameter_counts():
     assert model.feature_map(torch.rand(1, 3, 224, 224), Condition()).shape == (1, 512, 7, 7)  # stride 32
     with pytest.raises(ValueError, match="stem must be 'cifar' or 'imagenet'"):
         create_model("resnet18", 10, stem="tiny")
+
+
+def test_a_model_built_directly_owns_its_conditioning_like_one_from_the_registry():
+    from robustrain.models.resnet import BasicBlock, ResNet
+    from robustrain.nn import LambdaCodes, NormSpec, SlimmableConv2d, SlimmableLinear
+
+    codes = LambdaCodes((0.0, 1.0), "onehot", 2, True)
+    norm = NormSpec(codes.num_routes, (0.5, 1.0), codes.dim, False)
+    direct = ResNet(BasicBlock, (1, 1, 1, 1), 10, (0.5,) * 3, (0.25,) * 3, norm=norm, lambda_codes=codes,
+                    weight_bits=4)
+    registered = create_model("resnet18", 10, lambdas=[0.0, 1.0], encoding="onehot", encoding_dim=2,
+                              widths=[0.5, 1.0], weight_bits=4)
+    for model in (direct, registered):
+        assert model.widths == (0.5, 1.0) and model.weight_bits == 4
+        assert model.lambda_codes.values.tolist() == [0.0, 1.0]
+        layers = [m for m in model.modules() if isinstance(m, (SlimmableConv2d, SlimmableLinear))]
+        assert layers and all(layer.weight_bits == 4 for layer in layers)
+    assert list(direct.evaluation_conditions()) == list(registered.evaluation_conditions())

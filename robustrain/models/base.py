@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import DEFAULT, Condition, LambdaCodes, Normalize, SlimmableConv2d
+from ..nn import DEFAULT, Condition, LambdaCodes, NormSpec, Normalize, SlimmableConv2d, SlimmableLinear
 
 
 class Classifier(nn.Module):
@@ -19,19 +19,28 @@ class Classifier(nn.Module):
 
     A conditioned model (built with the registry's `lambdas` and/or `widths` options) also
     holds `lambda_codes` (OAT's λ grid and encoding) and `widths` (OATS' sub-network
-    widths); `bind(lam=..., width=...)` turns one of its settings into a plain classifier.
-    `weight_bits` is the bit-width its convolutions and linear layers compute with (None: full
-    precision).
+    widths, `norm.widths`); `bind(lam=..., width=...)` turns one of its settings into a plain
+    classifier. `weight_bits` is the bit-width its convolutions and linear layers compute with
+    (None: full precision). Every constructor passes these to `__init__` first and calls
+    `finish()` last, so a model built directly has them as one built by the registry.
     """
 
     fc: nn.Linear
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, mean: Sequence[float], std: Sequence[float], norm: NormSpec = NormSpec(),
+                 lambda_codes: LambdaCodes | None = None, weight_bits: int | None = None):
         super().__init__()
         self.normalize = Normalize(mean, std)
-        self.lambda_codes: LambdaCodes | None = None
-        self.widths: tuple[float, ...] = (1.0,)
-        self.weight_bits: int | None = None
+        self.lambda_codes = lambda_codes
+        self.widths: tuple[float, ...] = norm.widths
+        self.weight_bits = weight_bits
+
+    def finish(self) -> None:
+        """The constructor's last step: every convolution and linear layer computes with the model's
+        `weight_bits`."""
+        for layer in self.modules():
+            if isinstance(layer, (SlimmableConv2d, SlimmableLinear)):
+                layer.weight_bits = self.weight_bits
 
     def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         raise NotImplementedError

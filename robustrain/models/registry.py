@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from ..nn import LambdaCodes, NormSpec, SlimmableConv2d, SlimmableLinear
+from ..nn import LambdaCodes, NormSpec
 from ..nn.quantize import check_bits
 from ..nn.slimmable import check_widths
 from ..registry import Registry
@@ -74,7 +74,7 @@ def model_options(name: str) -> dict[str, inspect.Parameter]:
     """The keyword options `create_model(name, ...)` accepts beyond the common ones: the
     constructor's own and the options every model has (see `common_options`)."""
     params = inspect.signature(_lookup(name)).parameters.values()
-    own = {p.name: p for p in params if p.name not in ("num_classes", "mean", "std", "norm")}
+    own = {p.name: p for p in params if p.name not in ("num_classes", "mean", "std", "norm", "lambda_codes", "weight_bits")}
     return {**own, **COMMON_OPTIONS}
 
 
@@ -104,12 +104,8 @@ def create_model(name: str, num_classes: int, *, mean: Sequence[float] | None = 
         raise ValueError(f"mean and std must have {in_channels} entries (in_channels), got {len(mean)} and {len(std)}.")
     chosen = {k: options.pop(k) for k in list(options) if k in COMMON_OPTIONS}
     norm, codes, weight_bits = common_options(**chosen)
-    model = constructor(num_classes=num_classes, mean=mean, std=std, norm=norm, **options)
-    model.lambda_codes, model.widths, model.weight_bits = codes, norm.widths, weight_bits
-    for layer in model.modules():
-        if isinstance(layer, (SlimmableConv2d, SlimmableLinear)):
-            layer.weight_bits = weight_bits
-    return model
+    return constructor(num_classes=num_classes, mean=mean, std=std, norm=norm, lambda_codes=codes,
+                       weight_bits=weight_bits, **options)
 
 
 _SIMPLE_TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import DEFAULT, Condition, NormSpec, SlimmableConv2d, SlimmableLinear, channels_at
+from ..nn import DEFAULT, Condition, LambdaCodes, NormSpec, SlimmableConv2d, SlimmableLinear, channels_at
 from ..nn.condition import mask_channels
 from .base import Classifier, ConditionedSequential, conv1x1, conv3x3
 
@@ -146,8 +146,9 @@ class ResNet(Classifier):
     """
 
     def __init__(self, block, stage_blocks: Sequence[int], num_classes: int, mean, std, in_channels: int = 3,
-                 norm: NormSpec = NormSpec(), stem: Literal["cifar", "imagenet"] = "cifar"):
-        super().__init__(mean, std)
+                 norm: NormSpec = NormSpec(), stem: Literal["cifar", "imagenet"] = "cifar",
+                 lambda_codes: LambdaCodes | None = None, weight_bits: int | None = None):
+        super().__init__(mean, std, norm, lambda_codes, weight_bits)
         if stem not in ("cifar", "imagenet"):
             raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}.")
         self.stem = stem
@@ -156,6 +157,7 @@ class ResNet(Classifier):
         self.bn1 = norm(64)
         self.stages, width = make_stages(block, stage_blocks, (64, 128, 256, 512), 64, norm)
         self.fc = SlimmableLinear(width, num_classes)
+        self.finish()
 
     def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x, cond), cond))
@@ -169,12 +171,14 @@ class PreActResNet(Classifier):
     PreAct-ResNet-18 of Rice et al.'s robust-overfitting study)."""
 
     def __init__(self, stage_blocks: Sequence[int], num_classes: int, mean, std, in_channels: int = 3,
-                 norm: NormSpec = NormSpec()):
-        super().__init__(mean, std)
+                 norm: NormSpec = NormSpec(),
+                 lambda_codes: LambdaCodes | None = None, weight_bits: int | None = None):
+        super().__init__(mean, std, norm, lambda_codes, weight_bits)
         self.conv1 = conv3x3(in_channels, 64)
         self.stages, width = make_stages(PreActBlock, stage_blocks, (64, 128, 256, 512), 64, norm)
         self.bn = norm(width, film=False)
         self.fc = SlimmableLinear(width, num_classes)
+        self.finish()
 
     def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         x = self.conv1(x, cond)
@@ -186,8 +190,9 @@ class PreActResNet(Classifier):
 class CifarResNet(Classifier):
     """He et al. (2016a)'s CIFAR ResNet-(6n+2): 16-32-64 channels, zero-padding shortcuts."""
 
-    def __init__(self, depth: int, num_classes: int, mean, std, in_channels: int = 3, norm: NormSpec = NormSpec()):
-        super().__init__(mean, std)
+    def __init__(self, depth: int, num_classes: int, mean, std, in_channels: int = 3, norm: NormSpec = NormSpec(),
+                 lambda_codes: LambdaCodes | None = None, weight_bits: int | None = None):
+        super().__init__(mean, std, norm, lambda_codes, weight_bits)
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}.")
         n = (depth - 2) // 6
@@ -195,6 +200,7 @@ class CifarResNet(Classifier):
         self.bn1 = norm(16)
         self.stages, width = make_stages(ZeroPadBasicBlock, (n, n, n), (16, 32, 64), 16, norm)
         self.fc = SlimmableLinear(width, num_classes)
+        self.finish()
 
     def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         return run_stages(self.stages, F.relu(self.bn1(self.conv1(x, cond), cond)), cond)
@@ -206,8 +212,9 @@ class WideResNet(Classifier):
     the two convolutions of each block (0.3 in the OAT code's WRN-16-8 and WRN-40-2)."""
 
     def __init__(self, depth: int, widen_factor: int, num_classes: int, mean, std, in_channels: int = 3,
-                 dropout: float = 0.0, norm: NormSpec = NormSpec()):
-        super().__init__(mean, std)
+                 dropout: float = 0.0, norm: NormSpec = NormSpec(),
+                 lambda_codes: LambdaCodes | None = None, weight_bits: int | None = None):
+        super().__init__(mean, std, norm, lambda_codes, weight_bits)
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n+4 (16, 28, 34, 40, ...), got {depth}.")
         n = (depth - 4) // 6
@@ -218,5 +225,6 @@ class WideResNet(Classifier):
         self.stages, width = make_stages(PreActBlock, (n, n, n), channels, 16, norm, dropout=dropout)
         self.bn = norm(width, film=False)
         self.fc = SlimmableLinear(width, num_classes)
+        self.finish()
 
     feature_map = PreActResNet.feature_map

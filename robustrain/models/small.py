@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import DEFAULT, Condition, NormSpec, SlimmableLinear
+from ..nn import DEFAULT, Condition, LambdaCodes, NormSpec, SlimmableLinear
 from .base import Classifier, conv3x3
 
 
@@ -26,8 +26,8 @@ class SmallCNN(Classifier):
     for any input size of at least 4x4."""
 
     def __init__(self, num_classes: int, mean, std, in_channels: int = 3, width: int = 32,
-                 norm: NormSpec = NormSpec()):
-        super().__init__(mean, std)
+                 norm: NormSpec = NormSpec(), lambda_codes: LambdaCodes | None = None, weight_bits: int | None = None):
+        super().__init__(mean, std, norm, lambda_codes, weight_bits)
         if width < 1:
             raise ValueError(f"width must be a positive number of channels, got {width}.")
         channels = (width, 2 * width, 4 * width)
@@ -38,6 +38,7 @@ class SmallCNN(Classifier):
             previous = c
         self.layers = nn.ModuleList(layers)
         self.fc = SlimmableLinear(previous, num_classes)
+        self.finish()
 
     def feature_map(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         for index, layer in enumerate(self.layers):
