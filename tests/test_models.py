@@ -190,3 +190,14 @@ def test_a_model_built_directly_owns_its_conditioning_like_one_from_the_registry
         layers = [m for m in model.modules() if isinstance(m, (SlimmableConv2d, SlimmableLinear))]
         assert layers and all(layer.weight_bits == 4 for layer in layers)
     assert list(direct.evaluation_conditions()) == list(registered.evaluation_conditions())
+
+
+def test_a_block_built_on_its_own_runs_and_masks_its_channels():
+    from robustrain.models.resnet import BasicBlock
+    from robustrain.nn import NormSpec
+
+    block = BasicBlock(4, 4, 1, NormSpec()).eval()  # outside make_stages: mask index 0
+    x = torch.rand(2, 4, 5, 5)
+    masked = block(x, Condition(channel_masks=[torch.zeros(4)]))
+    # with every middle channel masked, the residual branch is bn2(conv2(0)) = bn2's shift only
+    assert block(x).shape == masked.shape == (2, 4, 5, 5) and not torch.equal(block(x), masked)

@@ -50,8 +50,10 @@ class ZeroPadShortcut(nn.Module):
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec, zero_pad_shortcut: bool = False):
+    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec, mask_index: int = 0,
+                 zero_pad_shortcut: bool = False):
         super().__init__()
+        self.mask_index = mask_index
         self.conv1 = conv3x3(in_channels, channels, stride)
         self.bn1 = norm(channels)
         self.conv2 = conv3x3(channels, channels)
@@ -68,15 +70,16 @@ class BasicBlock(nn.Module):
 
 
 class ZeroPadBasicBlock(BasicBlock):
-    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec):
-        super().__init__(in_channels, channels, stride, norm, zero_pad_shortcut=True)
+    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec, mask_index: int = 0):
+        super().__init__(in_channels, channels, stride, norm, mask_index, zero_pad_shortcut=True)
 
 
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec):
+    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec, mask_index: int = 0):
         super().__init__()
+        self.mask_index = mask_index
         out_channels = channels * self.expansion
         self.conv1 = conv1x1(in_channels, channels)
         self.bn1 = norm(channels)
@@ -96,8 +99,10 @@ class Bottleneck(nn.Module):
 class PreActBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec, dropout: float = 0.0):
+    def __init__(self, in_channels: int, channels: int, stride: int, norm: NormSpec, mask_index: int = 0,
+                 dropout: float = 0.0):
         super().__init__()
+        self.mask_index = mask_index
         self.dropout = dropout
         self.bn1 = norm(in_channels)
         self.conv1 = conv3x3(in_channels, channels, stride)
@@ -116,18 +121,19 @@ class PreActBlock(nn.Module):
 
 def make_stages(block: type[nn.Module], stage_blocks: Sequence[int], stage_channels: Sequence[int], in_channels: int,
                 norm: NormSpec, **block_options) -> tuple[nn.ModuleList, int]:
-    """Stages of `block`; the first stage keeps the resolution, later ones halve it."""
+    """Stages of `block`; the first stage keeps the resolution, later ones halve it. Blocks are
+    numbered in order (`mask_index`: their entry in Condition.channel_masks)."""
     expansion = block.expansion
     stages = nn.ModuleList()
+    made = 0
     for index, (count, channels) in enumerate(zip(stage_blocks, stage_channels)):
         blocks = ConditionedSequential()
         for b in range(count):
             stride = 2 if index > 0 and b == 0 else 1
-            blocks.append(block(in_channels, channels, stride, norm, **block_options))
+            blocks.append(block(in_channels, channels, stride, norm, made, **block_options))
             in_channels = channels * expansion
+            made += 1
         stages.append(blocks)
-    for index, made in enumerate(b for stage in stages for b in stage):
-        made.mask_index = index  # its entry in Condition.channel_masks
     return stages, in_channels
 
 
