@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/robustrain demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check --quiet --select F,E9 robustrain tests scripts bench examples
+	$(VENV)/bin/ruff check --quiet robustrain tests scripts bench examples
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)

@@ -4,7 +4,8 @@
 
 A bare attack step is one forward and one input-gradient backward in eval mode plus the signed
 step and projection, written here as plainly as possible (K of them in one loop, as an attack
-runs them); a bare training step is forward, backward and an SGD update in train mode. The PGD-AT step is the trainer's own path:
+runs them); a bare training step is forward, backward and an SGD update in train mode. The PGD-AT step is the
+trainer's own path:
 `method.step` (the attack with its random start, then the adversarial forward), backward and the
 optimizer step. Goal (issue 9): at most 1.05. The three are timed one after another in each
 round, so that a slow moment of a shared machine hits all of them; the table gives the median
@@ -83,7 +84,8 @@ def main() -> None:
     eps, alpha = 8 / 255, 2 / 255
     print(f"{args.model} (width {args.width}), batch {args.batch}, {torch.get_num_threads()} threads, "
           f"channels_last {args.channels_last}, {args.repeats} rounds\n")
-    print("| K | robustrain PGD-AT step (ms) | K bare attack steps + training step (ms) | overhead (middle half) | goal |")
+    print("| K | robustrain PGD-AT step (ms) | K bare attack steps + training step (ms) | overhead (middle half) "
+          "| goal |")
     print("|---:|---:|---:|---:|---|")
     for steps in args.steps:
         method = create_method("pgd_at", {"steps": steps}, Threat(norm="linf", eps=eps))
@@ -100,7 +102,8 @@ def main() -> None:
         quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         ratio = statistics.median(ratios)
         print(f"| {steps} | {1e3 * statistics.median(ours):.1f} | {1e3 * statistics.median(floors):.1f} | "
-              f"{ratio:.3f} ({quartiles[0]:.3f}-{quartiles[2]:.3f}) | {'met' if ratio <= 1.05 else 'missed'} (<= 1.05) |")
+              f"{ratio:.3f} ({quartiles[0]:.3f}-{quartiles[2]:.3f}) | "
+              f"{'met' if ratio <= 1.05 else 'missed'} (<= 1.05) |")
 
 
 if __name__ == "__main__":

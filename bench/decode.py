@@ -46,7 +46,8 @@ def stream_seconds(root: Path, workers: int) -> tuple[float, int]:
 
 
 def table(title: str, seconds: dict[int, list[float]], images: int) -> str:
-    lines = [title, "", f"| workers | seconds per round ({images:,} images) | median | images/s |", "|---:|---|---:|---:|"]
+    lines = [title, "", f"| workers | seconds per round ({images:,} images) | median | images/s |",
+             "|---:|---|---:|---:|"]
     for workers, rounds in seconds.items():
         median = statistics.median(rounds)
         lines.append(f"| {workers} | {', '.join(f'{s:.1f}' for s in rounds)} | {median:.1f} | {images / median:,.0f} |")

@@ -170,7 +170,8 @@ def by_corruption(checks) -> str:
              + ("model error % (mean of 5 severities): ours / reference | |" if with_model else "|"),
              "|---|---|" + ("---:|---|" if with_model else "---|")]
     for name, row in rows.items():
-        worst = [max(abs(c.ours - c.reference) / c.tolerance for c in row if c.statistic == stat) for stat in statistics]
+        worst = [max(abs(c.ours - c.reference) / c.tolerance for c in row if c.statistic == stat)
+                 for stat in statistics]
         errors = [c for c in row if c.statistic == "model_error"]
         error_cell = ""
         if errors:
@@ -183,7 +184,8 @@ def by_corruption(checks) -> str:
 
 def replace_block(page: Path, text: str, name: str) -> None:
     """Put `text` between the page's markers for benchmark `name`."""
-    begin, end = f"<!-- {name} fidelity table: written by bench/fidelity.py -->", f"<!-- end of {name} fidelity table -->"
+    begin = f"<!-- {name} fidelity table: written by bench/fidelity.py -->"
+    end = f"<!-- end of {name} fidelity table -->"
     content = page.read_text()
     if begin not in content or end not in content:
         raise SystemExit(f"{page} has no fidelity markers")

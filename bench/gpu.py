@@ -349,7 +349,8 @@ def main() -> None:
         limit = LIMITS_S[stage] * (2 if args.tiny else 1)
         started = time.perf_counter()
         try:
-            finished = subprocess.run([sys.executable, __file__, *forwarded, "--stage", stage], timeout=limit).returncode
+            finished = subprocess.run([sys.executable, __file__, *forwarded, "--stage", stage],
+                                      timeout=limit).returncode
         except subprocess.TimeoutExpired:
             finished = f"stopped at its {limit} s limit"
         print(f"stage {stage}: {time.perf_counter() - started:.1f} s, exit {finished}", flush=True)

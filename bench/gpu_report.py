@@ -56,7 +56,8 @@ def goals(rows: dict[str, dict]) -> list[tuple[str, str, str]]:
     if fast:
         total = 15 * fast["seconds_per_epoch"]
         out.append(("fast AT, 15 epochs of PreAct-ResNet-18: under 60 s", "met" if total < 60 else "missed",
-                    f"one epoch {fast['seconds_per_epoch']:.1f} s (the first, warm-up included), so about {total:.0f} s"))
+                    f"one epoch {fast['seconds_per_epoch']:.1f} s (the first, warm-up included), so about "
+                    f"{total:.0f} s"))
     corruptions = [r for r in rows.values() if r["what"].startswith("corrupt ")]
     if len(corruptions) == 19:
         images = int(corruptions[0]["what"].split()[-2])

@@ -70,7 +70,8 @@ def bench_model(run: Path, name: str | None) -> tuple[torch.nn.Module, str]:
     return create_model(name, 10, mean=MEAN, std=STD, **options).eval(), described
 
 
-def fixed_test_images(root: str, count: int, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def fixed_test_images(root: str, count: int, device: torch.device,
+                      channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed random `count` CIFAR-10 test images in [0, 1] and their labels, on `device`."""
     test_set = load_dataset("cifar10", root, "test")
     keep = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(0))[:count]
@@ -164,7 +165,8 @@ def training_table(model, x, y, steps: int, rounds: int, device, autocast) -> li
     art_attack = art_pgd(models["ART"], device, steps, len(x))
     variants = {
         "robustrain": ours,
-        "torchattacks": lambda: bare_training_step(models["torchattacks"], optimizers["torchattacks"], torchattacks_pgd(x, y), y),
+        "torchattacks": lambda: bare_training_step(models["torchattacks"], optimizers["torchattacks"],
+                                                   torchattacks_pgd(x, y), y),
         "ART": lambda: bare_training_step(models["ART"], optimizers["ART"], art_attack(x, y), y),
         "plain loop": lambda: bare_training_step(models["plain loop"], optimizers["plain loop"],
                                      bare_attack(models["plain loop"], random_start(x), y, EPS, ALPHA, steps), y),
@@ -297,7 +299,8 @@ def main() -> None:
     autocast = (lambda: torch.autocast(device.type, torch.bfloat16)) if bf16 else nullcontext
     model, described = bench_model(Path(args.run), args.model)
     model = model.to(device, memory_format=torch.channels_last if args.channels_last else torch.preserve_format)
-    x, y = fixed_test_images(args.data_root, max(args.batch, args.check_images if bf16 else 0), device, args.channels_last)
+    x, y = fixed_test_images(args.data_root, max(args.batch, args.check_images if bf16 else 0), device,
+                             args.channels_last)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     name = device_name(device)
     header = (f"Commit {commit or 'unknown'}; torch {torch.__version__}; {name}; {torch.get_num_threads()} threads; "

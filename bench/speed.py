@@ -108,7 +108,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="images per robustrain corruption call")
     parser.add_argument("--reference-images", type=int, default=50, help="images per imagecorruptions timing")
     parser.add_argument("--attack-images", type=int, default=128, help="images per attack timing")
-    parser.add_argument("--run", default=str(ROOT / "runs/baselines/pgd_at"), help="trained run whose model is attacked")
+    parser.add_argument("--run", default=str(ROOT / "runs/baselines/pgd_at"),
+                        help="trained run whose model is attacked")
     parser.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5], choices=range(1, 6),
                         help="severities timed (default all five)")
     parser.add_argument("--full", action="store_true",
@@ -117,7 +118,8 @@ def main() -> None:
     parser.add_argument("--out", metavar="FILE", help="also write the tables, with this command, to a Markdown file")
     args = parser.parse_args()
     test_set = load_dataset("cifar10", args.data_root, "test")
-    keep = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(0))[:max(args.batch, args.attack_images)]
+    order = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(0))
+    keep = order[:max(args.batch, args.attack_images)]
     images, labels = test_set.images[keep], test_set.labels[keep]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     machine = (f"Commit {commit or 'unknown'}; torch {torch.__version__}, numpy {np.__version__}, "
@@ -137,7 +139,8 @@ def main() -> None:
     if args.out:
         command = "python bench/speed.py " + " ".join(sys.argv[1:])
         page = ["# Speed against the reference libraries", "", f"Made by `{command}` (`make bench` runs it with "
-                "the defaults).", "", machine, "", f"## Corruptions, severities {', '.join(map(str, args.severities))}, CIFAR-10 test images (32x32)", "",
+                "the defaults).", "", machine, "",
+                f"## Corruptions, severities {', '.join(map(str, args.severities))}, CIFAR-10 test images (32x32)", "",
                 f"robustrain corrupts batches of {args.batch} images; imagecorruptions one image at a time "
                 f"({args.reference_images} images, in a child process). Times per image are summed over the "
                 "severities.", "", *corruptions, "",

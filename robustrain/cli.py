@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one run. Settings come from --config (YAML), then the flags below, then --set; "
                     "the resolved configuration is saved as RUN/config.yaml.")
     train.add_argument("--config", metavar="FILE", help="YAML file with the run's settings (see configs/)")
-    train.add_argument("--method", help="training method, e.g. standard, pgd_at, trades, oat, ews (see `robustrain list`)")
+    train.add_argument("--method",
+                       help="training method, e.g. standard, pgd_at, trades, oat, ews (see `robustrain list`)")
     train.add_argument("--model", help="model name, e.g. small_cnn, resnet18, wrn34_10 (see `robustrain list`)")
     train.add_argument("--data", help=f"dataset: {', '.join(DATASETS)}")
     train.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN with its saved settings")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines only)")
     train.add_argument("--print-config", action="store_true",
-                       help="resolve and check every setting, print the configuration as YAML and stop (no data is read)")
+                       help="resolve and check every setting, print the configuration as YAML and stop "
+                            "(no data is read)")
 
     demo = commands.add_parser("demo", help="train standard and PGD-AT models on the embedded digits data",
                                description="Train a standard and a PGD-AT small CNN on scikit-learn's digits "
@@ -289,8 +291,8 @@ def _eval(args: argparse.Namespace) -> None:
         run = load_run(args.run)
     else:
         if not (args.model and args.data):
-            raise RobustrainError(f"{args.run} is not a run folder or one of its checkpoints; to evaluate a state dict, "
-                                  "give --model and --data")
+            raise RobustrainError(f"{args.run} is not a run folder or one of its checkpoints; to evaluate a state "
+                                  "dict, give --model and --data")
         model = {"name": args.model}
         for assignment in args.model_option:
             set_dotted(model, assignment)
@@ -413,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robustrain: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("robustrain: interrupted; a training run continues with `robustrain train --resume RUN`.", file=sys.stderr)
+        print("robustrain: interrupted; a training run continues with `robustrain train --resume RUN`.",
+              file=sys.stderr)
         return 130
     return 0
 

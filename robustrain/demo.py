@@ -54,8 +54,9 @@ def run_demo(out: str | None = None, epochs: int = 15, device: str = "auto", see
         print(f"training {label} on digits ({epochs} epochs) -> {root / label}")
         trained = train(demo_config(method, root / label, epochs, device, seed), progress=progress)
         run = load_run(root / label)
-        evaluation = evaluate(run.model, run.test_set, DEMO_SUITE, eps=DEMO_EPS, out=RunFolder(root / label).evaluation_file("demo"),
-                              device=resolve_device(device), seed=seed, progress=False)
+        evaluation = evaluate(run.model, run.test_set, DEMO_SUITE, eps=DEMO_EPS,
+                              out=RunFolder(root / label).evaluation_file("demo"), device=resolve_device(device),
+                              seed=seed, progress=False)
         results[label] = DemoRow(trained, evaluation["summary"]["model"]["mean_corruption_error"])
     print()
     print(format_table(results))
@@ -73,7 +74,8 @@ def format_table(results: dict[str, DemoRow]) -> str:
              "--------------------------|"]
     for label, row in results.items():
         measured = row.results.model
-        lines.append(f"| {label:<8} | {100 * measured.clean_acc:8.1f}% | {100 * measured.pgd.acc:{len(header) - 1}.1f}% "
+        lines.append(f"| {label:<8} | {100 * measured.clean_acc:8.1f}% "
+                     f"| {100 * measured.pgd.acc:{len(header) - 1}.1f}% "
                      f"| {100 * row.corruption_error:{len(corruption) - 1}.1f}% "
                      f"| {row.results.cost.forward_backward_per_image:24.0f} |")
     return "\n".join(lines)

@@ -55,8 +55,8 @@ def common_suite(runs: list[Path]) -> str:
     if len(common) == 1:
         return common.pop()
     if not common:
-        raise RobustrainError(f"{', '.join(map(str, runs))} share no evaluation; run `robustrain eval RUN --suite quick` "
-                              "(or another suite) on each first")
+        raise RobustrainError(f"{', '.join(map(str, runs))} share no evaluation; run "
+                              "`robustrain eval RUN --suite quick` (or another suite) on each first")
     raise RobustrainError(f"the runs share the evaluations {', '.join(sorted(common))}; choose one with --suite")
 
 
@@ -65,8 +65,8 @@ def load_evaluation(run: Path, suite: str) -> dict:
     if not path.is_file():
         present = evaluated_suites(run)
         held = f" (it holds {', '.join(present)}: pass --suite to use one)" if present else ""
-        raise RobustrainError(f"{run} has no {path.relative_to(run)}{held}; run `robustrain eval {run} --suite {suite}` "
-                              "first")
+        raise RobustrainError(f"{run} has no {path.relative_to(run)}{held}; run "
+                              f"`robustrain eval {run} --suite {suite}` first")
     evaluation = json.loads(path.read_text())
     if "summary" not in evaluation:
         raise RobustrainError(f"the evaluation in {path} did not finish; run `robustrain eval {run} --suite {suite}` "
@@ -143,7 +143,8 @@ class _Row:
     summary: dict
 
 
-def write_report(runs: list[Path], out: Path, *, suite: str | None = None, names: list[str] | None = None) -> list[Path]:
+def write_report(runs: list[Path], out: Path, *, suite: str | None = None,
+                 names: list[str] | None = None) -> list[Path]:
     """report.md, report.json and plots comparing evaluated runs; returns the written paths.
 
     suite: which evaluation of each run (eval/<suite>.json); by default the one evaluation all runs have."""
@@ -201,7 +202,8 @@ def _plots(rows: list[_Row], evaluations: dict[str, dict], suite: str, corruptio
                 (100 * row.summary["clean_accuracy"], 100 * row.summary["attack_accuracy"][robust[row.label]]))
     if tradeoff:
         strongest = sorted({k for k in robust.values() if k}, key=list(ATTACK_LABELS).index)
-        plot_scatter(tradeoff, "clean accuracy (%)", f"robust accuracy (%), {' / '.join(ATTACK_LABELS[a] for a in strongest)}",
+        attacks = " / ".join(ATTACK_LABELS[a] for a in strongest)
+        plot_scatter(tradeoff, "clean accuracy (%)", f"robust accuracy (%), {attacks}",
                      "Accuracy against adversarial robustness", out / "clean_vs_robust.png")
         written.append(out / "clean_vs_robust.png")
     corruption = {}

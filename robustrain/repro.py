@@ -248,7 +248,7 @@ def render(entries: list[dict]) -> str:
             lines.append(f"| {entry['name']} | {entry['device']} | {entry['commit']} | {target['metric']} "
                          f"({target['protocol']}) | {100 * target['measured']:.2f} ± {100 * target['band_95']:.2f} | "
                          f"{100 * target['at_least']:.1f} | {target['source']} | "
-                         f"{entry['verdict'] if entry['verdict'] == 'not comparable' else ('met' if target['met'] else 'missed')} |")
+                         f"{_target_verdict(entry, target)} |")
         reported = [f"{name} {100 * m['acc']:.2f}% ({m['protocol']})" for name, m in entry["metrics"].items()]
         lines.append(f"| {entry['name']} | | | measured | {'; '.join(reported)} | | | wall {entry['wall_s']:.0f} s |")
     return "\n".join(lines) + "\n"
@@ -257,13 +257,22 @@ def render(entries: list[dict]) -> str:
 def listing() -> str:
     rows = []
     for experiment in REPRODUCTIONS.values():
-        targets = "; ".join(f"{t.metric} >= {100 * t.at_least:.0f}% ({t.protocol}; {t.source})" for t in experiment.targets)
+        targets = "; ".join(f"{t.metric} >= {100 * t.at_least:.0f}% ({t.protocol}; {t.source})"
+                            for t in experiment.targets)
         rows.append(f"{experiment.name}: {experiment.summary}\n  config {experiment.config} "
                     f"{' '.join('--set ' + o for o in experiment.overrides)}\n  targets: {targets or 'none'}"
                     f"{'' if experiment.comparable else ' (not comparable: reported only)'}\n"
                     f"  AutoAttack standard on {experiment.autoattack_images} images\n"
-                    f"  expected: {_duration(experiment.gpu_s)} on an H100, {_duration(experiment.cpu_s)} on a 2-core CPU")
+                    f"  expected: {_duration(experiment.gpu_s)} on an H100, {_duration(experiment.cpu_s)} on a "
+                    "2-core CPU")
     return "\n".join(rows)
+
+
+def _target_verdict(entry: dict, target: dict) -> str:
+    """One target's cell: met or missed, unless the whole entry is not comparable."""
+    if entry["verdict"] == "not comparable":
+        return entry["verdict"]
+    return "met" if target["met"] else "missed"
 
 
 def _duration(seconds: float) -> str:

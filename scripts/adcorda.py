@@ -166,7 +166,8 @@ def summarise(starts: dict, results: dict, decisive: list[str], best: str | None
     arms = {}
     for (arm, seed), result in results.items():
         if result is not None:
-            run = (reading_spec(arm, seed) if arm in READINGS else finetune_spec(int(arm[len("finetune-e"):]), seed)).run
+            spec = reading_spec(arm, seed) if arm in READINGS else finetune_spec(int(arm[len("finetune-e"):]), seed)
+            run = spec.run
             arms.setdefault(arm, {})[seed] = run_record(result, run)
     screened = [arm for arm in READINGS if 0 in arms.get(arm, {})]
     if screened:
@@ -185,7 +186,8 @@ def summarise(starts: dict, results: dict, decisive: list[str], best: str | None
         if arm is not None and arm != baseline:
             seeds = [s for s in SEEDS if s in arms.get(arm, {}) and s in arms.get(baseline, {})]
             if len(seeds) == len(SEEDS):
-                diff = PairedDifference(tuple(arms[arm][s]["clean_acc"] - arms[baseline][s]["clean_acc"] for s in seeds))
+                diff = PairedDifference(tuple(arms[arm][s]["clean_acc"] - arms[baseline][s]["clean_acc"]
+                                              for s in seeds))
                 comparisons[f"{arm} - {baseline}"] = {"seeds": seeds, "differences": list(diff.differences),
                                                       "mean": diff.mean, "sd": diff.spread,
                                                       "ci95_half_width": diff.half_width, "verdict": diff.verdict}
@@ -198,7 +200,8 @@ def summarise(starts: dict, results: dict, decisive: list[str], best: str | None
                                    "3 epochs SGD lr 0.01 cosine, batch 128",
                      "finetune": "configs/cpu/finetune_cifar10.yaml with 3 and 6 epochs",
                      "seeds": list(SEEDS), "screen_seed": 0, "decisive_arms": decisive, "best_screened": best,
-                     "readings": {key: {"label": r.label, "overrides": list(r.overrides)} for key, r in READINGS.items()}},
+                     "readings": {key: {"label": r.label, "overrides": list(r.overrides)}
+                                  for key, r in READINGS.items()}},
         "protocols": {"clean_acc": "all 10,000 test images of cifar10-jpeg",
                       "pgd_acc": f"PGD-20, L-inf eps 8/255, step 2/255, one random start, BN eval, "
                                  f"a fixed random subset of {PGD_LIMIT} test images",
@@ -276,7 +279,8 @@ def render(study: dict) -> str:
             continue
         r = records[0]
         c = r.get("correction")
-        lines.append(f"| {arm_label(arm)} | {pct(r['clean_acc'])} | {pct(r['pgd_acc'])} | {r['passes_per_image']:.2f} | "
+        lines.append(f"| {arm_label(arm)} | {pct(r['clean_acc'])} | {pct(r['pgd_acc'])} | "
+                     f"{r['passes_per_image']:.2f} | "
                      + (f"{c['corrected']} ({c['misclassified']}) | {c['corrected_set_images']} | "
                         f"{r['gradient_ratio_at_start']:.2g} |" if c else "– | 50000 | – |"))
     start0 = study["starts"].get(0) or study["starts"].get("0")
@@ -323,7 +327,8 @@ def reading(study: dict) -> list[str]:
            f"misclassified {c['misclassified']} of the {c['training_images']} training images; the correction "
            f"changed {c['corrected']} of them ({c['failed']} failed), each by at most {radius} per pixel, into images "
            f"the starting model classifies correctly. Refining on that set, the model's first-epoch training "
-           f"accuracy is {pct(paper['first_epoch']['train_acc'])}% against {pct(finetune['first_epoch']['train_acc'])}% "
+           f"accuracy is {pct(paper['first_epoch']['train_acc'])}% against "
+           f"{pct(finetune['first_epoch']['train_acc'])}% "
            "for fine-tuning on the original images: most of the errors it could learn from are gone. (For a network "
            "near 100% training accuracy, the paper's setting, nothing would be corrected at all.)"]
     measured = {k: arms[k][0]["gradient_ratio_at_start"] for k in READINGS
@@ -334,7 +339,8 @@ def reading(study: dict) -> list[str]:
                + ". It is at least a tenth of the cross-entropy's for "
                + (", ".join(acting) if acting else "no reading")
                + ". Where it acts, what it aligns is the covariance of two random batches that differ in about "
-               f"{100 * c['misclassified'] / c['training_images']:.0f}% of their images by at most {radius}, so it works "
+               f"{100 * c['misclassified'] / c['training_images']:.0f}% of their images by at most {radius}, so it "
+               "works "
                "as a regulariser on batch-to-batch noise, not as an adaptation between domains.")
     for name, comp in comparisons.items():
         arm, baseline = name.split(" - ")

@@ -65,7 +65,8 @@ def render(results: dict[str, RunResults]) -> str:
         "while another training job shared the 2 cores, so compare passes, not minutes.",
         provenance(),
         "",
-        "| run | clean acc | PGD-20 acc | total cost (passes over the training set) | of which pretraining | cost vs (a) |",
+        "| run | clean acc | PGD-20 acc | total cost (passes over the training set) | of which pretraining "
+        "| cost vs (a) |",
         "|---|---|---|---|---|---|",
     ]
     for label, r in results.items():

@@ -144,7 +144,8 @@ def commands(runs: Runs, finished: dict[str, str], suite: str, report: Path) -> 
     """The commands a results page was made with, indented for Markdown."""
     return [*[f"    robustrain train --config {config} --out {run} {' '.join(overrides)}".rstrip()
               for config, run, overrides in runs.values()],
-            f"    robustrain eval RUN --suite {suite}            # each run; every (width, λ) setting of a conditioned one",
+            f"    robustrain eval RUN --suite {suite}            "
+            "# each run; every (width, λ) setting of a conditioned one",
             "    robustrain report " + " ".join(runs[n][1] for n in finished) + f" --suite {suite} \\",
             "        --names " + ",".join(finished) + f" --out {report.relative_to(ROOT)}"]
 

@@ -2,7 +2,8 @@
 random subnets of the same width, and after how many updates? Writes docs/results/ews-controller.md
 and docs/results/ews-controller.json.
 
-    python scripts/ews_controller.py            # from the project root, in the project's venv (about an hour here beside other runs)
+    python scripts/ews_controller.py            # from the project root, in the project's venv
+                                                # (about an hour here beside other runs)
     python scripts/ews_controller.py --tiny     # a few minutes through every stage (numbers not kept)
     python scripts/ews_controller.py --render   # the page again from docs/results/ews-controller.json
 
@@ -182,7 +183,8 @@ def render(study: dict) -> str:
     ]
     for row in study["gaps"]:
         per_seed = [statistics.fmean(p["subnet_acc"]) for c in measured["curves"].values()
-                    if c["controller_lr"] == row["controller_lr"] for p in c["points"] if p["updates"] == row["updates"]]
+                    if c["controller_lr"] == row["controller_lr"]
+                    for p in c["points"] if p["updates"] == row["updates"]]
         lines.append(f"| {row['controller_lr']:g} | {row['updates']} | "
                      + ", ".join(f"{100 * a:.2f}" for a in per_seed)
                      + f" | {100 * row['gap_mean']:+.2f} ± {100 * row['gap_sd']:.2f} |")
@@ -207,7 +209,8 @@ def render(study: dict) -> str:
                                           for lr, values in rewards.items()) + ".")
     official = next((r for r in study["gaps"] if r["controller_lr"] == 3e-4 and r["updates"] == 47), None)
     if official is not None and PairedDifference(tuple(official["gap_per_seed"])).verdict != "below":
-        lines += ["", "What this means for the CPU EWS runs (`ews.md`): after the 47 controller updates they gave it at",
+        lines += ["",
+                  "What this means for the CPU EWS runs (`ews.md`): after the 47 controller updates they gave it at",
                   "the official learning rate, the controller's subnets were no weaker than random ones, so those",
                   "runs measured distillation into random subnets (what `subnets: random` now does on purpose)",
                   "rather than EWS. An EWS study that can answer its question needs a controller shown to find",

@@ -9,7 +9,8 @@ Writes docs/results/fast-at-departures.md and docs/results/fast-at-departures.js
 
 Every arm trains configs/paper/fast_at_cifar10_preact_resnet18.yaml (PreAct-ResNet-18, FGSM-RS
 alpha 10/255 at eps 8/255, 15 epochs, batch 128, one-cycle to lr 0.2 peaking half-way, SGD
-momentum 0.9, wd 5e-4; the BN mode and momentum schedule as the arm says) on all 50,000 cifar10-jpeg training images with channels_last, then
+momentum 0.9, wd 5e-4; the BN mode and momentum schedule as the arm says) on all 50,000 cifar10-jpeg training
+images with channels_last, then
 measures clean accuracy and PGD-20 (step 2/255, one random start) on all 10,000 test images.
 The official CIFAR-10 train_fgsm.py differs in: the FGSM pass in train mode; torch's CyclicLR
 (peak half-way, as ours, and by default momentum cycled from 0.9 down to 0.8 at the peak); apex
@@ -42,7 +43,8 @@ CONFIG = "configs/paper/fast_at_cifar10_preact_resnet18.yaml"
 PUBLISHED = {"clean_acc": 0.838, "pgd": 0.461,
              "source": "Wong, Rice & Kolter 2020 (ICLR), FGSM-RS alpha 10/255, 15 epochs on one RTX 2080 Ti; "
                        "PGD-50 with 10 restarts on the CIFAR-10 test set"}
-TINY = ("epochs=1", "batch_size=32", "data.train_limit=64", "eval.pgd_limit=16", "eval.pgd_steps=2", "model.name=resnet20")
+TINY = ("epochs=1", "batch_size=32", "data.train_limit=64", "eval.pgd_limit=16", "eval.pgd_steps=2",
+        "model.name=resnet20")
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ def device_name(device: str) -> str:
 
 
 def render(study: dict) -> str:
-    rows = [f"| {a['arm']} | {a['seed']} | {a['description']} | {100 * a['clean_acc']:.2f} | {100 * a['pgd_acc']:.2f} | "
+    rows = [f"| {a['arm']} | {a['seed']} | {a['description']} | {100 * a['clean_acc']:.2f} | "
+            f"{100 * a['pgd_acc']:.2f} | "
             f"{100 * a['train_acc_by_epoch'][-1]:.1f} | {a['median_epoch_s']:.1f} | "
             + " ".join(f"{100 * t:.0f}" for t in a["test_acc_by_epoch"] if t is not None) + f" | {a['commit']} |"
             for a in study["runs"]]

@@ -24,8 +24,10 @@ SUITE = "quick"
 DOC = ROOT / "docs/results/oat.md"
 REPORT = ROOT / "docs/results/oat-eval"
 DEDICATED = {0.0: ("configs/cpu/standard_cifar10.yaml", "runs/baselines/standard", ()),
-             0.2: ("configs/cpu/pgd_at_lambda_cifar10.yaml", "runs/oat/pgd_at_lambda0.2", ("--set", "method.adv_weight=0.2")),
-             1.0: ("configs/cpu/pgd_at_lambda_cifar10.yaml", "runs/oat/pgd_at_lambda1", ("--set", "method.adv_weight=1.0"))}
+             0.2: ("configs/cpu/pgd_at_lambda_cifar10.yaml", "runs/oat/pgd_at_lambda0.2",
+                   ("--set", "method.adv_weight=0.2")),
+             1.0: ("configs/cpu/pgd_at_lambda_cifar10.yaml", "runs/oat/pgd_at_lambda1",
+                   ("--set", "method.adv_weight=1.0"))}
 RUNS = {"oat": ("configs/cpu/oat_cifar10.yaml", "runs/oat/oat", ()),
         **{f"pgd_at_lambda{lam:g}": spec for lam, spec in DEDICATED.items()},
         "oats": ("configs/cpu/oats_cifar10.yaml", "runs/oat/oats", ()),
@@ -159,7 +161,8 @@ def film_ablation(official: dict, residual: dict) -> list[str]:
             elif abs(delta) > tolerance:
                 robust_beyond.append(f"λ = {float(key.split('=')[1]):g} ({100 * delta:+.2f})")
         lines.append(f"| {float(key.split('=')[1]):g} | " + " | ".join(cells) + " |")
-    lines += ["", f"FiLM as 1 + Δ changes clean accuracy by {100 * min(clean_gains):+.2f} to {100 * max(clean_gains):+.2f} "
+    lines += ["", f"FiLM as 1 + Δ changes clean accuracy by {100 * min(clean_gains):+.2f} to "
+              f"{100 * max(clean_gains):+.2f} "
               "points across λ; PGD-20 accuracy moves beyond noise " + (
                   "at " + ", ".join(robust_beyond) if robust_beyond else "at no λ") + ". " + (
                   "The official initialisation (scale near 0) is thus a large part of OAT's clean-accuracy gap at "

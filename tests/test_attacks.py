@@ -85,7 +85,8 @@ def test_linear_model_is_broken_exactly_beyond_its_closed_form_margin():
     above = PGD(1.01 * minimal, 1.01 * minimal / 4, 10, random_start="none")(model, x, y)
     assert model(below).argmax(1).item() == 1
     assert model(above).argmax(1).item() == 0
-    targeted = PGD(1.01 * minimal, 1.01 * minimal / 4, 10, random_start="none", targeted=True)(model, x, torch.tensor([0]))
+    attack = PGD(1.01 * minimal, 1.01 * minimal / 4, 10, random_start="none", targeted=True)
+    targeted = attack(model, x, torch.tensor([0]))
     assert model(targeted).argmax(1).item() == 0
 
 
@@ -218,7 +219,8 @@ def test_square_breaks_a_model_whose_gradients_are_masked(digits_all):
     masked = Quantized()
     clean = robust(masked, x, y).float().mean()
     assert robust(masked, PGD(0.1, 0.025, 20)(masked, x, y), y).float().mean() > clean - 0.05
-    assert robust(masked, Square(0.1, 200)(masked, x, y, torch.Generator().manual_seed(0)), y).float().mean() < clean - 0.2
+    attacked = Square(0.1, 200)(masked, x, y, torch.Generator().manual_seed(0))
+    assert robust(masked, attacked, y).float().mean() < clean - 0.2
 
 
 def test_fab_projections_equal_scipy_lp_and_qp_solutions():
@@ -232,16 +234,19 @@ def test_fab_projections_equal_scipy_lp_and_qp_solutions():
             w[rng.integers(n)] = 0
         target = w @ t + rng.normal() * 0.5
         lp = linprog(np.r_[np.zeros(n), 1],
-                     A_ub=np.vstack([np.c_[np.eye(n), -np.ones(n)], np.c_[-np.eye(n), -np.ones(n)]]), b_ub=np.zeros(2 * n),
+                     A_ub=np.vstack([np.c_[np.eye(n), -np.ones(n)], np.c_[-np.eye(n), -np.ones(n)]]),
+                     b_ub=np.zeros(2 * n),
                      A_eq=np.r_[w, 0][None], b_eq=[target - w @ t], bounds=[(-v, 1 - v) for v in t] + [(0, None)])
-        args = [torch.tensor(a, dtype=torch.float64)[None] for a in (t, w)] + [torch.tensor([target], dtype=torch.float64)]
+        args = [torch.tensor(a, dtype=torch.float64)[None] for a in (t, w)]
+        args.append(torch.tensor([target], dtype=torch.float64))
         d_inf, d_2 = project_linf(*args)[0].numpy(), project_l2(*args)[0].numpy()
         if not lp.success:
             corner = np.where(w * np.sign(target - w @ t) > 0, 1.0, np.where(w * np.sign(target - w @ t) < 0, 0.0, t))
             assert np.allclose(t + d_inf, corner)
             continue
         assert np.abs(d_inf).max() == pytest.approx(lp.x[-1], abs=1e-9) and w @ (t + d_inf) == pytest.approx(target)
-        qp = minimize(lambda d: d @ d, np.zeros(n), jac=lambda d: 2 * d, method="SLSQP", bounds=[(-v, 1 - v) for v in t],
+        qp = minimize(lambda d: d @ d, np.zeros(n), jac=lambda d: 2 * d, method="SLSQP",
+                      bounds=[(-v, 1 - v) for v in t],
                       constraints=[{"type": "eq", "fun": lambda d: w @ (t + d) - target}], options={"ftol": 1e-14})
         assert np.allclose(d_2, qp.x, atol=1e-6)
 

@@ -154,7 +154,8 @@ def test_resuming_a_finished_run_says_so_and_prints_its_results(trained_run, cap
 
 
 def test_eval_shows_progress_and_labels_what_it_prints(trained_run, tmp_path, capsys):
-    assert main(["eval", str(trained_run), "--suite", "quick", "--out", str(tmp_path / "q.json"), "--device", "cpu"]) == 0
+    assert main(["eval", str(trained_run), "--suite", "quick", "--out", str(tmp_path / "q.json"),
+                 "--device", "cpu"]) == 0
     captured = capsys.readouterr()
     assert "[quick] PGD" in captured.err  # a progress bar while the attack runs
     assert "corruption/snow/3: accuracy " in captured.err  # each measurement says what it printed

@@ -62,8 +62,8 @@ def test_user_errors_name_the_bad_value(tmp_path, capsys, args, message):
 def test_config_file_overrides_and_resume_rules(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"data": {"name": "digits", "train_limit": 64}, "epochs": 1,
-                                      "model": {"name": "small_cnn", "width": 4}, "eval": {"pgd_steps": 1}, "batch_size": 32,
-                                      "device": "cpu"}))
+                                      "model": {"name": "small_cnn", "width": 4}, "eval": {"pgd_steps": 1},
+                                      "batch_size": 32, "device": "cpu"}))
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--set", "optim.lr=0.01", "--out", str(run), "--no-progress"]) == 0
     saved = yaml.safe_load((run / "config.yaml").read_text())

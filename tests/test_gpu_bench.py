@@ -24,7 +24,8 @@ def image_folder(root: Path, per_class: dict[str, int]) -> Path:
         for name in CLASSES:
             (root / split / name).mkdir(parents=True)
             for k in range(count):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / name / f"{k}.png")
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{k}.png")
     return root
 
 

@@ -28,7 +28,8 @@ def test_entries_register_by_decorator_and_unknown_names_are_one_sentence():
     things.add("value", 3)
     assert things.names() == ["named", "renamed", "value"] and things.get("named") is Named
     assert things["renamed"]() == 1 and "value" in things and len(things) == 3
-    with pytest.raises(DataError, match=r"^unknown thing 'nope'; available things are \['named', 'renamed', 'value'\]\.$"):
+    expected = r"^unknown thing 'nope'; available things are \['named', 'renamed', 'value'\]\.$"
+    with pytest.raises(DataError, match=expected):
         things.get("nope")
     with pytest.raises(ValueError, match="registered twice"):
         things.add("value", 4)
@@ -37,7 +38,8 @@ def test_entries_register_by_decorator_and_unknown_names_are_one_sentence():
 @pytest.mark.parametrize("registry, expected", [
     (MODELS, {"small_cnn", "resnet20", "preact_resnet18", "wrn34_10", "resnet50"}),
     (METHODS, {"standard", "pgd_at", "trades", "fast_at", "oat", "adcorda", "auxiliary", "augmix", "ews"}),
-    (DATASETS, {"cifar10", "cifar100", "digits", "fashion_mnist", "imagefolder", "mnist", "shards", "svhn", "tinyimagenet"}),
+    (DATASETS, {"cifar10", "cifar100", "digits", "fashion_mnist", "imagefolder", "mnist", "shards", "svhn",
+                "tinyimagenet"}),
     (SCHEDULES, {"constant", "multistep", "cosine", "onecycle", "slow_start_fast_decay", "piecewise"}),
     (SUITES, {"quick", "standard", "corruptions", "full"}),
     (ATTACKS, {"fgsm", "pgd20", "autoattack"}),

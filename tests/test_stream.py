@@ -322,7 +322,8 @@ def test_the_imagenet_c_table_normalises_by_alexnet():
     # every corruption at AlexNet's own error (all five severities): each CE is 100, and so is mCE
     errors = {n: [ALEXNET_ERRORS[n]] * 5 for n in BENCHMARK}
     summary = {"corruption_accuracy": {n: [1 - e for e in v] for n, v in errors.items()}, "mce": mce(errors)}
-    evaluation = {"entries": {"corruption/fog/1": {"protocol": {"kind": "corruption", "generated": {"table": "imagenet"}}}}}
+    protocol = {"kind": "corruption", "generated": {"table": "imagenet"}}
+    evaluation = {"entries": {"corruption/fog/1": {"protocol": protocol}}}
     lines = _imagenet_c_section([_Row("resnet50", "resnet50", "resnet50", summary)], {"resnet50": evaluation})
     row = next(line for line in lines if line.startswith("| resnet50 |"))
     assert row.startswith("| resnet50 | imagenet | 100.00 | 88.6 (100.0) | 89.4 (100.0) |")

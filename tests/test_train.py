@@ -167,7 +167,8 @@ def test_fast_at_bn_mode_decides_whether_the_fgsm_pass_updates_running_statistic
     torch.manual_seed(0)
     model = create_model("resnet20", 10).train()
     method = create_method("fast_at", {"bn_mode": bn_mode}, Threat(eps=8 / 255))
-    method.step(model, torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]), StepContext(torch.Generator().manual_seed(0)))
+    method.step(model, torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]),
+                StepContext(torch.Generator().manual_seed(0)))
     assert {int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == \
         {statistics_updates}
     assert model.training

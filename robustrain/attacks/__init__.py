@@ -11,4 +11,5 @@ from .fgsm import FGSM
 from .pgd import PGD
 from .square import Square
 
-__all__ = ["APGD", "APGDT", "Attack", "AttackResult", "AutoAttack", "AutoAttackResult", "Correct", "FAB", "FGSM", "Flag", "PGD", "Square", "running_mode"]
+__all__ = ["APGD", "APGDT", "Attack", "AttackResult", "AutoAttack", "AutoAttackResult", "Correct", "FAB", "FGSM",
+           "Flag", "PGD", "Square", "running_mode"]

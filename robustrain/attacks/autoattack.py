@@ -95,7 +95,8 @@ class AutoAttack(Attack):
         check_batch(x, y)
         with attacking(model, self.model_mode):
             with torch.no_grad():
-                robust = torch.cat([model(x[i:i + self.batch_size]).argmax(1) for i in range(0, len(x), self.batch_size)]) == y
+                predicted = [model(x[i:i + self.batch_size]).argmax(1) for i in range(0, len(x), self.batch_size)]
+                robust = torch.cat(predicted) == y
             record = WorstCase(x, robust)
             clean = robust.float().mean().item()
             after = {}

@@ -78,4 +78,5 @@ def accuracy_not_falling_with_eps(eps: Sequence[float], accuracy: Sequence[float
     stuck = largest_eps >= 0.5 and last > unbounded
     detail = ", ".join(f"{100 * a:.1f}% at eps {format_radius(e)}" for e, a in pairs)
     return Flag("accuracy not falling with eps", bool(rises) or stuck,
-                f"robust accuracy: {detail}" + ("; it rises with eps or stays high at a huge eps." if rises or stuck else "."))
+                f"robust accuracy: {detail}"
+                + ("; it rises with eps or stays high at a huge eps." if rises or stuck else "."))

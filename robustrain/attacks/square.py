@@ -116,7 +116,8 @@ class Square(Attack):
             for col in range(offset, offset + side * (w // side), side):
                 if row + side <= h and col + side <= w:
                     pattern = meta_pattern(side, generator).to(x)
-                    delta[:, :, row:row + side, col:col + side] += pattern * self._signs((n, c, 1, 1), generator, x.device)
+                    signs = self._signs((n, c, 1, 1), generator, x.device)
+                    delta[:, :, row:row + side, col:col + side] += pattern * signs
         return (x + self.eps * delta / (_l2(delta) + 1e-12)).clamp(0, 1)
 
     def _step(self, x: torch.Tensor, best: torch.Tensor, query: int, generator) -> torch.Tensor:
@@ -128,7 +129,8 @@ class Square(Attack):
             top, left = self._window(side, h, w, generator)
             candidate = best.clone()
             signs = self._signs((c, 1, 1), generator, x.device)
-            candidate[:, :, top:top + side, left:left + side] = x[:, :, top:top + side, left:left + side] + self.eps * signs
+            window = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
+            candidate[window] = x[window] + self.eps * signs
             return candidate.clamp(0, 1)
         side = max(side, 3)
         side = min(side + (side % 2 == 0), h, w)

@@ -5,5 +5,5 @@ from .registry import (BENCHMARK, CHUNK, CORRUPTIONS, EXTRA, GENERATOR_VERSION, 
                        corrupt_uint8, get_corruption)
 from .tables import TABLES, table_for
 
-__all__ = ["BENCHMARK", "CHUNK", "CORRUPTIONS", "Corruption", "EXTRA", "GENERATOR_VERSION", "SEVERITIES", "TABLES", "corrupt",
-           "corrupt_uint8", "get_corruption", "load_corrupted", "table_for", "write_corrupted"]
+__all__ = ["BENCHMARK", "CHUNK", "CORRUPTIONS", "Corruption", "EXTRA", "GENERATOR_VERSION", "SEVERITIES", "TABLES",
+           "corrupt", "corrupt_uint8", "get_corruption", "load_corrupted", "table_for", "write_corrupted"]

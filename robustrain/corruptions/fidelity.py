@@ -91,9 +91,11 @@ def check_changes(corruption: str, severity: int, ours: ChangeStats, reference: 
     A deterministic corruption must match within LEVEL_FLOOR alone.
     """
     deterministic = is_deterministic(reference)
-    tolerance = LEVEL_FLOOR if deterministic else level_tolerance(max(s.image_spread for s in reference + [ours]), images)
-    return [Check(corruption, severity, name, getattr(ours, name), float(np.mean([getattr(r, name) for r in reference])),
-                  tolerance) for name in ("mean_abs_change", "mean_change")]
+    spread = max(s.image_spread for s in reference + [ours])
+    tolerance = LEVEL_FLOOR if deterministic else level_tolerance(spread, images)
+    return [Check(corruption, severity, name, getattr(ours, name),
+                  float(np.mean([getattr(r, name) for r in reference])), tolerance)
+            for name in ("mean_abs_change", "mean_change")]
 
 
 def check_error(corruption: str, severity: int, ours: float, reference: list[float], images: int,

@@ -76,7 +76,8 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *, generator: torch.Gener
     if severity not in SEVERITIES:
         raise ConfigError(f"severity {severity!r} is not one of {SEVERITIES}")
     if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ConfigError(f"corruptions take RGB or grey batches of shape (N, 3 or 1, H, W); got shape {tuple(x.shape)}")
+        raise ConfigError("corruptions take RGB or grey batches of shape (N, 3 or 1, H, W); "
+                          f"got shape {tuple(x.shape)}")
     table = table or table_for(*x.shape[-2:])
     if table not in TABLES:
         raise ConfigError(f"unknown severity table {table!r}; expected one of {', '.join(TABLES)}")

@@ -92,7 +92,8 @@ def _read_members(release: CifarRelease, source: Path, names: tuple[str, ...]) -
                 try:
                     handle = archive.extractfile(member)
                 except KeyError:
-                    raise DataError(f"{source} has no member {member}; it is not the official {release.archive}.") from None
+                    raise DataError(f"{source} has no member {member}; it is not the official "
+                                    f"{release.archive}.") from None
                 batches.append(_unpickle(handle.read(), f"{source}:{member}"))
             return batches
     except (tarfile.TarError, OSError) as error:
@@ -121,7 +122,8 @@ def load_cifar(name: str, root: Path, split: str, download_missing: bool = False
     source = _locate(release, root, download_missing)
     if source is None:
         folder = load_image_folder(root, split, name=release.name, color=color)
-        return make_dataset(release.name, split, folder.images, folder.labels, folder.classes, release.mean, release.std)
+        return make_dataset(release.name, split, folder.images, folder.labels, folder.classes, release.mean,
+                            release.std)
     meta, *batches = _read_members(release, source, (release.meta_file, *release.files[split]))
     classes = [c.decode() for c in meta[release.names_key]]
     images = np.concatenate([np.asarray(b[b"data"], dtype=np.uint8) for b in batches])

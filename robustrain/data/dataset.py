@@ -40,7 +40,8 @@ def make_dataset(name: str, split: str, images: torch.Tensor, labels: torch.Tens
                  mean=None, std=None) -> ImageDataset:
     """Check `images`/`labels` and wrap them; mean/std default to the images' own per-channel statistics."""
     if images.dtype != torch.uint8 or images.dim() != 4:
-        raise DataError(f"{name} {split}: images must be uint8 of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}.")
+        raise DataError(f"{name} {split}: images must be uint8 of shape (N, C, H, W), got {images.dtype} "
+                        f"{tuple(images.shape)}.")
     labels = labels.to(torch.int64)
     if labels.shape != (images.shape[0],):
         raise DataError(f"{name} {split}: {images.shape[0]} images but labels of shape {tuple(labels.shape)}.")

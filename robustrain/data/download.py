@@ -27,7 +27,8 @@ def download(url: str, destination: Path, md5: str) -> Path:
                 out.write(block)
         actual = md5sum(Path(tmp))
         if actual != md5:
-            raise DataError(f"download of {url} has md5 {actual}, expected {md5}; the file is corrupt or not the official one.")
+            raise DataError(f"download of {url} has md5 {actual}, expected {md5}; the file is corrupt or not the "
+                            "official one.")
 
     try:
         atomic_write(destination, fetch)

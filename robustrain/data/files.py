@@ -40,7 +40,9 @@ class Records:
         return len(self.paths) if self.shard is None else len(self.shard)
 
     def name(self, i: int) -> str:
-        return self.paths[i] if self.shard is None else f"{self.paths[self.shard[i]]} (member at byte {self.offsets[i]})"
+        if self.shard is None:
+            return self.paths[i]
+        return f"{self.paths[self.shard[i]]} (member at byte {self.offsets[i]})"
 
     def read(self, i: int) -> bytes:
         path = self.paths[i] if self.shard is None else self.paths[self.shard[i]]
@@ -217,7 +219,8 @@ class DecodeItems(torch.utils.data.Dataset):
                           "set data.color to rgb (or grey) to convert every image when it is read, or convert those "
                           "files yourself.")
         if array.shape[:2] != self.shape[1:]:
-            return None, (f"image {name} is {array.shape[1]}x{array.shape[0]} but {self.records.name(int(self.rows[0]))} "
+            first = self.records.name(int(self.rows[0]))
+            return None, (f"image {name} is {array.shape[1]}x{array.shape[0]} but {first} "
                           f"is {self.shape[2]}x{self.shape[1]}; all images must have one size (or set data.image_size "
                           "to resize and crop them as they are read).")
         return np.ascontiguousarray(array.transpose(2, 0, 1)), None
@@ -339,7 +342,8 @@ def open_file_images(records: Records, color: str, view: EvalTransform, workers:
                       decode_workers() if workers is None else workers)
 
 
-def iterate_uint8(images: torch.Tensor | FileImages, batch_size: int, pin_memory: bool = False) -> Iterator[torch.Tensor]:
+def iterate_uint8(images: torch.Tensor | FileImages, batch_size: int,
+                  pin_memory: bool = False) -> Iterator[torch.Tensor]:
     """Consecutive batches of uint8 images, sliced from a tensor or decoded from files."""
     if isinstance(images, FileImages):
         yield from images.batches(batch_size, pin_memory)

@@ -12,7 +12,8 @@ from ..errors import DataError
 from .dataset import ImageDataset, make_dataset
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
 STATS = {"mnist": ((0.1307,), (0.3081,)), "fashion_mnist": ((0.2860,), (0.3530,))}
 PREFIX = {"train": "train", "test": "t10k"}
 
@@ -48,7 +49,8 @@ def load_mnist(name: str, root: Path, split: str) -> ImageDataset:
     images = read_idx(_find(root, f"{PREFIX[split]}-images-idx3-ubyte"))
     labels = read_idx(_find(root, f"{PREFIX[split]}-labels-idx1-ubyte"))
     if images.ndim != 3 or labels.ndim != 1:
-        raise DataError(f"{name} {split}: expected images (N, H, W) and labels (N,), got {images.shape} and {labels.shape}.")
+        raise DataError(f"{name} {split}: expected images (N, H, W) and labels (N,), got {images.shape} and "
+                        f"{labels.shape}.")
     classes = MNIST_CLASSES if name == "mnist" else FASHION_CLASSES
     mean, std = STATS[name]
     return make_dataset(name, split, torch.from_numpy(images.copy()).unsqueeze(1),

@@ -51,7 +51,8 @@ def write_shards(source: Path, split: str, out: Path, shard_bytes: int = 1 << 30
     out.mkdir(parents=True, exist_ok=True)
     names_file = out / CLASSES_FILE
     if names_file.is_file() and tuple(names_file.read_text().splitlines()) != classes:
-        raise DataError(f"{names_file} lists other classes than {source / split}; pack each dataset into its own folder.")
+        raise DataError(f"{names_file} lists other classes than {source / split}; pack each dataset into its own "
+                        "folder.")
     for old in shard_paths(out, split):
         old.unlink()
     groups: list[list[int]] = [[]]

@@ -74,7 +74,8 @@ def model_options(name: str) -> dict[str, inspect.Parameter]:
     """The keyword options `create_model(name, ...)` accepts beyond the common ones: the
     constructor's own and the options every model has (see `common_options`)."""
     params = inspect.signature(_lookup(name)).parameters.values()
-    own = {p.name: p for p in params if p.name not in ("num_classes", "mean", "std", "norm", "lambda_codes", "weight_bits")}
+    given = ("num_classes", "mean", "std", "norm", "lambda_codes", "weight_bits")  # by create_model
+    own = {p.name: p for p in params if p.name not in given}
     return {**own, **COMMON_OPTIONS}
 
 

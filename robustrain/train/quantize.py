@@ -64,10 +64,10 @@ def quantize_run(source: str | Path, bits: int, out: str | Path, device: str = "
         init_cost = weights_cost(source_sidecar)
         tensors, optimizer_states = pack_state({"model": model}, {"optimizer": build_optimizer(config.optim, [model])})
         last = config.epochs - 1
-        save_checkpoint(partial.path, last, tensors, {"epoch": last, "seed": config.seed, "optimizers": optimizer_states,
-                                                 "scaler": {}, "cost": Cost().to_json(),
-                                                 "init_cost": init_cost.to_json() if init_cost is not None else None,
-                                                 "config": to_dict(config)})
+        sidecar = {"epoch": last, "seed": config.seed, "optimizers": optimizer_states, "scaler": {},
+                   "cost": Cost().to_json(), "init_cost": init_cost.to_json() if init_cost is not None else None,
+                   "config": to_dict(config)}
+        save_checkpoint(partial.path, last, tensors, sidecar)
         results = final_evaluation(partial, config, model, run.test_set, target, Cost(), init_cost)
         partial.path.rename(out)
     finally:

@@ -49,9 +49,11 @@ class DataConfig:
             raise ConfigError(f"data.crop_padding must be non-negative, got {self.crop_padding}.")
         for key in ("image_size", "resize"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ConfigError(f"data.{key} must be a positive number of pixels (or unset), got {getattr(self, key)}.")
+                raise ConfigError(f"data.{key} must be a positive number of pixels (or unset), got "
+                                  f"{getattr(self, key)}.")
         if self.augment == "random_resized_crop" and self.image_size is None:
-            raise ConfigError("data.augment random_resized_crop needs data.image_size (the size of the crops it makes).")
+            raise ConfigError("data.augment random_resized_crop needs data.image_size (the size of the crops it "
+                              "makes).")
         if self.augment == "random_resized_crop" and self.stream is False:
             raise ConfigError("data.augment random_resized_crop cuts from the stored images, so it needs streaming; "
                               "set data.stream to true (or leave it unset).")
@@ -126,7 +128,8 @@ class RunConfig:
             if not isinstance(given.get("name"), str):
                 raise ConfigError(f"{section}.name must name a registered {section}, got {given}.")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ConfigError(f"checkpoint_every must be a positive number of steps (or unset), got {self.checkpoint_every}.")
+            raise ConfigError(f"checkpoint_every must be a positive number of steps (or unset), got "
+                              f"{self.checkpoint_every}.")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}.")
         if not 0 <= self.label_smoothing < 1:

@@ -54,7 +54,8 @@ def load_training_data(config: RunConfig) -> tuple[ImageDataset, ImageDataset]:
     if data.train_limit is not None:
         # A fixed random subset (not the first N, which an ImageFolder sorts by class), the
         # same for every run seed so that runs with different seeds see the same images.
-        keep = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:data.train_limit].sort().values
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
+        keep = order[:data.train_limit].sort().values
         train_set = dataclasses.replace(train_set, images=train_set.images[keep], labels=train_set.labels[keep])
     return train_set, test_set
 
@@ -128,7 +129,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
             folder.write_config(config)
         folder.keep_metrics_before(start.epoch)
     counter = PassCounter(start.cost.forward_backward, start.cost.forward_only)
-    train_set_used, totals = _prepare(config, folder, state, train_set, start.epoch_start_cost, counter, device, cluster)
+    train_set_used, totals = _prepare(config, folder, state, train_set, start.epoch_start_cost, counter, device,
+                                      cluster)
     saver = Checkpointer(folder, config, state, start.init_cost)
     if config.compile:
         state.model.compile()  # every path methods call, in place
@@ -374,8 +376,9 @@ def _train_epoch(parts: EpochParts, epoch: int, progress: bool, resumed: EpochPr
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     if cluster.world > 1:
-        totals = all_reduce_sum(torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device),
-                                             *(logs_sum[k].double() for k in sorted(logs_sum))]), cluster.world)
+        parts = [loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device),
+                 *(logs_sum[k].double() for k in sorted(logs_sum))]
+        totals = all_reduce_sum(torch.stack(parts), cluster.world)
         loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
         logs_sum = dict(zip(sorted(logs_sum), totals[3:]))
     return {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
