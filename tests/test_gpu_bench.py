@@ -46,7 +46,8 @@ def test_every_stage_runs_in_the_tiny_mode_and_writes_its_rows(tmp_path):
     assert rows["pgd10_at resnet20 b4 fp32 cl plain loop"]["vs_robustrain"] > 0
     assert rows["pgd10_at resnet20 b4 fp32 cl robustrain --compile"]["first_step_s"] > 0
     assert [row["what"] for row in record["rows"] if row["stage"] == "trainer"] == [
-        "pgd10_at resnet20 b32 fp32 cl robustrain train", "fast_at resnet20 b32 fp32 cl robustrain train"]
+        "pgd10_at resnet20 b32 fp32 cl robustrain train", "fast_at resnet20 b32 fp32 cl robustrain train",
+        "fast_at resnet20 b32 fp32 cl robustrain train streamed"]
     assert "Self CPU time total" in (out / "gpu-profile.txt").read_text()
     assert [row["host_syncs_per_step"] for row in record["rows"] if row["stage"] == "profile"] == [None]  # CUDA only
 

@@ -356,3 +356,13 @@ def test_tiny_imagenet_is_read_as_released(tmp_path):
     (tmp_path / "val" / "val_annotations.txt").write_text("val_0.png\tn09\n")
     with pytest.raises(DataError, match="line 1 .* does not name an image and one of the 2 training classes"):
         load_dataset("tinyimagenet", tmp_path, "test")
+
+
+def test_a_cifar_image_folder_export_streams_with_the_release_statistics(tmp_path):
+    make_folder(tmp_path / "export", 2, 3, 32)
+    streamed = load_dataset("cifar10", tmp_path / "export", "train", stream=True)
+    in_memory = load_dataset("cifar10", tmp_path / "export", "train")
+    assert isinstance(streamed.images, FileImages) and torch.equal(streamed.images.to("cpu"), in_memory.images)
+    assert streamed.info == in_memory.info and streamed.info.mean == pytest.approx((0.4914, 0.4822, 0.4465))
+    with pytest.raises(DataError, match="cifar10 streams .* only as an image-folder export"):
+        load_dataset("cifar10", tmp_path / "absent", "train", stream=True)

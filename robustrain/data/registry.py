@@ -9,7 +9,7 @@ import torch
 
 from ..errors import DataError
 from ..registry import Registry
-from .cifar import load_cifar
+from .cifar import RELEASES, load_cifar
 from .dataset import ImageDataset, channel_stats, make_dataset
 from .digits import load_digits
 from .files import EvalTransform, FileImages, open_file_images
@@ -22,7 +22,8 @@ from .tinyimagenet import list_tiny_imagenet
 DATASETS: Registry = Registry("dataset", DataError)
 """Every dataset, by name: a loader (root, split, ReadOptions) -> ImageDataset."""
 
-FILE_DATASETS = ("imagefolder", "shards", "tinyimagenet")  # read image by image: they can stream and take views
+# read image by image, so they can stream and take views (cifar10/cifar100 too when given as image folders)
+FILE_DATASETS = ("imagefolder", "shards", "tinyimagenet", "cifar10", "cifar100")
 STATS_SAMPLE = 1000  # training images whose statistics normalise a streamed dataset
 
 
@@ -71,12 +72,25 @@ def _existing(root: Path) -> Path:
 
 @DATASETS.register("cifar10")
 def _cifar10(root: Path, split: str, options: ReadOptions) -> ImageDataset:
-    return load_cifar("cifar10", root, split, options.download, options.color)
+    return _cifar("cifar10", root, split, options)
 
 
 @DATASETS.register("cifar100")
 def _cifar100(root: Path, split: str, options: ReadOptions) -> ImageDataset:
-    return load_cifar("cifar100", root, split, options.download, options.color)
+    return _cifar("cifar100", root, split, options)
+
+
+def _cifar(name: str, root: Path, split: str, options: ReadOptions) -> ImageDataset:
+    """The official archives, read into memory; an image-folder export (cifar10-jpeg) can also stream,
+    normalised with the release's statistics."""
+    if not options.stream and options.view == EvalTransform():
+        return load_cifar(name, root, split, options.download, options.color)
+    if not (root / split).is_dir():
+        raise DataError(f"{name} streams (or takes data.image_size / data.resize) only as an image-folder export "
+                        f"with {root / split}/<class>/; the official archives are read into memory.")
+    part = _read_split("imagefolder", root, split, options)
+    release = RELEASES[name]
+    return make_dataset(name, split, part.images, part.labels, part.classes, release.mean, release.std)
 
 
 @DATASETS.register("digits")
