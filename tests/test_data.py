@@ -265,7 +265,7 @@ def test_decoding_in_worker_processes_gives_the_same_cache(tmp_path, monkeypatch
     for k in range(7):
         write_png(tmp_path / "train" / f"c{k % 2}" / f"{k}.png", arrays[k])
     monkeypatch.setattr(image_files, "DECODE_CHUNK", 2)  # 4 chunks over 2 workers
-    records = imagefolder.folder_records(imagefolder.list_image_folder(tmp_path, "train")[1])
+    records, _ = imagefolder.folder_records(imagefolder.list_image_folder(tmp_path, "train")[1])
     alone = image_files.open_file_images(records, "auto", image_files.EvalTransform(), workers=1).to("cpu")
     parallel = image_files.open_file_images(records, "auto", image_files.EvalTransform(), workers=2).to("cpu")
     assert torch.equal(alone, parallel) and alone.shape == (7, 3, 3, 3)

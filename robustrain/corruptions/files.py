@@ -29,9 +29,8 @@ def load_corrupted(folder: str | Path, name: str, severity: int,
         raise DataError(f"severity {severity!r} is not one of {SEVERITIES}")
     folder = Path(folder)
     if (folder / name).is_dir():
-        _, files = list_image_folder(folder / name, str(severity))
-        images = open_file_images(folder_records(files), "rgb", EvalTransform(crop=crop))
-        return images, torch.tensor([label for _, label in files], dtype=torch.int64)
+        records, labels = folder_records(list_image_folder(folder / name, str(severity))[1])
+        return open_file_images(records, "rgb", EvalTransform(crop=crop)), labels
     images_path, labels_path = folder / f"{name}.npy", folder / "labels.npy"
     for path in (images_path, labels_path):
         if not path.is_file():

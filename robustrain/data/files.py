@@ -132,9 +132,6 @@ def random_resized_box(width: int, height: int, rng: np.random.Generator) -> tup
     return center_crop_box(width, height, w, h)
 
 
-AUGMENTS = ("random_resized_crop", "crop_flip", "crop", "none")
-
-
 @dataclass(frozen=True)
 class TrainTransform:
     """A training view made as each image is decoded.

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import DataError
 from ..io import atomic_write
-from .files import COLORS, EvalTransform, FileImages, Records, open_file_images
+from .files import EvalTransform, FileImages, Records, open_file_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
 CACHE_FORMAT = 2  # 2: the view (resize, crop) is part of the key
@@ -41,16 +41,22 @@ def list_image_folder(root: Path, split: str) -> tuple[tuple[str, ...], list[tup
         raise DataError(f"{split_dir} has no class folders; expected {split_dir}/<class>/<image>.")
     files: list[tuple[Path, int]] = []
     for label, name in enumerate(classes):
-        images = sorted(e.name for e in os.scandir(split_dir / name)
-                        if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+        images = image_names(split_dir / name)
         if not images:
             raise DataError(f"class folder {split_dir / name} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
         files += [(split_dir / name / f, label) for f in images]
     return classes, files
 
 
-def folder_records(files: list[tuple[Path, int]]) -> Records:
-    return Records(tuple(str(path) for path, _ in files))
+def image_names(folder: Path) -> list[str]:
+    """The image files directly in `folder` (by suffix), sorted by name."""
+    return sorted(e.name for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+
+
+def folder_records(files: list[tuple[Path, int]]) -> tuple[Records, torch.Tensor]:
+    """The (file, label) pairs of a listing as Records and an int64 label tensor."""
+    return Records(tuple(str(path) for path, _ in files)), torch.tensor([label for _, label in files],
+                                                                        dtype=torch.int64)
 
 
 def folder_fingerprint(root: Path, split: str, files: list[tuple[Path, int]], color: str, view: EvalTransform) -> str:
@@ -73,11 +79,9 @@ def load_image_folder(root: Path, split: str, name: str = "imagefolder", color: 
     converts each image as it is read. workers: decoding processes (default `decode_workers()`).
     view: resize / centre crop applied as each image is decoded (all images must then agree in size).
     """
-    if color not in COLORS:
-        raise DataError(f"data.color must be one of {', '.join(COLORS)}, got {color!r}.")
     classes, files = list_image_folder(root, split)
-    images = open_file_images(folder_records(files), color, view, workers)
-    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    records, labels = folder_records(files)
+    images = open_file_images(records, color, view, workers)
     return DecodedFolder(cached_decode(folder_fingerprint(root, split, files, color, view), f"{name}-{split}", images),
                          labels, classes)
 

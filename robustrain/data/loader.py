@@ -18,6 +18,24 @@ def stream_seed(seed: int, epoch: int, stream: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2**63 - 1)
 
 
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool) -> tuple[torch.Tensor, torch.Generator]:
+    """The order of the n images in `epoch` (a permutation seeded by (seed, epoch) when shuffling)
+    and the generator it was drawn from, which the epoch's augmentation draws continue: every
+    loader visits the images in this order."""
+    generator = torch.Generator().manual_seed(stream_seed(seed, epoch, 0))
+    return (torch.randperm(n, generator=generator) if shuffle else torch.arange(n)), generator
+
+
+def batch_count(n: int, batch_size: int, last_batch: str) -> int:
+    return n // batch_size if last_batch == "drop" else -(-n // batch_size)
+
+
+def shard_rows(count: int, shard: tuple[int, int]) -> slice:
+    """The contiguous rows of a global batch of `count` images that process `rank` of `world` keeps."""
+    rank, world = shard
+    return slice(rank * count // world, (rank + 1) * count // world)
+
+
 def check_batching(dataset: ImageDataset, batch_size: int, last_batch: str, shard: tuple[int, int]) -> None:
     """The batching settings every loader accepts: a positive batch that yields at least one batch
     and, with several processes, splits evenly among them."""
@@ -61,15 +79,12 @@ class DeviceLoader:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.last_batch == "drop" else -(-n // self.batch_size)
+        return batch_count(len(self.labels), self.batch_size, self.last_batch)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch` from batch `start` on (the earlier ones are skipped, not
         yielded: their augmentation draws are replayed so that the rest are unchanged)."""
-        generator = torch.Generator().manual_seed(stream_seed(self.seed, epoch, 0))
-        n = len(self.labels)
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        order, generator = epoch_order(self.seed, epoch, len(self.labels), self.shuffle)
         order = order.to(self.device)
         for b in range(len(self)):
             index = order[b * self.batch_size:(b + 1) * self.batch_size]
@@ -78,8 +93,7 @@ class DeviceLoader:
                 images = self.augment(images, generator)
             if b < start:
                 continue
-            rank, world = self.shard
-            rows = slice(rank * len(index) // world, (rank + 1) * len(index) // world)
+            rows = shard_rows(len(index), self.shard)
             images = images[rows].to(memory_format=self.memory_format).float().div_(255)
             yield images, self.labels[index][rows]
 

@@ -142,16 +142,19 @@ def _read_split(kind: str, root: Path, split: str, options: ReadOptions) -> _Spl
     if kind == "shards":
         classes, records, labels = read_shards(root, split)
         labels = torch.from_numpy(labels)
-        key = shard_fingerprint(root, split) + f"\0{options.color}\0{options.view}"
     else:
         classes, files = (list_tiny_imagenet if kind == "tinyimagenet" else list_image_folder)(root, split)
-        records, labels = folder_records(files), torch.tensor([label for _, label in files], dtype=torch.int64)
-        key = folder_fingerprint(root, split, files, options.color, options.view)
+        records, labels = folder_records(files)
     images = open_file_images(records, options.color, options.view)
     stream = options.stream
     if stream is None:
         stream = images.nbytes > options.stream_above_bytes
-    return _Split(classes, images if stream else cached_decode(key, f"{kind}-{split}", images), labels)
+    if stream:
+        return _Split(classes, images, labels)
+    # what the decoded cache depends on (every file's size and time: not worth reading for a streamed split)
+    key = shard_fingerprint(root, split) + f"\0{options.color}\0{options.view}" if kind == "shards" else \
+        folder_fingerprint(root, split, files, options.color, options.view)
+    return _Split(classes, cached_decode(key, f"{kind}-{split}", images), labels)
 
 
 def _statistics(images: torch.Tensor | FileImages) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -19,7 +19,6 @@ label (and a key without dots) and the folder has a classes.txt.
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -136,4 +135,4 @@ def read_shards(root: Path, split: str) -> tuple[tuple[str, ...], Records, np.nd
 def shard_fingerprint(root: Path, split: str) -> str:
     """What a cache of decoded shards depends on: each shard's name, size and modification time."""
     return "".join(f"{p.name}\0{p.stat().st_size}\0{p.stat().st_mtime_ns}\n" for p in shard_paths(root, split)) + \
-        str(os.fspath(root.resolve()))
+        str(root.resolve())

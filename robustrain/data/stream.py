@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..host import to_device
 from .dataset import ImageDataset
 from .files import FileImages, TrainTransform, DecodeItems, decoded_batches
-from .loader import check_batching, stream_seed
+from .loader import batch_count, check_batching, epoch_order, shard_rows
 
 
 class StreamLoader:
@@ -52,19 +52,15 @@ class StreamLoader:
         self.shape_chw = shape
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.last_batch == "drop" else -(-n // self.batch_size)
+        return batch_count(len(self.labels), self.batch_size, self.last_batch)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch` from batch `start` on (earlier ones are neither read nor decoded)."""
-        generator = torch.Generator().manual_seed(stream_seed(self.seed, epoch, 0))
-        n = len(self.labels)
-        order = (torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)).numpy()
-        rank, world = self.shard
+        order = epoch_order(self.seed, epoch, len(self.labels), self.shuffle)[0].numpy()
         batches = []
         for b in range(start, len(self)):
             index = order[b * self.batch_size:(b + 1) * self.batch_size]
-            batches.append(index[rank * len(index) // world:(rank + 1) * len(index) // world])
+            batches.append(index[shard_rows(len(index), self.shard)])
         items = DecodeItems(self.images.records, self.images.rows, self.images.color, self.shape_chw, self.transform,
                           self.seed, epoch)
         pin = self.device.type == "cuda"

@@ -8,13 +8,9 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
-from .imagefolder import IMAGE_SUFFIXES
+from .imagefolder import image_names
 
 ANNOTATIONS = "val_annotations.txt"
-
-
-def _images_in(folder: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
 
 
 def list_tiny_imagenet(root: Path, split: str) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
@@ -33,7 +29,7 @@ def list_tiny_imagenet(root: Path, split: str) -> tuple[tuple[str, ...], list[tu
             folder = train / wnid / "images"
             if not folder.is_dir():
                 raise DataError(f"{folder} does not exist; Tiny-ImageNet keeps each class's images in <wnid>/images/.")
-            files += [(folder / name, label_of[wnid]) for name in _images_in(folder)]
+            files += [(folder / name, label_of[wnid]) for name in image_names(folder)]
         return classes, files
     annotations = root / "val" / ANNOTATIONS
     if not annotations.is_file():
@@ -46,7 +42,7 @@ def list_tiny_imagenet(root: Path, split: str) -> tuple[tuple[str, ...], list[tu
                             f"{len(classes)} training classes.")
         labels[fields[0]] = label_of[fields[1]]
     folder = root / "val" / "images"
-    names = _images_in(folder) if folder.is_dir() else []
+    names = image_names(folder) if folder.is_dir() else []
     unlabelled = [name for name in names if name not in labels]
     if unlabelled or not names:
         raise DataError(f"{folder} holds {len(names)} images, {len(unlabelled)} of them not in {ANNOTATIONS} "
