@@ -283,15 +283,9 @@ def _imagenet_c_section(rows: list[_Row], evaluations: dict[str, dict]) -> list[
              "| run | severity table | mCE | " + " | ".join(n.replace("_", " ") for n in names) + " |",
              "|---|---|---:|" + "---:|" * len(names)]
     for row in rows:
-        accuracy = row.summary["corruption_accuracy"]
-        normalised = "mce" in row.summary
-        cells = []
-        for n in names:
-            if n not in accuracy:
-                cells.append("–")
-                continue
-            error = 1 - sum(accuracy[n]) / len(accuracy[n])
-            cells.append(f"{100 * error:.1f}" + (f" ({100 * error / ALEXNET_ERRORS[n]:.1f})" if normalised else ""))
+        errors, normalised = _corruption_means(row.summary), "mce" in row.summary
+        cells = ["–" if n not in errors else f"{100 * errors[n]:.1f}"
+                 + (f" ({100 * errors[n] / ALEXNET_ERRORS[n]:.1f})" if normalised else "") for n in names]
         mce_cell = _pct(row.summary["mce"]) if normalised else "–"
         lines.append(f"| {row.label} | {tables[row.run]} | {mce_cell} | " + " | ".join(cells) + " |")
     return lines + [""]

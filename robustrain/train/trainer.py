@@ -134,8 +134,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     saver = Checkpointer(folder, config, state, start.init_cost)
     if config.compile:
         state.model.compile()  # every path methods call, in place
-    training = EpochParts(config, _loader(config, train_set_used, device, cluster), state.model, state.method,
-                          state.optimizer, state.scaler, device, cluster)
+    training = EpochParts(config, _loader(config, train_set_used, device, cluster), state, device, cluster)
     for epoch in range(start.epoch, config.epochs):
         record, totals = _run_epoch(training, epoch, totals, counter, saver,
                                     start.resumed if epoch == start.epoch else None, progress)
@@ -269,7 +268,7 @@ def _run_epoch(parts: EpochParts, epoch: int, before: Cost, counter: PassCounter
         saver.save(epoch, Cost(counter.forward_backward, counter.forward_only, before.train_time_s + state.elapsed_s,
                                before.images + state.seen), state, before)
 
-    handle = counter.attach(parts.model)
+    handle = counter.attach(parts.state.model)
     record = _train_epoch(parts, epoch, progress, resumed, within_epoch)
     handle.remove()
     epoch_passes = all_reduce_sum(torch.tensor([counter.forward_backward, counter.forward_only],
@@ -283,7 +282,7 @@ def _record_epoch(parts: EpochParts, epoch: int, record: dict, folder: RunFolder
                   saver: Checkpointer, cost: Cost) -> None:
     """Process 0 after an epoch: test accuracy, the metrics line, the checkpoint, a line on the console."""
     config = parts.config
-    record["test_acc"] = per_condition(parts.model, lambda net: accuracy(
+    record["test_acc"] = per_condition(parts.state.model, lambda net: accuracy(
         net, test_set, batch_size=config.eval.batch_size, device=parts.device))
     folder.append_metrics(record)
     saver.save(epoch, cost)
@@ -296,14 +295,11 @@ def _record_epoch(parts: EpochParts, epoch: int, record: dict, folder: RunFolder
 
 @dataclasses.dataclass(frozen=True)
 class EpochParts:
-    """What one epoch of a run works with: its settings, data, model, method and optimisation state."""
+    """What one epoch of a run works with: its settings, data, training state, device and processes."""
 
     config: RunConfig
     loader: DeviceLoader | StreamLoader
-    model: torch.nn.Module
-    method: Method
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
+    state: TrainingState
     device: torch.device
     cluster: Distributed
 
@@ -313,8 +309,8 @@ def _train_epoch(parts: EpochParts, epoch: int, progress: bool, resumed: EpochPr
     """One pass over the training data (from where `resumed` stands, if given); returns the epoch's
     metrics record (without test accuracy), summed over every process. Every
     `config.checkpoint_every` steps, `checkpoint` gets the epoch's progress."""
-    config, loader, model, method = parts.config, parts.loader, parts.model, parts.method
-    optimizer, scaler, device, cluster = parts.optimizer, parts.scaler, parts.device, parts.cluster
+    config, loader, device, cluster = parts.config, parts.loader, parts.device, parts.cluster
+    model, method, optimizer, scaler = parts.state.model, parts.state.method, parts.state.optimizer, parts.state.scaler
     # Each process has its own random streams (attack starts, dropout); process 0 has a single
     # process's, so one process replays exactly what it did before data parallelism existed.
     offset = 1000 * cluster.rank
@@ -376,9 +372,9 @@ def _train_epoch(parts: EpochParts, epoch: int, progress: bool, resumed: EpochPr
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     if cluster.world > 1:
-        parts = [loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device),
+        terms = [loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device),
                  *(logs_sum[k].double() for k in sorted(logs_sum))]
-        totals = all_reduce_sum(torch.stack(parts), cluster.world)
+        totals = all_reduce_sum(torch.stack(terms), cluster.world)
         loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
         logs_sum = dict(zip(sorted(logs_sum), totals[3:]))
     return {"epoch": epoch, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
