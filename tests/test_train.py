@@ -210,6 +210,23 @@ def test_same_seed_gives_bitwise_the_same_run(reference_run, tmp_path):
     assert read_metrics(other_seed)[0] != read_metrics(reference_run)[0]
 
 
+def test_epoch_pgd_is_logged_without_changing_the_run(reference_run, tmp_path):
+    """eval.epoch_pgd_limit measures PGD after every epoch: the training itself stays bitwise the
+    same, and the last epoch's value is the final evaluation's PGD on the same images."""
+    run = tmp_path / "watched"
+    config = tiny_config(run, {"name": "pgd_at", "steps": 2}, epochs=5)
+    config["eval"]["epoch_pgd_limit"] = 100
+    results = train(from_dict(RunConfig, config), progress=False)
+    watched = read_metrics(run)
+    assert [{k: v for k, v in m.items() if k != "test_pgd_acc"} for m in watched] == read_metrics(reference_run)
+    assert all(torch.equal(final_tensors(reference_run)[k], v) for k, v in final_tensors(run).items())
+    curve = [m["test_pgd_acc"] for m in watched]
+    assert len(set(curve)) > 1 and all(0 <= a <= 1 for a in curve)
+    assert curve[-1] == results.model.pgd.acc
+    with pytest.raises(ConfigError, match="eval.epoch_pgd_limit must be a positive number"):
+        from_dict(RunConfig, {**config, "eval": {"epoch_pgd_limit": 0}})
+
+
 def test_checkpoints_hold_only_safetensors_and_json_of_the_last_two_epochs(reference_run):
     files = sorted(p.name for p in (reference_run / "checkpoints").iterdir())
     assert files == ["epoch-0003.json", "epoch-0003.safetensors", "epoch-0004.json", "epoch-0004.safetensors",

@@ -19,20 +19,30 @@ def per_condition(model: Classifier, measure):
     return {name: measure(model.bind(condition)) for name, condition in conditions.items()}
 
 
+def evaluation_attack(config: RunConfig) -> PGD:
+    """The PGD of a run's evaluation (`eval.pgd_*` at the run's threat)."""
+    return PGD(config.threat.eps, config.threat.step_size(config.eval.pgd_step_size), config.eval.pgd_steps,
+               norm=config.threat.norm, restarts=config.eval.pgd_restarts)
+
+
+def robust_accuracy(net, test_set, config: RunConfig, device, limit: int | None, progress: bool = False) -> float:
+    """Accuracy under the evaluation's PGD on the fixed random `limit` test images of the run's seed."""
+    images = len(test_set) if limit is None else min(limit, len(test_set))
+    return accuracy(net, test_set, batch_size=config.eval.batch_size, device=device, attack=evaluation_attack(config),
+                    seed=config.seed, limit=limit,
+                    progress=f"final PGD-{config.eval.pgd_steps} on {images} images" if progress else None)
+
+
 def final_evaluation(folder: RunFolder, config: RunConfig, model, test_set, device, cost: Cost,
                      init_cost: Cost | None, progress: bool = False) -> RunResults:
-    step = config.threat.step_size(config.eval.pgd_step_size)
-    attack = PGD(config.threat.eps, step, config.eval.pgd_steps, norm=config.threat.norm,
-                 restarts=config.eval.pgd_restarts)
+    attack = evaluation_attack(config)
     images = len(test_set) if config.eval.pgd_limit is None else min(config.eval.pgd_limit, len(test_set))
 
     def measure(net) -> Measurement:
         clean = accuracy(net, test_set, batch_size=config.eval.batch_size, device=device)
-        robust = accuracy(net, test_set, batch_size=config.eval.batch_size, device=device, attack=attack,
-                          seed=config.seed, limit=config.eval.pgd_limit,
-                          progress=f"final PGD-{config.eval.pgd_steps} on {images} images" if progress else None)
-        return Measurement(clean, PGDResult(robust, config.eval.pgd_steps, step, config.threat.eps, config.threat.norm,
-                                            config.eval.pgd_restarts, images))
+        robust = robust_accuracy(net, test_set, config, device, config.eval.pgd_limit, progress)
+        return Measurement(clean, PGDResult(robust, attack.steps, attack.alpha, attack.eps, attack.norm,
+                                            attack.restarts, images))
 
     measured = per_condition(model, measure)
     results = RunResults(measured if isinstance(measured, dict) else {PLAIN: measured}, len(test_set), cost, init_cost)

@@ -79,13 +79,22 @@ class EvalConfig:
     """The evaluation that ends every run: clean accuracy on the whole test set and
     PGD-`pgd_steps` (step `pgd_step_size`, eps/4 when unset; random start) on a fixed random
     subset of `pgd_limit` test images (all when unset). A conditioned model (OAT) is evaluated
-    in each of its settings."""
+    in each of its settings. epoch_pgd_limit: also the same PGD after every epoch, on a fixed random
+    `epoch_pgd_limit` test images, logged as `test_pgd_acc` (unset: not measured), which is where
+    robust overfitting shows (Rice et al. 2020 select the epoch by it)."""
 
     pgd_steps: int = 20
     pgd_step_size: float | None = None
     pgd_restarts: int = 1
     pgd_limit: int | None = None
     batch_size: int = 500
+    epoch_pgd_limit: int | None = None
+
+    def __post_init__(self):
+        for name in ("pgd_limit", "epoch_pgd_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"eval.{name} must be a positive number of test images (or unset), got {value}.")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from .checkpoint import load_latest, newest_readable_epoch, pack_state, save_che
 from .cost import PassCounter
 from .distributed import (Distributed, all_reduce_sum, average_gradients, from_environment, resolve_device,
                           synchronise_batch_norm)
-from .final import final_evaluation, per_condition
+from .final import final_evaluation, per_condition, robust_accuracy
 from .init import load_initial_weights
 from .optim import build_optimizer
 from .run_config import RunConfig, build_model
@@ -280,17 +280,27 @@ def _run_epoch(parts: EpochParts, epoch: int, before: Cost, counter: PassCounter
 
 def _record_epoch(parts: EpochParts, epoch: int, record: dict, folder: RunFolder, test_set: ImageDataset,
                   saver: Checkpointer, cost: Cost) -> None:
-    """Process 0 after an epoch: test accuracy, the metrics line, the checkpoint, a line on the console."""
+    """Process 0 after an epoch: test accuracy (and PGD accuracy with `eval.epoch_pgd_limit`), the
+    metrics line, the checkpoint, a line on the console."""
     config = parts.config
     record["test_acc"] = per_condition(parts.state.model, lambda net: accuracy(
         net, test_set, batch_size=config.eval.batch_size, device=parts.device))
+    if config.eval.epoch_pgd_limit is not None:
+        record["test_pgd_acc"] = per_condition(parts.state.model, lambda net: robust_accuracy(
+            net, test_set, config, parts.device, config.eval.epoch_pgd_limit))
     folder.append_metrics(record)
     saver.save(epoch, cost)
-    test = record["test_acc"]
-    shown = f"{test:.4f}" if isinstance(test, float) else \
-        f"{min(test.values()):.4f}-{max(test.values()):.4f} over {len(test)} settings"
-    tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
-               f"train acc {record['train_acc']:.4f}  test acc {shown}  {record['images_per_s']:.0f} img/s")
+    robust = f"  test PGD acc {_shown(record['test_pgd_acc'])}" if "test_pgd_acc" in record else ""
+    tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  train acc "
+               f"{record['train_acc']:.4f}  test acc {_shown(record['test_acc'])}{robust}  "
+               f"{record['images_per_s']:.0f} img/s")
+
+
+def _shown(accuracy: float | dict[str, float]) -> str:
+    """An accuracy for the console; a conditioned model's as its range over the settings."""
+    if isinstance(accuracy, float):
+        return f"{accuracy:.4f}"
+    return f"{min(accuracy.values()):.4f}-{max(accuracy.values()):.4f} over {len(accuracy)} settings"
 
 
 @dataclasses.dataclass(frozen=True)
