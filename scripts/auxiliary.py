@@ -61,10 +61,10 @@ def merging(run: str) -> dict:
 
 
 def record(run: str, results: RunResults, summary: dict) -> dict:
-    """Besides the study's metrics: PGD-20, the per-epoch losses, and for Auxiliary Training the merge
+    """Besides the study's measurements: the per-epoch losses, and for Auxiliary Training the merge
     penalty and the merging check."""
     metrics = read_metrics(run)
-    kept = {"pgd_acc": results.model.pgd.acc, "train_loss_per_epoch": [m["train_loss"] for m in metrics]}
+    kept = {"train_loss_per_epoch": [m["train_loss"] for m in metrics]}
     if "merge_penalty" in metrics[-1]:
         kept.update(merge_penalty_per_epoch=[m["merge_penalty"] for m in metrics], merging=merging(run))
     return kept

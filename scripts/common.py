@@ -9,7 +9,7 @@ import platform
 import statistics
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,21 +53,34 @@ def threads_per_job(jobs: int) -> int | None:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run of a study: its config file, run folder and extra `robustrain train` arguments."""
+    """One training run of a study: its config file, run folder and extra `robustrain train` arguments;
+    after: the run folder of another spec that must finish first (the run this one starts from)."""
 
     config: str
     run: str
     overrides: tuple[str, ...] = ()
+    after: str | None = None
 
 
-def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1) -> dict[str, dict | None]:
+def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1) -> dict[str, RunResults | None]:
     """ensure_run for every spec, `jobs` processes at a time, each with an equal share of the cores
-    (one process per core is how this 2-core machine trains the most small runs per hour). Returns
-    {run folder: results, or None for one that has not finished with train=False}."""
+    (one process per core is how this 2-core machine trains the most small runs per hour); a spec
+    with `after` starts when that run has finished (and not at all if it did not). Returns {run
+    folder: results, or None for one that has not finished with train=False}."""
     threads = threads_per_job(jobs)
+    futures: dict[str, Future] = {}
+
+    def ensure(spec: RunSpec) -> RunResults | None:
+        # The pool starts tasks in submission order, so `after` is running or done: waiting cannot deadlock.
+        if spec.after is not None and futures[spec.after].result() is None:
+            return None
+        return ensure_run(spec.config, spec.run, *spec.overrides, train=train, threads=threads)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {spec.run: pool.submit(ensure_run, spec.config, spec.run, *spec.overrides, train=train,
-                                         threads=threads) for spec in specs}
+        for spec in specs:
+            if spec.after is not None and spec.after not in futures:
+                raise ValueError(f"run {spec.run} starts from {spec.after}, which is not listed before it.")
+            futures[spec.run] = pool.submit(ensure, spec)
         return {run: future.result() for run, future in futures.items()}
 
 
@@ -122,34 +135,6 @@ def ensure_evaluation(run: str, suite: str, evaluate: bool = True, threads: int 
     return True
 
 
-Runs = dict[str, tuple[str, str, tuple[str, ...]]]
-"""name -> (config file, run folder, extra `robustrain train` arguments)."""
-
-
-def train_evaluate_report(runs: Runs, suite: str, report: Path, train: bool) -> dict[str, str]:
-    """Train and evaluate every run (as far as `train` allows), write their side-by-side report into
-    `report`; return {name: run folder} of the runs whose evaluation has finished."""
-    from robustrain.report import write_report
-
-    finished = {}
-    for name, (config, run, overrides) in runs.items():
-        if ensure_run(config, run, *overrides, train=train) is not None and ensure_evaluation(run, suite, train):
-            finished[name] = run
-    if finished:
-        write_report([ROOT / run for run in finished.values()], report, suite=suite, names=list(finished))
-    return finished
-
-
-def commands(runs: Runs, finished: dict[str, str], suite: str, report: Path) -> list[str]:
-    """The commands a results page was made with, indented for Markdown."""
-    return [*[f"    robustrain train --config {config} --out {run} {' '.join(overrides)}".rstrip()
-              for config, run, overrides in runs.values()],
-            f"    robustrain eval RUN --suite {suite}            "
-            "# each run; every (width, λ) setting of a conditioned one",
-            "    robustrain report " + " ".join(runs[n][1] for n in finished) + f" --suite {suite} \\",
-            "        --names " + ",".join(finished) + f" --out {report.relative_to(ROOT)}"]
-
-
 def write_study(study: dict, render, doc: Path, source: Path) -> None:
     """A study's page (render(study)) and its JSON source beside it."""
     source.write_text(json.dumps(study, indent=1) + "\n")
@@ -160,30 +145,6 @@ def write_study(study: dict, render, doc: Path, source: Path) -> None:
 def read_metrics(run: str) -> list[dict]:
     """The per-epoch records of a run's metrics.jsonl."""
     return RunFolder(ROOT / run).metrics()
-
-
-def epoch_rows(runs: dict[str, str], cells) -> list[str]:
-    """One Markdown table row per epoch of each run: name, epoch, then cells(record)."""
-    return [f"| {name} | {m['epoch'] + 1} | " + " | ".join(cells(m)) + " |"
-            for name, run in runs.items() for m in read_metrics(run)]
-
-
-def cost_table(runs: dict[str, str]) -> list[str]:
-    """Training cost of each run from its results and metrics, as a Markdown section."""
-    lines = ["", "## Training cost", "",
-             "Forward+backward passes per training image (a pass counter on the model), wall-clock training time",
-             "and speed as the runs logged them, peak memory (the process's peak resident size on this CPU; – where",
-             "a run predates its logging). The runs were trained under different loads of the 2-core machine (one",
-             "or two torch threads, alone or beside another run), so passes per image compare the methods' work;",
-             "times only say that each run fits this machine.", "",
-             "| run | passes per image | training time (min) | images/s | peak memory (MiB) |",
-             "|---|---:|---:|---:|---:|"]
-    for name, run in runs.items():
-        cost = RunFolder(ROOT / run).results().cost
-        peaks = [m["peak_memory_mb"] for m in read_metrics(run) if "peak_memory_mb" in m]
-        lines.append(f"| {name} | {cost.forward_backward_per_image:.2f} | {cost.train_time_s / 60:.1f} | "
-                     f"{cost.images_per_s:.0f} | {f'{max(peaks):.0f}' if peaks else '–'} |")
-    return lines
 
 
 def provenance() -> str:

@@ -1,6 +1,8 @@
-"""A corruption-robustness study: arms (a config and its overrides) trained with several seeds,
-each run evaluated with a suite, compared arm against baseline by per-seed paired differences of
-clean accuracy and corruption error. scripts/auxiliary.py and scripts/ews.py are such studies."""
+"""A method study: arms (a config and its overrides, possibly starting from another arm's run of the
+same seed) trained with several seeds, compared arm against baseline by per-seed paired differences
+of the study's metrics: clean accuracy with corruption error (measured by a suite) or with PGD-20
+accuracy (the run's own final evaluation). scripts/auxiliary.py, scripts/ews.py, scripts/aft.py and
+scripts/oat.py are such studies."""
 
 from __future__ import annotations
 
@@ -13,42 +15,79 @@ from pathlib import Path
 from robustrain.results import RunResults
 from robustrain.runs import RunFolder
 
-from common import ROOT, PairedDifference, RunSpec, ensure_evaluations, ensure_runs, provenance, write_study
+from common import ROOT, PairedDifference, RunSpec, ensure_evaluations, ensure_runs, provenance, read_metrics, \
+    write_study
 
-METRICS = ("clean_acc", "corruption_error")
 PROTOCOLS = {"clean_acc": "all 10,000 test images of cifar10-jpeg",
              "corruption_error": "unnormalised mean error over the suite's corruptions and severities (suite "
                                  "corruptions: the 15 benchmark corruptions x 5 severities, CIFAR table, generator v3, "
                                  "seed 0) on the suite's fixed random test images",
-             "passes_per_image": "forward+backward passes per training image",
+             "pgd_acc": "PGD-20 (L-inf, eps 8/255, step 2/255, one random start, BN in eval mode) of the run's final "
+                        "evaluation, on the test images its eval.pgd_limit names (all when unset)",
+             "passes_per_image": "forward+backward passes per training image drawn by the run itself",
+             "budget_passes": "forward+backward passes per training-set image, the run it started from included",
              "verdict": "paired per-seed differences; 'above'/'below' when the two-sided 95% t interval of their "
                         "mean excludes 0, else 'within the noise'"}
+LABELS = {"clean_acc": "clean acc", "corruption_error": "corruption error", "pgd_acc": "PGD-20 acc"}
 
 
 @dataclass(frozen=True)
 class Arm:
+    """label: how pages name it; config and overrides (`--set` settings): its runs. starts_from: the
+    arm whose run of the same seed it is initialised from (`--init`), trained first. seeds: its own
+    seeds when not the study's (an arm too costly for every seed)."""
+
     label: str
     config: str
     overrides: tuple[str, ...] = ()
+    starts_from: str | None = None
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
 class Study:
     """name: runs go to runs/<name>/<arm>-s<seed> (runs/<name>-tiny with tiny). comparisons: (arm,
-    baseline) pairs. tiny: overrides that make every run a few seconds long (a check of the script)."""
+    baseline) pairs. tiny: overrides that make every run a few seconds long (a check of the script).
+    metrics: what the comparisons difference; suite: the evaluation suite that measures clean accuracy
+    and corruption error (None: no suite, clean and PGD-20 accuracy from the run's own results)."""
 
     name: str
     arms: dict[str, Arm]
     comparisons: tuple[tuple[str, str], ...]
     tiny: tuple[str, ...]
     seeds: tuple[int, ...] = (0, 1, 2)
-    suite: str = "corruptions"
+    suite: str | None = "corruptions"
+    metrics: tuple[str, ...] = ("clean_acc", "corruption_error")
     jobs: int = 2
 
+    def run_folder(self, arm: str, seed: int, tiny: bool = False) -> str:
+        return f"runs/{self.name}{'-tiny' if tiny else ''}/{arm}-s{seed}"
+
     def spec(self, arm: str, seed: int, tiny: bool = False) -> RunSpec:
-        sets = (*self.arms[arm].overrides, *(self.tiny if tiny else ()))
-        return RunSpec(self.arms[arm].config, f"runs/{self.name}{'-tiny' if tiny else ''}/{arm}-s{seed}",
-                       ("--seed", str(seed), *(arg for setting in sets for arg in ("--set", setting))))
+        a = self.arms[arm]
+        sets = (*a.overrides, *(self.tiny if tiny else ()))
+        start = self.run_folder(a.starts_from, seed, tiny) if a.starts_from else None
+        init = ("--init", start) if start else ()
+        return RunSpec(a.config, self.run_folder(arm, seed, tiny),
+                       ("--seed", str(seed), *init, *(arg for setting in sets for arg in ("--set", setting))), start)
+
+    def arm_seeds(self, arm: str, tiny: bool = False) -> tuple[int, ...]:
+        seeds = self.arms[arm].seeds or self.seeds
+        return seeds[:2] if tiny else seeds
+
+    def waves(self) -> list[list[str]]:
+        """The arms in training order: each wave's arms start only from arms of earlier waves (a run
+        starts as soon as the run it starts from has finished, not when its whole wave has)."""
+        done: list[str] = []
+        waves = []
+        while len(done) < len(self.arms):
+            wave = [arm for arm, a in self.arms.items() if arm not in done and (a.starts_from in (None, *done))]
+            if not wave:
+                raise ValueError(f"study {self.name}: arms {sorted(set(self.arms) - set(done))} start from an arm "
+                                 "that is missing or from each other.")
+            waves.append(wave)
+            done += wave
+        return waves
 
     def main(self, record: Callable[[str, dict, dict], dict], render: Callable[[dict], str], doc: Path,
              source: Path) -> None:
@@ -64,25 +103,28 @@ class Study:
 
     def run(self, train: bool, tiny: bool, record: Callable[[str, RunResults, dict], dict]) -> dict:
         """Train and evaluate what `train` allows; returns {"arms": {arm: {seed: record}}, "comparisons":
-        ...}. record(run, results, evaluation summary) -> what the study keeps of a finished run."""
-        suite = "quick" if tiny else self.suite
-        specs = {(arm, seed): self.spec(arm, seed, tiny) for arm in self.arms
-                 for seed in (self.seeds[:2] if tiny else self.seeds)}
+        ...}. record(run, results, evaluation summary or {}) -> what the study keeps of a finished run
+        besides the study's own measurements."""
+        suite = ("quick" if tiny else self.suite) if self.suite else None
+        specs = {(arm, seed): self.spec(arm, seed, tiny) for wave in self.waves() for arm in wave
+                 for seed in self.arm_seeds(arm, tiny)}
         results = ensure_runs(list(specs.values()), train, self.jobs)
-        evaluated = ensure_evaluations([s.run for s in specs.values() if results[s.run] is not None], suite, train,
-                                       self.jobs)
+        finished = [s.run for s in specs.values() if results[s.run] is not None]
+        evaluated = ensure_evaluations(finished, suite, train, self.jobs) if suite else set(finished)
         arms: dict[str, dict[int, dict]] = {}
         for (arm, seed), spec in specs.items():
-            if spec.run in evaluated:
-                summary = RunFolder(ROOT / spec.run).evaluation(suite)["summary"]["model"]
-                arms.setdefault(arm, {})[seed] = {"run": spec.run, "clean_acc": summary["clean_accuracy"],
-                                                  "corruption_error": summary["corruption_error"],
-                                                  "passes_per_image": results[spec.run].cost.forward_backward_per_image,
-                                                  "train_time_s": results[spec.run].cost.train_time_s,
-                                                  **record(spec.run, results[spec.run], summary)}
-        return {"settings": {"arms": {arm: {"label": a.label, "config": a.config, "overrides": list(a.overrides)}
+            if spec.run not in evaluated:
+                continue
+            summaries = RunFolder(ROOT / spec.run).evaluation(suite)["summary"] if suite else {}
+            for setting in results[spec.run].measurements:  # a conditioned model: one entry per λ
+                summary = summaries.get(setting or "model", {})
+                arms.setdefault(f"{arm}@{setting}" if setting else arm, {})[seed] = {
+                    "run": spec.run, **measure(spec.run, results[spec.run], setting, summary),
+                    **record(spec.run, results[spec.run], summary)}
+        return {"settings": {"arms": {arm: {"label": a.label, "config": a.config, "overrides": list(a.overrides),
+                                            "starts_from": a.starts_from, "seeds": list(self.arm_seeds(arm, tiny))}
                                       for arm, a in self.arms.items()},
-                             "seeds": list(self.seeds), "suite": suite},
+                             "seeds": list(self.seeds), "suite": suite, "metrics": list(self.metrics)},
                 "protocols": PROTOCOLS, "arms": arms, "comparisons": self.compare(arms), "provenance": provenance()}
 
     def compare(self, arms: dict[str, dict[int, dict]]) -> dict:
@@ -92,7 +134,7 @@ class Study:
             if len(seeds) < 2:
                 continue
             entry = {"seeds": seeds}
-            for metric in METRICS:
+            for metric in self.metrics:
                 diff = PairedDifference(tuple(arms[arm][s][metric] - arms[baseline][s][metric] for s in seeds))
                 entry[metric] = {"differences": list(diff.differences), "mean": diff.mean, "sd": diff.spread,
                                  "ci95_half_width": diff.half_width, "verdict": diff.verdict}
@@ -100,33 +142,69 @@ class Study:
         return comparisons
 
     def commands(self) -> list[str]:
-        return [*(f"    robustrain train --config {a.config} --out runs/{self.name}/{arm}-sS --seed S"
-                  + "".join(f" --set {o}" for o in a.overrides) for arm, a in self.arms.items()),
-                f"    robustrain eval runs/{self.name}/ARM-sS --suite {self.suite}"]
+        lines = []
+        for arm, a in self.arms.items():
+            seeds = "" if a.seeds is None else f"  # S in {', '.join(map(str, a.seeds))} only"
+            init = f" --init runs/{self.name}/{a.starts_from}-sS" if a.starts_from else ""
+            lines.append(f"    robustrain train --config {a.config} --out runs/{self.name}/{arm}-sS --seed S{init}"
+                         + "".join(f" --set {o}" for o in a.overrides) + seeds)
+        if self.suite:
+            lines.append(f"    robustrain eval runs/{self.name}/ARM-sS --suite {self.suite}")
+        return lines
 
     def tables(self, study: dict) -> list[str]:
         """The arms (mean ± sd over seeds) and the comparisons (per-seed differences, verdicts)."""
-        lines = ["| arm | clean acc (mean ± sd) | corruption error (mean ± sd) | passes / image | seeds |",
-                 "|---|---:|---:|---:|---:|"]
-        for arm, a in self.arms.items():
-            records = list(study["arms"].get(arm, {}).values())
-            if not records:
-                lines.append(f"| {a.label} | not run yet | | | 0 |")
-                continue
-            lines.append(f"| {a.label} | {mean_sd([r['clean_acc'] for r in records])} | "
-                         f"{mean_sd([r['corruption_error'] for r in records])} | "
-                         f"{statistics.fmean(r['passes_per_image'] for r in records):.2f} | {len(records)} |")
-        lines += ["", "| comparison | Δ clean (points): per seed; mean ± 95% | verdict | Δ corruption error (points): "
-                  "per seed; mean ± 95% | verdict |", "|---|---|---|---|---|"]
+        names = [LABELS[m] for m in self.metrics]
+        lines = ["| arm | " + " | ".join(f"{n} (mean ± sd)" for n in names) + " | budget | seeds |",
+                 "|---|" + "---:|" * (len(names) + 2)]
+        for arm in self.arms:
+            keys = [key for key in study["arms"] if key == arm or key.startswith(arm + "@")]
+            if not keys:
+                lines.append(f"| {self.label(arm)} | not run yet |" + " |" * (len(names) + 1) + " 0 |")
+            for key in keys:
+                records = list(study["arms"][key].values())
+                lines.append(f"| {self.label(key)} | "
+                             + " | ".join(mean_sd([r[m] for r in records]) for m in self.metrics)
+                             + f" | {statistics.fmean(r['budget_passes'] for r in records):.2f} | {len(records)} |")
+        lines += ["", "Budget: forward+backward passes per training-set image over the whole run, the run it started "
+                  "from included.",
+                  "", "| comparison | " + " | ".join(f"Δ {n} (points): per seed; mean ± 95% | verdict" for n in names)
+                  + " |", "|---|" + "---|---|" * len(names)]
         for name, comp in study["comparisons"].items():
             arm, baseline = name.split(" - ")
             cells = []
-            for metric in METRICS:
+            for metric in self.metrics:
                 m = comp[metric]
                 cells += [", ".join(f"{100 * d:+.2f}" for d in m["differences"])
                           + f"; {100 * m['mean']:+.2f} ± {100 * m['ci95_half_width']:.2f}", m["verdict"]]
-            lines.append(f"| {self.arms[arm].label} − {self.arms[baseline].label} | " + " | ".join(cells) + " |")
+            lines.append(f"| {self.label(arm)} − {self.label(baseline)} | " + " | ".join(cells) + " |")
         return lines
+
+    def label(self, key: str) -> str:
+        """An arm's label; `arm@lambda=0.5`, one setting of a conditioned arm, as "<label> at λ = 0.5"."""
+        arm, _, setting = key.partition("@")
+        return self.arms[arm].label + (f" at {setting.replace('lambda=', 'λ = ')}" if setting else "")
+
+
+def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
+    """What every study keeps of a finished run at one test-time setting: clean accuracy (the suite's
+    when evaluated, else the run's own), the suite's corruption error, the final PGD-20 accuracy and
+    the cost."""
+    epochs = len(read_metrics(run))
+    own = results.measurements[setting]
+    kept = {"clean_acc": summary.get("clean_accuracy", own.clean_acc), "pgd_acc": own.pgd.acc,
+            "passes_per_image": results.cost.forward_backward_per_image,
+            "budget_passes": results.total_cost.forward_backward / (results.cost.images / epochs),
+            "train_time_s": results.cost.train_time_s}
+    if "corruption_error" in summary:
+        kept["corruption_error"] = summary["corruption_error"]
+    return kept
+
+
+def stated(difference: dict) -> str:
+    """One metric of a comparison in words: "+1.23 ± 0.45 points (above)"."""
+    return (f"{100 * difference['mean']:+.2f} ± {100 * difference['ci95_half_width']:.2f} points "
+            f"({difference['verdict']})")
 
 
 def mean_sd(values: list[float]) -> str:

@@ -1,8 +1,10 @@
-"""The verdicts of the results pages: per-seed paired differences and their 95% t interval."""
+"""The verdicts of the results pages (per-seed paired differences and their 95% t interval) and how the
+study scripts order their runs and name their comparisons."""
 
 import importlib.util
 import math
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,64 @@ def test_paired_difference_uses_students_t_with_n_minus_one_degrees_of_freedom()
     five = common.PairedDifference((0.0, 0.01, 0.02, 0.03, 0.04))
     assert five.half_width == pytest.approx(2.776 * five.spread / math.sqrt(5), rel=1e-4)
     assert common.PairedDifference((0.05,)).verdict == "within the noise"  # one seed says nothing
+
+
+def load_study(monkeypatch):
+    """scripts/study.py, which imports scripts/common.py as `common`."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import study
+
+    return study
+
+
+def test_a_study_trains_an_arm_after_the_arm_it_starts_from_with_the_same_seed(monkeypatch):
+    study = load_study(monkeypatch)
+    s = study.Study("demo", {"tuned": study.Arm("fine-tuned", "b.yaml", ("epochs=1",), starts_from="base"),
+                             "base": study.Arm("base", "a.yaml")}, (), ("data.train_limit=8",))
+    assert s.waves() == [["base"], ["tuned"]]
+    spec = s.spec("tuned", 2, tiny=True)
+    assert spec.after == "runs/demo-tiny/base-s2"
+    assert spec.overrides == ("--seed", "2", "--init", "runs/demo-tiny/base-s2", "--set", "epochs=1",
+                              "--set", "data.train_limit=8")
+    looped = study.Study("loop", {"a": study.Arm("a", "a.yaml", starts_from="b"),
+                                  "b": study.Arm("b", "b.yaml", starts_from="a")}, (), ())
+    with pytest.raises(ValueError, match="start from an arm that is missing or from each other"):
+        looped.waves()
+
+
+def test_ensure_runs_starts_a_dependent_run_only_after_its_start_finished(monkeypatch):
+    load_study(monkeypatch)
+    common = sys.modules["common"]  # the module study.py uses
+    events = []
+
+    def fake_run(config, run, *overrides, train, threads):
+        events.append(("start", run))
+        time.sleep(0.3 if run == "base" else 0.01)
+        events.append(("end", run))
+        return None if run == "never" else {"run": run}
+
+    monkeypatch.setattr(common, "ensure_run", fake_run)
+    # Two workers: "quick" frees one long before "base" ends, so "tuned" would start early if it did not wait.
+    specs = [common.RunSpec("c", "base"), common.RunSpec("c", "quick"), common.RunSpec("c", "never"),
+             common.RunSpec("c", "tuned", after="base"), common.RunSpec("c", "orphan", after="never")]
+    results = common.ensure_runs(specs, train=True, jobs=2)
+    assert events.index(("start", "tuned")) > events.index(("end", "base"))
+    assert results["orphan"] is None and ("start", "orphan") not in events  # its start did not finish
+    assert results["tuned"] == {"run": "tuned"}
+    with pytest.raises(ValueError, match="not listed before it"):
+        common.ensure_runs([common.RunSpec("c", "tuned", after="base")], train=True)
+
+
+def test_conditioned_arms_compare_per_setting_with_paired_differences(monkeypatch):
+    study = load_study(monkeypatch)
+    s = study.Study("demo", {"oat": study.Arm("OAT", "o.yaml"), "standard": study.Arm("standard", "s.yaml")},
+                    (("oat@lambda=0", "standard"),), (), suite=None, metrics=("clean_acc", "pgd_acc"))
+    arms = {"oat@lambda=0": {0: {"clean_acc": 0.80, "pgd_acc": 0.10}, 1: {"clean_acc": 0.82, "pgd_acc": 0.12},
+                             2: {"clean_acc": 0.81, "pgd_acc": 0.11}},
+            "standard": {0: {"clean_acc": 0.78, "pgd_acc": 0.0}, 1: {"clean_acc": 0.79, "pgd_acc": 0.0},
+                         2: {"clean_acc": 0.80, "pgd_acc": 0.0}}}
+    comparison = s.compare(arms)["oat@lambda=0 - standard"]
+    assert comparison["clean_acc"]["differences"] == pytest.approx([0.02, 0.03, 0.01])
+    assert comparison["clean_acc"]["ci95_half_width"] == pytest.approx(4.303 * 0.01 / math.sqrt(3), rel=1e-4)
+    assert comparison["pgd_acc"]["verdict"] == "above"
+    assert s.label("oat@lambda=0") == "OAT at λ = 0"
