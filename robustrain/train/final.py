@@ -27,16 +27,19 @@ def evaluation_attack(config: RunConfig) -> PGD:
 
 def robust_accuracy(net, test_set, config: RunConfig, device, limit: int | None, progress: bool = False) -> float:
     """Accuracy under the evaluation's PGD on the fixed random `limit` test images of the run's seed."""
-    images = len(test_set) if limit is None else min(limit, len(test_set))
+    label = f"final PGD-{config.eval.pgd_steps} on {subset_size(test_set, limit)} images"
     return accuracy(net, test_set, batch_size=config.eval.batch_size, device=device, attack=evaluation_attack(config),
-                    seed=config.seed, limit=limit,
-                    progress=f"final PGD-{config.eval.pgd_steps} on {images} images" if progress else None)
+                    seed=config.seed, limit=limit, progress=label if progress else None)
+
+
+def subset_size(test_set, limit: int | None) -> int:
+    return len(test_set) if limit is None else min(limit, len(test_set))
 
 
 def final_evaluation(folder: RunFolder, config: RunConfig, model, test_set, device, cost: Cost,
                      init_cost: Cost | None, progress: bool = False) -> RunResults:
     attack = evaluation_attack(config)
-    images = len(test_set) if config.eval.pgd_limit is None else min(config.eval.pgd_limit, len(test_set))
+    images = subset_size(test_set, config.eval.pgd_limit)
 
     def measure(net) -> Measurement:
         clean = accuracy(net, test_set, batch_size=config.eval.batch_size, device=device)

@@ -296,11 +296,11 @@ def _record_epoch(parts: EpochParts, epoch: int, record: dict, folder: RunFolder
                f"{record['images_per_s']:.0f} img/s")
 
 
-def _shown(accuracy: float | dict[str, float]) -> str:
+def _shown(value: float | dict[str, float]) -> str:
     """An accuracy for the console; a conditioned model's as its range over the settings."""
-    if isinstance(accuracy, float):
-        return f"{accuracy:.4f}"
-    return f"{min(accuracy.values()):.4f}-{max(accuracy.values()):.4f} over {len(accuracy)} settings"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return f"{min(value.values()):.4f}-{max(value.values()):.4f} over {len(value)} settings"
 
 
 @dataclasses.dataclass(frozen=True)
