@@ -57,14 +57,13 @@ STUDY = Study(
 
 
 def record(run: str, results: RunResults, summary: dict) -> dict:
-    """Besides the study's measurements: the per-epoch train loss and, where measured, the per-epoch
-    test and PGD-20 accuracy (the robust-overfitting curve)."""
+    """Besides the study's measurements: where measured, the per-epoch test and PGD-20 accuracy (the
+    robust-overfitting curve)."""
     metrics = read_metrics(run)
-    kept = {"train_loss_per_epoch": [m["train_loss"] for m in metrics]}
-    if "test_pgd_acc" in metrics[-1]:
-        kept.update(test_acc_per_epoch=[m["test_acc"] for m in metrics],
-                    test_pgd_acc_per_epoch=[m["test_pgd_acc"] for m in metrics])
-    return kept
+    if "test_pgd_acc" not in metrics[-1]:
+        return {}
+    return {"test_acc_per_epoch": [m["test_acc"] for m in metrics],
+            "test_pgd_acc_per_epoch": [m["test_pgd_acc"] for m in metrics]}
 
 
 def render(study: dict) -> str:

@@ -61,13 +61,11 @@ def merging(run: str) -> dict:
 
 
 def record(run: str, results: RunResults, summary: dict) -> dict:
-    """Besides the study's measurements: the per-epoch losses, and for Auxiliary Training the merge
-    penalty and the merging check."""
+    """Besides the study's measurements: for Auxiliary Training the merge penalty and the merging check."""
     metrics = read_metrics(run)
-    kept = {"train_loss_per_epoch": [m["train_loss"] for m in metrics]}
-    if "merge_penalty" in metrics[-1]:
-        kept.update(merge_penalty_per_epoch=[m["merge_penalty"] for m in metrics], merging=merging(run))
-    return kept
+    if "merge_penalty" not in metrics[-1]:
+        return {}
+    return {"merge_penalty_per_epoch": [m["merge_penalty"] for m in metrics], "merging": merging(run)}
 
 
 def render(study: dict) -> str:

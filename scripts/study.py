@@ -188,11 +188,13 @@ class Study:
 
 def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
     """What every study keeps of a finished run at one test-time setting: clean accuracy (the suite's
-    when evaluated, else the run's own), the suite's corruption error, the final PGD-20 accuracy and
-    the cost."""
-    epochs = len(read_metrics(run))
+    when evaluated, else the run's own), the suite's corruption error, the final PGD-20 accuracy, the
+    cost and the per-epoch train loss."""
+    metrics = read_metrics(run)
+    epochs = len(metrics)
     own = results.measurements[setting]
     kept = {"clean_acc": summary.get("clean_accuracy", own.clean_acc), "pgd_acc": own.pgd.acc,
+            "train_loss_per_epoch": [m["train_loss"] for m in metrics],
             "passes_per_image": results.cost.forward_backward_per_image,
             "budget_passes": results.total_cost.forward_backward / (results.cost.images / epochs),
             "train_time_s": results.cost.train_time_s}
