@@ -15,7 +15,7 @@ from pathlib import Path
 from robustrain.results import RunResults
 from robustrain.runs import RunFolder
 
-from common import ROOT, PairedDifference, RunSpec, ensure_evaluations, ensure_runs, provenance, read_metrics, \
+from common import ROOT, T_975, PairedDifference, RunSpec, ensure_evaluations, ensure_runs, provenance, read_metrics, \
     write_study
 
 PROTOCOLS = {"clean_acc": "all 10,000 test images of cifar10-jpeg",
@@ -178,7 +178,7 @@ class Study:
                 cells += [", ".join(f"{100 * d:+.2f}" for d in m["differences"])
                           + f"; {100 * m['mean']:+.2f} ± {100 * m['ci95_half_width']:.2f}", m["verdict"]]
             lines.append(f"| {self.label(arm)} − {self.label(baseline)} | " + " | ".join(cells) + " |")
-        return lines
+        return lines + verdict_rule(sorted({len(c["seeds"]) for c in study["comparisons"].values()}))
 
     def label(self, key: str) -> str:
         """An arm's label; `arm@lambda=0.5`, one setting of a conditioned arm, as "<label> at λ = 0.5"."""
@@ -201,6 +201,15 @@ def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
     if "corruption_error" in summary:
         kept["corruption_error"] = summary["corruption_error"]
     return kept
+
+
+def verdict_rule(seed_counts: list[int]) -> list[str]:
+    """How the comparisons' verdicts are reached, with the t quantile for each number of seeds they use."""
+    if not seed_counts:
+        return []
+    quantiles = ", ".join(f"t = {T_975[n - 1]:.2f} with {n} seeds" for n in seed_counts)
+    return ["", "Each comparison pairs the two arms' runs of the same seed; the verdict is above or below where "
+            f"the two-sided 95% t interval of the mean difference ({quantiles}) excludes 0, else within the noise."]
 
 
 def stated(difference: dict) -> str:

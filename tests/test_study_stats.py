@@ -88,3 +88,11 @@ def test_conditioned_arms_compare_per_setting_with_paired_differences(monkeypatc
     assert comparison["clean_acc"]["ci95_half_width"] == pytest.approx(4.303 * 0.01 / math.sqrt(3), rel=1e-4)
     assert comparison["pgd_acc"]["verdict"] == "above"
     assert s.label("oat@lambda=0") == "OAT at λ = 0"
+
+
+def test_the_page_states_the_t_quantile_of_each_seed_count_its_verdicts_use(monkeypatch):
+    study = load_study(monkeypatch)
+    rule = " ".join(study.verdict_rule([2, 3]))
+    # t(0.975, 1) = 12.706 and t(0.975, 2) = 4.303.
+    assert "t = 12.71 with 2 seeds, t = 4.30 with 3 seeds" in rule
+    assert study.verdict_rule([]) == []
