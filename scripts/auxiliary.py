@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 
 from common import ROOT, read_metrics
-from study import Arm, Study, stated
+from study import Arm, Study
 
 from robustrain.results import RunResults
 
@@ -115,24 +115,19 @@ def render(study: dict) -> str:
 
 def reading(study: dict) -> list[str]:
     """The paper's claim (a more accurate primary classifier, less sensitive to corruptions) against the
-    comparisons' verdicts; for corruption error, lower is better."""
-    comparisons = study["comparisons"]
-    if "auxiliary - standard" not in comparisons:
+    comparisons' verdicts."""
+    if "auxiliary - standard" not in study["comparisons"]:
         return []
-    lines = ["", "## Reading", "",
-             "For clean accuracy a positive difference is better, for corruption error a negative one.", ""]
-    for key, what in (("auxiliary - standard", "Auxiliary Training − standard training (same epochs)"),
-                      ("auxiliary - views", "Auxiliary Training − the views as augmentation (same epochs)"),
-                      ("auxiliary - views-equal-cost", "Auxiliary Training − the views as augmentation (same passes)"),
-                      ("no-merge - auxiliary", "Merging removed (γ = 0) − Auxiliary Training"),
-                      ("no-distill - auxiliary", "Distillation removed (β = 0) − Auxiliary Training")):
-        if key in comparisons:
-            c = comparisons[key]
-            lines.append(f"- {what}: clean accuracy {stated(c['clean_acc'])}, corruption error "
-                         f"{stated(c['corruption_error'])}.")
-    lines += ["- Limits: a 72k-parameter network, 20,000 images and 7 epochs; the paper's numbers are for",
-              "  ResNets trained 210 epochs on all of CIFAR-10 (`configs/paper/` holds that recipe, for a GPU)."]
-    return lines
+    return ["", "## Reading", "",
+            "For clean accuracy a positive difference is better, for corruption error a negative one.", "",
+            *STUDY.verdicts(study, {
+                "auxiliary - standard": "Auxiliary Training − standard training (same epochs)",
+                "auxiliary - views": "Auxiliary Training − the views as augmentation (same epochs)",
+                "auxiliary - views-equal-cost": "Auxiliary Training − the views as augmentation (same passes)",
+                "no-merge - auxiliary": "Merging removed (γ = 0) − Auxiliary Training",
+                "no-distill - auxiliary": "Distillation removed (β = 0) − Auxiliary Training"}),
+            "- Limits: a 72k-parameter network, 20,000 images and 7 epochs; the paper's numbers are for",
+            "  ResNets trained 210 epochs on all of CIFAR-10 (`configs/paper/` holds that recipe, for a GPU)."]
 
 
 if __name__ == "__main__":

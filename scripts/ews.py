@@ -88,6 +88,7 @@ def render(study: dict) -> str:
         "",
         "Accuracies and errors in %. Clean accuracy on all 10,000 test images; corruption error: the",
         "unnormalised mean over the 15 benchmark corruptions x 5 severities on a fixed 2,000 test images.",
+        *reading(study),
     ]
     ews = study["arms"].get("ews", {})
     if ews:
@@ -97,6 +98,22 @@ def render(study: dict) -> str:
                   f"training batches against the full network's {100 * full:.2f}% (training accuracy over all the "
                   "views), mean over the seeds."]
     return "\n".join(lines) + "\n"
+
+
+def reading(study: dict) -> list[str]:
+    """The paper's claim (EWS lowers AugMix's corruption error) against the comparisons' verdicts."""
+    if "ews - augmix" not in study["comparisons"]:
+        return []
+    return ["", "## Reading", "",
+            "For clean accuracy a positive difference is better, for corruption error a negative one.", "",
+            *STUDY.verdicts(study, {
+                "ews - augmix": "EWS + AugMix − AugMix (same epochs)",
+                "ews - augmix-equal-cost": "EWS + AugMix − AugMix (same passes)",
+                "ews - random-subnets": "EWS + AugMix − the same distillation into random subnets",
+                "random-subnets - augmix": "Distillation into random subnets − AugMix (same epochs)",
+                "augmix - standard": "AugMix − standard training (same epochs)"}),
+            "- Limits: ResNet-20, 20,000 images and 10 epochs; the official CIFAR recipe trains a ResNet-50",
+            "  for 400 epochs on all of CIFAR-10 (methods-spec, EWS (c))."]
 
 
 if __name__ == "__main__":
