@@ -116,18 +116,14 @@ def render(study: dict) -> str:
 def reading(study: dict) -> list[str]:
     """The paper's claim (a more accurate primary classifier, less sensitive to corruptions) against the
     comparisons' verdicts."""
-    if "auxiliary - standard" not in study["comparisons"]:
-        return []
-    return ["", "## Reading", "",
-            "For clean accuracy a positive difference is better, for corruption error a negative one.", "",
-            *STUDY.verdicts(study, {
-                "auxiliary - standard": "Auxiliary Training − standard training (same epochs)",
-                "auxiliary - views": "Auxiliary Training − the views as augmentation (same epochs)",
-                "auxiliary - views-equal-cost": "Auxiliary Training − the views as augmentation (same passes)",
-                "no-merge - auxiliary": "Merging removed (γ = 0) − Auxiliary Training",
-                "no-distill - auxiliary": "Distillation removed (β = 0) − Auxiliary Training"}),
-            "- Limits: a 72k-parameter network, 20,000 images and 7 epochs; the paper's numbers are for",
-            "  ResNets trained 210 epochs on all of CIFAR-10 (`configs/paper/` holds that recipe, for a GPU)."]
+    return STUDY.reading(study, {
+        "auxiliary - standard": "Auxiliary Training − standard training (same epochs)",
+        "auxiliary - views": "Auxiliary Training − the views as augmentation (same epochs)",
+        "auxiliary - views-equal-cost": "Auxiliary Training − the views as augmentation (same passes)",
+        "no-merge - auxiliary": "Merging removed (γ = 0) − Auxiliary Training",
+        "no-distill - auxiliary": "Distillation removed (β = 0) − Auxiliary Training",
+    }, ["- Limits: a 72k-parameter network, 20,000 images and 7 epochs; the paper's numbers are for",
+        "  ResNets trained 210 epochs on all of CIFAR-10 (`configs/paper/` holds that recipe, for a GPU)."])
 
 
 if __name__ == "__main__":

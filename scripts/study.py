@@ -180,11 +180,18 @@ class Study:
             lines.append(f"| {self.label(arm)} − {self.label(baseline)} | " + " | ".join(cells) + " |")
         return lines + verdict_rule(sorted({len(c["seeds"]) for c in study["comparisons"].values()}))
 
-    def verdicts(self, study: dict, described: dict[str, str]) -> list[str]:
-        """One bullet per comparison that has run ("arm - baseline" keys, described in words): each
-        metric's mean difference, its 95% band and the verdict."""
-        return [f"- {what}: " + ", ".join(f"{LABELS[m]} {stated(study['comparisons'][key][m])}" for m in self.metrics)
-                + "." for key, what in described.items() if key in study["comparisons"]]
+    def reading(self, study: dict, described: dict[str, str], limits: list[str]) -> list[str]:
+        """A page's Reading section: one bullet per comparison that has run ("arm - baseline" keys,
+        described in words) with each metric's mean difference, 95% band and verdict, then the study's
+        limits; nothing until the first described comparison has run."""
+        if next(iter(described)) not in study["comparisons"]:
+            return []
+        better = ", ".join(f"{LABELS[m]}: {'higher' if m.endswith('_acc') else 'lower'} is better"
+                           for m in self.metrics)
+        return ["", "## Reading", "", f"Mean paired differences with their 95% bands ({better}).", "",
+                *(f"- {what}: " + ", ".join(f"{LABELS[m]} {stated(study['comparisons'][key][m])}" for m in self.metrics)
+                  + "." for key, what in described.items() if key in study["comparisons"]),
+                *limits]
 
     def label(self, key: str) -> str:
         """An arm's label; `arm@lambda=0.5`, one setting of a conditioned arm, as "<label> at λ = 0.5"."""

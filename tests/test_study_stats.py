@@ -96,3 +96,17 @@ def test_the_page_states_the_t_quantile_of_each_seed_count_its_verdicts_use(monk
     # t(0.975, 1) = 12.706 and t(0.975, 2) = 4.303.
     assert "t = 12.71 with 2 seeds, t = 4.30 with 3 seeds" in rule
     assert study.verdict_rule([]) == []
+
+
+def test_the_reading_states_each_run_comparison_with_its_band_and_waits_for_the_first(monkeypatch):
+    study = load_study(monkeypatch)
+    s = study.Study("demo", {"a": study.Arm("A", "a.yaml"), "b": study.Arm("B", "b.yaml")}, (("a", "b"),), (),
+                    suite=None, metrics=("clean_acc",))
+    arms = {"a": {0: {"clean_acc": 0.80}, 1: {"clean_acc": 0.82}, 2: {"clean_acc": 0.81}},
+            "b": {0: {"clean_acc": 0.78}, 1: {"clean_acc": 0.79}, 2: {"clean_acc": 0.80}}}
+    page = {"comparisons": s.compare(arms)}
+    lines = s.reading(page, {"a - b": "A − B", "b - a": "never run"}, ["- Limits."])
+    # differences 2, 3, 1 points: mean 2, half-width 4.303 * 1 / sqrt(3) = 2.48
+    assert "- A − B: clean acc +2.00 ± 2.48 points (within the noise)." in lines
+    assert not any("never run" in line for line in lines) and lines[-1] == "- Limits."
+    assert s.reading(page, {"b - a": "never run", "a - b": "A − B"}, []) == []
