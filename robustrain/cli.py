@@ -372,7 +372,7 @@ def _repro(args: argparse.Namespace) -> None:
               results_dir=Path(args.results), tiny=args.tiny, progress=not args.no_progress)
 
 
-def _list() -> None:
+def _list(args: argparse.Namespace) -> None:
     from .attacks.registry import ATTACKS
     from .corruptions import CORRUPTIONS
     from .methods import METHODS
@@ -386,31 +386,20 @@ def _list() -> None:
         print(f"{kind}:", ", ".join(registry))
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, args.epochs, args.device, progress=not args.no_progress)
+
+
+COMMANDS = {"train": _train, "schedule": _schedule, "eval": _eval, "report": _report, "corrupt": _corrupt,
+            "quantize": _quantize, "repro": _repro, "pack": _pack, "demo": _demo, "list": _list}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            _train(args)
-        elif args.command == "schedule":
-            _schedule(args)
-        elif args.command == "eval":
-            _eval(args)
-        elif args.command == "report":
-            _report(args)
-        elif args.command == "corrupt":
-            _corrupt(args)
-        elif args.command == "quantize":
-            _quantize(args)
-        elif args.command == "repro":
-            _repro(args)
-        elif args.command == "pack":
-            _pack(args)
-        elif args.command == "demo":
-            from .demo import run_demo
-
-            run_demo(args.out, args.epochs, args.device, progress=not args.no_progress)
-        else:
-            _list()
+        COMMANDS[args.command](args)
     except RobustrainError as error:
         print(f"robustrain: error: {error}", file=sys.stderr)
         return 2

@@ -172,3 +172,12 @@ def test_eval_report_corrupt_errors_are_one_sentence(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_every_command_the_parser_accepts_has_a_handler():
+    import argparse
+
+    from robustrain.cli import COMMANDS, build_parser
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == set(COMMANDS)
