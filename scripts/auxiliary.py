@@ -2,7 +2,7 @@
 at equal epochs and at equal cost, over 3 seeds; write docs/results/auxiliary.md and
 docs/results/auxiliary.json.
 
-    python scripts/auxiliary.py            # from the project root, in the project's venv (about 3 h here)
+    python scripts/auxiliary.py            # from the project root, in the project's venv (about 2 h here)
     python scripts/auxiliary.py --no-train # only render the runs and evaluations that have finished
     python scripts/auxiliary.py --tiny     # every stage on 512 images, 2 epochs, 2 seeds, suite quick (no page)
 
