@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from common import ROOT, read_metrics
-from study import Arm, Study, stated
+from study import Arm, Study
 
 from robustrain.config import from_dict, load_yaml
 from robustrain.plots import plot_learning_rates
@@ -102,26 +102,16 @@ def render(study: dict) -> str:
 
 
 def reading(study: dict) -> list[str]:
-    """The paper's claim against the comparisons' verdicts."""
-    comparisons = study["comparisons"]
-    if "aft-ssfd - pgd-at-2" not in comparisons:
-        return []
-    lines = ["", "## Reading", ""]
-    for key, budget in (("aft-ssfd - pgd-at-2", "the same total passes (22 per image)"),
-                        ("aft-ssfd - pgd-at-1", "the same added passes (11 per image, the standard model given)"),
-                        ("aft-ssfd - pgd-at-5", "2.5 times AFT's total passes (55 per image)")):
-        if key in comparisons:
-            c = comparisons[key]
-            lines.append(f"- Against PGD-AT at {budget}, AFT (slow start, fast decay) is {stated(c['clean_acc'])} in "
-                         f"clean and {stated(c['pgd_acc'])} in PGD-20 accuracy.")
-    if "aft-ssfd - aft-step" in comparisons:
-        c = comparisons["aft-ssfd - aft-step"]
-        lines.append(f"- The slow-start-fast-decay schedule against the step schedule at the same cost: "
-                     f"{stated(c['clean_acc'])} in clean and {stated(c['pgd_acc'])} in PGD-20 accuracy.")
-    lines += ["- Limits: a 72k-parameter network and budgets of 11-55 passes per image; the paper's claim",
-              "  (equal or better robustness than PGD-AT at 8-10x less compute) is made for ResNets and WRNs",
-              "  trained for tens of epochs; `configs/paper/aft_cifar10_resnet18.yaml` is that recipe, for a GPU."]
-    return lines
+    """The paper's claim (AFT as robust as PGD-AT at a fraction of its cost) against the comparisons' verdicts."""
+    return STUDY.reading(study, {
+        "aft-ssfd - pgd-at-2": "AFT (slow start, fast decay) − PGD-AT at the same total passes (22 per image)",
+        "aft-ssfd - pgd-at-1": "AFT (slow start, fast decay) − PGD-AT at the same added passes (11 per image, the "
+                               "standard model given)",
+        "aft-ssfd - pgd-at-5": "AFT (slow start, fast decay) − PGD-AT at 2.5 times AFT's total passes (55 per image)",
+        "aft-ssfd - aft-step": "The slow-start-fast-decay schedule − the step schedule (same cost)",
+    }, ["- Limits: a 72k-parameter network and budgets of 11-55 passes per image; the paper's claim",
+        "  (equal or better robustness than PGD-AT at 8-10x less compute) is made for ResNets and WRNs",
+        "  trained for tens of epochs; `configs/paper/aft_cifar10_resnet18.yaml` is that recipe, for a GPU."])
 
 
 def overfitting(study: dict) -> list[str]:
