@@ -176,10 +176,11 @@ def _measure(experiment: Experiment, run: Path, config, tiny: bool) -> dict:
         saved = run / "eval" / f"repro-autoattack-{images}.json"
         if not saved.is_file():
             trained = load_run(run)
+            device = resolve_device(config.device)
             started = time.perf_counter()
             attack = AutoAttack(config.threat.eps, norm=config.threat.norm, version=version, attacks=attacks)
-            robust = accuracy(trained.model, trained.test_set, device=resolve_device(config.device), limit=images,
-                              seed=0, attack=attack)
+            robust = accuracy(trained.model.to(device), trained.test_set, device=device, limit=images, seed=0,
+                              attack=attack)
             atomic_write_text(saved, json.dumps({"acc": robust, "images": min(images, len(trained.test_set)),
                                                  "seconds": time.perf_counter() - started}))
         measured = json.loads(saved.read_text())
