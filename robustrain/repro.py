@@ -134,13 +134,16 @@ def verdict(experiment: Experiment, metrics: dict, tiny: bool) -> tuple[str, lis
 
 
 def commit() -> str:
-    """The checkout's commit; where there is no git checkout (a copy of the tree sent to a GPU
-    machine), the ROBUSTRAIN_COMMIT the sender set, else "unknown"."""
+    """The commit of the code that runs: ROBUSTRAIN_COMMIT where the sender set it (a copy of the
+    tree sent to a GPU machine may carry a stale .git: one lease reported the session's first
+    commit, not the one sent), else the checkout's, else "unknown"."""
+    if os.environ.get("ROBUSTRAIN_COMMIT"):
+        return os.environ["ROBUSTRAIN_COMMIT"]
     try:
         found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True)
     except OSError:  # no git on the machine
         found = None
-    return (found.stdout.strip() if found else "") or os.environ.get("ROBUSTRAIN_COMMIT") or "unknown"
+    return (found.stdout.strip() if found else "") or "unknown"
 
 
 def _run_config(experiment: Experiment, run: Path, device: str, data_root: str | None, tiny: bool):

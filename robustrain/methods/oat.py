@@ -37,6 +37,7 @@ from torch import nn
 
 from ..attacks import PGD
 from ..errors import ConfigError
+from ..host import to_device
 from ..models.base import BoundClassifier
 from ..nn import Condition, LambdaCodes
 from .base import METHODS, Method, StepContext, StepOutput
@@ -104,7 +105,7 @@ class OAT(Method):
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         codes: LambdaCodes = model.lambda_codes
-        indices = sample_lambda_indices(codes.grid, len(y), self.options.zero_share, ctx.generator).to(x.device)
+        indices = to_device(sample_lambda_indices(codes.grid, len(y), self.options.zero_share, ctx.generator), x.device)
         # The samples with λ > 0 (the attacked ones) come last, so their rows are known on the host.
         attacked_rows = torch.arange(zero_lambda_count(codes.grid, len(y), self.options.zero_share), len(y),
                                      device=x.device)
