@@ -7,7 +7,7 @@ import math
 import pytest
 
 from robustrain.cli import main
-from robustrain.repro import REPRODUCTIONS, Experiment, Target, binomial_band, verdict
+from robustrain.repro import REPRODUCTIONS, Experiment, Target, binomial_band, render, verdict
 
 from .test_gpu_bench import image_folder
 
@@ -58,7 +58,9 @@ def test_a_second_call_reuses_finished_runs_and_keeps_other_entries(tiny_results
     assert again["fast_at_cifar10"] == first["fast_at_cifar10"]  # not re-run: kept as it was
     made = json.loads((folder / "runs" / "tiny" / "fast_at_cifar10_cpu.made.json").read_text())
     assert again["fast_at_cifar10_cpu"]["commit"] == made["commit"] == first["fast_at_cifar10_cpu"]["commit"]
-    assert again["fast_at_cifar10_cpu"]["wall_s"] == made["wall_s"]  # the training call's, not this one's
+    # training (the call that finished it) plus AutoAttack (the call that ran it), not this call's time
+    expected_wall = made["train_s"] + first["fast_at_cifar10_cpu"]["metrics"]["autoattack"]["seconds"]
+    assert again["fast_at_cifar10_cpu"]["wall_s"] == first["fast_at_cifar10_cpu"]["wall_s"] == expected_wall
 
 
 def test_experiments_beyond_the_budget_are_skipped(tmp_path, capsys):
@@ -80,3 +82,14 @@ def test_a_verdict_is_met_only_when_every_target_is_reached():
     assert verdict(experiment, reached, tiny=True)[0] == "not comparable"
     assert binomial_band(0.5, 10_000) == pytest.approx(1.96 * 0.005)
     assert math.isclose(judged[1]["band_95"], 1.96 * math.sqrt(0.44 * 0.56 / 10_000))
+
+
+def test_the_page_says_what_was_checked_for_a_missed_target_only():
+    def entry(verdict_of: str) -> dict:
+        return {"name": "fast_at_cifar10", "device": "GPU", "commit": "abc1234", "wall_s": 1.0, "verdict": verdict_of,
+                "metrics": {"clean_acc": {"acc": 0.77, "protocol": "all test images"}},
+                "target": [{"metric": "clean_acc", "protocol": "clean", "measured": 0.77, "band_95": 0.01,
+                            "at_least": 0.83, "source": "paper", "met": verdict_of == "met"}]}
+    checked = REPRODUCTIONS.get("fast_at_cifar10").checked
+    assert checked and checked in render([entry("missed")])
+    assert checked not in render([entry("met")]) and "what was checked" not in render([entry("met")])
