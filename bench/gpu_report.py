@@ -1,6 +1,6 @@
 """docs/results/gpu-speed.md and docs/results/gpu-speed.json from what `bench/gpu.py` wrote on a GPU.
 
-    python bench/gpu_report.py RUN/gpu-speed.json [MORE.json ...] [--before EARLIER.json ...]
+    python bench/gpu_report.py RUN/gpu-speed.json [MORE.json ...] [--before EARLIER.json ...] [--mixed-commits]
 
 The files given first are one measurement (one commit, one device; several calls of bench/gpu.py
 with different stages); `--before` files, of an earlier commit on the same kind of device, add a
@@ -18,14 +18,19 @@ DOC, SOURCE = ROOT / "docs/results/gpu-speed.md", ROOT / "docs/results/gpu-speed
 TRAIN_IMAGES, TEST_IMAGES, SEVERITIES = 50_000, 10_000, 5
 
 
-def merged(paths: list[Path]) -> dict:
-    """One measurement from several gpu-speed.json files of the same commit and device."""
+def merged(paths: list[Path], mixed_commits: bool = False) -> dict:
+    """One measurement from several gpu-speed.json files (bench/gpu.py's, or a page's merged source) of
+    the same device and torch, and of the same commit unless `mixed_commits` (calls of one lease
+    between which a commit changed code that the benchmark does not run): then each row keeps its
+    file's commit and the record names them all."""
     records = [json.loads(Path(p).read_text()) for p in paths]
-    for key in ("device", "torch", "commit"):
+    for key in ("device", "torch") + (() if mixed_commits else ("commit",)):
         if len({r[key] for r in records}) != 1:
             raise SystemExit(f"the files differ in {key}: {sorted({r[key] for r in records})}; give one measurement.")
-    return {key: records[0][key] for key in ("device", "torch", "commit")} | {
-        "commands": [r["command"] for r in records], "rows": [row for r in records for row in r["rows"]]}
+    commits = list(dict.fromkeys(r["commit"] for r in records))
+    rows = [row | ({"commit": r["commit"]} if len(commits) > 1 else {}) for r in records for row in r["rows"]]
+    return {"device": records[0]["device"], "torch": records[0]["torch"], "commit": ", ".join(commits),
+            "commands": [c for r in records for c in r.get("commands", [r.get("command")])], "rows": rows}
 
 
 PEERS = ("plain loop", "torchattacks", "ART")
@@ -116,7 +121,8 @@ def render(study: dict) -> str:
         "# robustrain on a GPU: speed against a plain loop, torchattacks and ART", "",
         "Made by `python bench/gpu_report.py` from what `bench/gpu.py` measured (commands below); the numbers "
         "are in `gpu-speed.json` beside this page.", "",
-        f"Device: {study['device']}; torch {study['torch']}; code at commit {study['commit']}. Commands: "
+        f"Device: {study['device']}; torch {study['torch']}; code at commit {study['commit']}"
+        + (" (each row's commit is in gpu-speed.json)" if "," in study["commit"] else "") + ". Commands: "
         + "; ".join(f"`{c}`" for c in study["commands"]) + ".", "",
         "Training rows time one step on a fixed random batch (robustrain: the pgd_at or standard method's step, "
         "backward and SGD update; the peers: their attack, then the same update), median of 5 interleaved "
@@ -134,8 +140,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, help="gpu-speed.json files of one measurement")
     parser.add_argument("--before", nargs="*", type=Path, default=[], help="gpu-speed.json files of an earlier commit")
+    parser.add_argument("--mixed-commits", action="store_true",
+                        help="the files are of several commits that differ only in code the benchmark does not run")
     args = parser.parse_args()
-    study = merged(args.files)
+    study = merged(args.files, args.mixed_commits)
     if args.before:
         study["before"] = merged(args.before)
     SOURCE.write_text(json.dumps(study, indent=1) + "\n")

@@ -100,6 +100,23 @@ def test_files_of_another_commit_are_not_one_measurement(tmp_path):
         report.merged([first, second])
 
 
+def test_a_lease_of_several_commits_keeps_each_rows_commit_when_asked(tmp_path):
+    report = load_bench_script("gpu_report")
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(speed_record([{"what": "x", "images_per_s": 1.0}])))
+    second.write_text(json.dumps(speed_record([{"what": "y", "images_per_s": 2.0}]) | {"commit": "def5678"}))
+    study = report.merged([first, second], mixed_commits=True)
+    assert study["commit"] == "abc1234, def5678"
+    assert [(row["what"], row["commit"]) for row in study["rows"]] == [("x", "abc1234"), ("y", "def5678")]
+    assert "each row's commit is in gpu-speed.json" in report.render(study)
+    (tmp_path / "page.json").write_text(json.dumps(study))
+    assert report.merged([tmp_path / "page.json"], mixed_commits=True)["commands"] == study["commands"]
+    other = speed_record([]) | {"torch": "3.0", "commit": "def5678"}
+    second.write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="differ in torch"):
+        report.merged([first, second], mixed_commits=True)
+
+
 def test_a_folder_archive_unpacks_to_the_same_files(tmp_path):
     archive = load_bench_script("folder_archive")
     source = image_folder(tmp_path / "source", {"train": 2})
