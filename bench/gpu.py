@@ -14,10 +14,17 @@ Stages
                documented). Each configuration's tools are timed in interleaved rounds.
   compile      the robustrain PGD-10 step with every model path compiled, as `--compile` does
                (the first step's time, compilation included, is recorded too).
-  profile      torch.profiler over robustrain PGD-10 steps (OUT/gpu-profile.txt) and the number
-               of host synchronisations one step makes (CUDA's sync debug mode).
+  profile      torch.profiler over robustrain's PGD-10 steps and the plain loop's (OUT/gpu-profile.txt:
+               where each spends host and device time) and the number of host synchronisations
+               one robustrain step makes (CUDA's sync debug mode).
   corruptions  seconds of each of the 19 corruptions at its 5 severities on CIFAR-10 test
                images, as `robustrain corrupt` makes them on the device.
+  corrupt_files
+               the whole of `robustrain corrupt` on the device: the 19 x 5 CIFAR-10-C from all
+               10,000 test images, files written (the goal's measurement).
+  suite        on a trained model (`--model-run`, e.g. the repro stage's fast AT PreAct-ResNet-18):
+               the standard evaluation suite's wall time, and clean and PGD-20 accuracy on 1,000
+               test images in fp32 and under bf16 autocast (the precision goal).
   trainer      one epoch of `robustrain train` on CIFAR-10 (PGD-10 AT at batch 512, fast AT at
                batch 128, and fast AT with the training split streamed; bf16, channels_last): the
                whole loop, data and augmentation included.
@@ -45,7 +52,8 @@ from pathlib import Path
 import torch
 
 from at_overhead import bare_attack, bare_training_step, robustrain_at_step
-from peers import art_pgd, device_name, interleaved_times, random_start, synchronized_seconds
+from peers import (art_pgd, device_name, interleaved_times, precision_accuracies, precision_gap_points, random_start,
+                   synchronized_seconds)
 from robustrain.io import atomic_write
 from robustrain.methods import StepContext, Threat, create_method
 from robustrain.models import create_model
@@ -54,8 +62,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EPS, ALPHA = 8 / 255, 2 / 255
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 TRAIN_IMAGES = 50_000
-STAGES = ("steps", "compile", "profile", "corruptions", "trainer")
-LIMITS_S = {"steps": 110, "compile": 90, "profile": 40, "corruptions": 60, "trainer": 120}
+STAGES = ("steps", "compile", "profile", "corruptions", "trainer", "corrupt_files", "suite")
+LIMITS_S = {"steps": 110, "compile": 90, "profile": 40, "corruptions": 60, "trainer": 120, "corrupt_files": 120,
+            "suite": 240}
+PRECISION_IMAGES = 1000
 # (method, config, batch, what the row adds to its name, extra settings): the last is fast AT with the
 # training split streamed (decoded and augmented by worker processes every epoch) instead of resident
 TRAINER_RUNS = (("pgd10_at", "configs/paper/pgd_at_cifar10_preact_resnet18.yaml", 512, "", ()),
@@ -252,17 +262,11 @@ def host_syncs(step, device: torch.device) -> int | None:
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-def stage_profile(args, device) -> None:
+def profiled(step, steps: int, device: torch.device):
+    """(seconds per step, kernel seconds per step or None, the profiler's table) of `step` under torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
 
-    config = step_grid(args.tiny)[0]
-    x, y = synthetic_batch(config.batch, device, config.channels_last)
-    step = robustrain_step(config, fresh_model(config.model, device, config.channels_last), x, y,
-                           autocast_of(device, config.bf16))
-    synchronized_seconds(step, device)
-    syncs = host_syncs(step, device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    steps = 1 if args.tiny else 3
     started = time.perf_counter()
     with profile(activities=activities) as prof:
         for _ in range(steps):
@@ -274,13 +278,31 @@ def stage_profile(args, device) -> None:
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     kernel_s = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA") / 1e6 / steps \
         if device.type == "cuda" else None
-    (args.out / "gpu-profile.txt").write_text(
-        f"{config.what('robustrain')}: {steps} steps under torch.profiler, {wall:.4f} s per step\n\n"
-        + events.table(sort_by=sort, row_limit=30) + "\n")
-    add_rows(args.out, [{"stage": "profile", "what": config.what("robustrain"), "seconds_per_step": wall,
-                         "kernel_seconds_per_step": kernel_s,
-                         "device_busy_fraction": kernel_s / wall if kernel_s is not None else None,
-                         "host_syncs_per_step": syncs}])
+    return wall, kernel_s, events.table(sort_by=sort, row_limit=30)
+
+
+def stage_profile(args, device) -> None:
+    """robustrain's PGD-10 step and the plain loop's on the same model and batch, each profiled; the
+    host time beside the kernel time says which step keeps the GPU waiting."""
+    config = step_grid(args.tiny)[0]
+    x, y = synthetic_batch(config.batch, device, config.channels_last)
+    autocast = autocast_of(device, config.bf16)
+    steps = 1 if args.tiny else 3
+    report, rows = [], []
+    for tool in ("robustrain", "plain loop"):
+        model = fresh_model(config.model, device, config.channels_last)
+        step = (robustrain_step(config, model, x, y, autocast) if tool == "robustrain"
+                else peer_step(tool, config, model, x, y, autocast, device))
+        synchronized_seconds(step, device)
+        syncs = host_syncs(step, device)
+        wall, kernel_s, table = profiled(step, steps, device)
+        report.append(f"{config.what(tool)}: {steps} steps under torch.profiler, {wall:.4f} s per step\n\n{table}\n")
+        rows.append({"stage": "profile", "what": config.what(tool), "seconds_per_step": wall,
+                     "kernel_seconds_per_step": kernel_s,
+                     "device_busy_fraction": kernel_s / wall if kernel_s is not None else None,
+                     "host_syncs_per_step": syncs})
+    (args.out / "gpu-profile.txt").write_text("\n".join(report))
+    add_rows(args.out, rows)
 
 
 def stage_corruptions(args, device) -> None:
@@ -320,9 +342,59 @@ def stage_trainer(args, device) -> None:
                              "seconds_per_epoch": epoch["epoch_time_s"], "peak_memory_mb": epoch["peak_memory_mb"]}])
 
 
+def stage_corrupt_files(args, device) -> None:
+    """`robustrain corrupt` whole: every corruption at 5 severities from the test images, written as files."""
+    import tempfile
+
+    from robustrain.corruptions import CORRUPTIONS, SEVERITIES, write_corrupted
+    from robustrain.data import load_dataset
+
+    test_set = load_dataset("cifar10", args.data_root, "test")
+    count = min(100, len(test_set)) if args.tiny else len(test_set)
+    names = list(CORRUPTIONS)[:2] if args.tiny else list(CORRUPTIONS)
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        write_corrupted(folder, test_set.images[:count], test_set.labels[:count], names, seed=0, device=device)
+        seconds = time.perf_counter() - started
+    add_rows(args.out, [{"stage": "corrupt_files", "what": f"robustrain corrupt {len(names)} x5 {count} images files",
+                         "corruptions": len(names), "images": count, "seconds": seconds,
+                         "images_per_s": count * len(SEVERITIES) * len(names) / seconds}])
+
+
+def stage_suite(args, device) -> None:
+    """The standard suite's wall time on a trained model, and its accuracy in bf16 against fp32."""
+    import tempfile
+
+    from robustrain.evaluate import evaluate, fixed_subset
+    from robustrain.runs import RunFolder
+    from robustrain.train.load import load_run
+
+    if args.model_run is None or RunFolder(args.model_run).results() is None:
+        add_rows(args.out, [{"stage": "suite", "what": "standard suite", "not_measured":
+                             f"no finished run to evaluate (--model-run {args.model_run})"}])
+        return
+    run = load_run(args.model_run)
+    model = run.model.to(device)
+    model_name = run.config.model["name"]
+    suite = "quick" if args.tiny else "standard"  # the standard suite's AutoAttack takes minutes on a CPU
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        results = evaluate(model, run.test_set, suite, eps=run.config.threat.eps, norm=run.config.threat.norm,
+                           out=Path(folder) / "suite.json", device=device, progress=False)
+        seconds = time.perf_counter() - started
+    add_rows(args.out, [{"stage": "suite", "what": f"{suite} suite {model_name} eval",
+                         "run": str(args.model_run), "images": len(run.test_set), "seconds": seconds,
+                         "summary": results["summary"]}])
+    subset = fixed_subset(len(run.test_set), 8 if args.tiny else PRECISION_IMAGES, seed=0)
+    x = run.test_set.images[subset].to(device).float().div_(255)
+    accuracies = precision_accuracies(model.eval(), x, run.test_set.labels[subset].to(device))
+    add_rows(args.out, [{"stage": "suite", "what": f"bf16 against fp32 {model_name} {len(subset)} images",
+                         "accuracies": accuracies, "gap_points": precision_gap_points(accuracies)}])
+
+
 def run_stage(args, device) -> None:
-    {"steps": stage_steps, "compile": stage_compile, "profile": stage_profile,
-     "corruptions": stage_corruptions, "trainer": stage_trainer}[args.stage](args, device)
+    {"steps": stage_steps, "compile": stage_compile, "profile": stage_profile, "corruptions": stage_corruptions,
+     "trainer": stage_trainer, "corrupt_files": stage_corrupt_files, "suite": stage_suite}[args.stage](args, device)
 
 
 def main() -> None:
@@ -336,6 +408,7 @@ def main() -> None:
     parser.add_argument("--corruption-images", type=int, default=2000, help="test images each corruption makes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--commit", default="", help="the commit measured, recorded in the results")
+    parser.add_argument("--model-run", type=Path, help="a trained run for the suite stage")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.tiny else 5)
@@ -351,7 +424,8 @@ def main() -> None:
     # Each stage's process gets the settings as parsed (not the command line with --stages cut out).
     forwarded = ["--out", str(args.out), "--data-root", args.data_root, "--rounds", str(args.rounds),
                  "--corruption-images", str(args.corruption_images), "--device", args.device,
-                 "--commit", args.commit, *(["--tiny"] if args.tiny else [])]
+                 "--commit", args.commit, *(["--tiny"] if args.tiny else []),
+                 *(["--model-run", str(args.model_run)] if args.model_run else [])]
     for stage in args.stages:
         limit = LIMITS_S[stage] * (2 if args.tiny else 1)
         started = time.perf_counter()

@@ -37,8 +37,8 @@ PEERS = ("plain loop", "torchattacks", "ART")
 
 
 def by_what(rows: list[dict]) -> dict[str, dict]:
-    """The timed rows (not the profile's) by what they measured."""
-    return {row["what"]: row for row in rows if "images_per_s" in row}
+    """The measured rows (not the profile's, nor those that say why nothing was measured) by what they measured."""
+    return {row["what"]: row for row in rows if row.get("stage") != "profile" and "not_measured" not in row}
 
 
 def peer_of(what: str) -> tuple[str, str] | None:
@@ -63,16 +63,24 @@ def goals(rows: dict[str, dict]) -> list[tuple[str, str, str]]:
         out.append(("fast AT, 15 epochs of PreAct-ResNet-18: under 60 s", "met" if total < 60 else "missed",
                     f"one epoch {fast['seconds_per_epoch']:.1f} s (the first, warm-up included), so about "
                     f"{total:.0f} s"))
+    written = rows.get(f"robustrain corrupt 19 x5 {TEST_IMAGES} images files")
     corruptions = [r for r in rows.values() if r["what"].startswith("corrupt ")]
-    if len(corruptions) == 19:
+    corruption_goal = "the 19 x 5 CIFAR-10-C from 10,000 test images: under 60 s with writing"
+    if written:
+        out.append((corruption_goal, "met" if written["seconds"] < 60 else "missed",
+                    f"`robustrain corrupt` on the device, files written: {written['seconds']:.0f} s"))
+    elif len(corruptions) == 19:
         images = int(corruptions[0]["what"].split()[-2])
         seconds = sum(r["seconds"] for r in corruptions)
         estimate = seconds * TEST_IMAGES / images
-        out.append(("the 19 x 5 CIFAR-10-C from 10,000 test images: under 60 s with writing", "not decided",
+        out.append((corruption_goal, "not decided",
                     f"{seconds:.1f} s for {images:,} images, so about {estimate:.0f} s for 10,000 if it scales "
                     "linearly, without writing the files: not measured as the goal states it"))
-    out.append(("standard suite of a PreAct-ResNet-18: under 3 minutes", "not measured",
-                "no trained PreAct-ResNet-18 was on the device"))
+    suite = next((r for what, r in rows.items() if what.startswith("standard suite ")), None)
+    out.append(("standard suite of a PreAct-ResNet-18: under 3 minutes",
+                ("met" if suite["seconds"] < 180 else "missed") if suite else "not measured",
+                f"`evaluate(..., \"standard\")` on {suite['images']:,} test images: {suite['seconds']:.0f} s"
+                if suite else "no trained PreAct-ResNet-18 was on the device"))
     for what, row in rows.items():
         if "vs_robustrain" not in row or peer_of(what) is None:
             continue
@@ -83,8 +91,16 @@ def goals(rows: dict[str, dict]) -> list[tuple[str, str, str]]:
                         "met" if ours >= 0.95 else "missed", f"{ours:.2f}x"))
         elif what.startswith("pgd10_at"):
             out.append((f"{setting}: at least 2x {tool}", "met" if ours >= 2 else "missed", f"{ours:.2f}x"))
-    out.append(("bf16 within 0.3 points of fp32 (PGD-20, 1,000 images)", "not measured",
-                "needs a trained model on the device (`bench/peers.py` measures it)"))
+    precision = next((r for what, r in rows.items() if what.startswith("bf16 against fp32 ")), None)
+    if precision:
+        fp32, bf16 = precision["accuracies"]["fp32"], precision["accuracies"]["bf16"]
+        out.append(("bf16 within 0.3 points of fp32 (clean and PGD-20, 1,000 images)",
+                    "met" if precision["gap_points"] <= 0.3 else "missed",
+                    f"clean {100 * fp32['clean']:.2f} / {100 * bf16['clean']:.2f}%, PGD-20 {100 * fp32['pgd20']:.2f} / "
+                    f"{100 * bf16['pgd20']:.2f}% (fp32 / bf16): largest gap {precision['gap_points']:.2f} points"))
+    else:
+        out.append(("bf16 within 0.3 points of fp32 (clean and PGD-20, 1,000 images)", "not measured",
+                    "needs a trained model on the device (the suite stage of `bench/gpu.py --model-run RUN`)"))
     return out
 
 
@@ -96,7 +112,7 @@ def render(study: dict) -> str:
         head += f" images/s at {study['before']['commit']} |"
     lines = [head, "|---|---:|---:|---:|---:|" + ("---:|" if before else "")]
     for what, row in now.items():
-        if "images_per_s" not in row or what.startswith("corrupt "):
+        if "images_per_s" not in row or what.startswith(("corrupt ", "robustrain corrupt ")):
             continue
         cells = [what, f"{row['images_per_s']:.0f}",
                  f"{row['seconds_per_epoch']:.1f}" if row.get("seconds_per_epoch") else "–",

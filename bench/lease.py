@@ -1,26 +1,34 @@
 """Everything a lent GPU should run, as one command (issues 18 and 19), each stage under its own
 time limit and writing into OUT as soon as it has something, so that a lease cut short keeps what
-it measured. `--tiny` runs every stage on a CPU in about a minute (the tests do).
+it measured. `--tiny` runs every stage on a CPU in a minute or two (the tests do).
 
     # here, once: pack the data and the peers' wheels into the ignored folder .gpu/
     python bench/folder_archive.py pack ../shared/data/cifar10-jpeg .gpu/cifar10-jpeg.npz
     pip download --no-deps --only-binary=:all: -d .gpu/wheels torchattacks adversarial-robustness-toolbox \\
         imagecorruptions-imaug
-    # on the device (carry .gpu), from the project root:
-    python3 bench/lease.py --out $OUT --data .gpu/cifar10-jpeg.npz --commit $(git rev-parse --short HEAD)
-    # a lease split over two calls (each under the tool's 10-minute limit):
-    python3 bench/lease.py ... --stages repro gpu_bench --bench-stages steps profile corruptions --deadline-s 560
-    python3 bench/lease.py ... --stages gpu_bench hot_path decode --bench-stages trainer compile --deadline-s 240
+    # on the device (carry .gpu), from the project root, in two calls of the device tool (each under
+    # its 10-minute limit; the second finds the first's scratch folder while the machine stays warm):
+    python3 bench/lease.py --out $OUT --data .gpu/cifar10-jpeg.npz --commit $(git rev-parse --short HEAD) \\
+        --stages hot_path repro gpu_bench --bench-stages suite corrupt_files profile steps --deadline-s 570
+    python3 bench/lease.py ... --stages departures gpu_bench decode --bench-stages trainer compile corruptions \\
+        --deadline-s 500
     # back here: the pages
-    python bench/gpu_report.py OUT/gpu-speed.json --before docs/results/gpu-speed.json
+    python bench/gpu_report.py OUT1/gpu-speed.json OUT2/gpu-speed.json --before docs/results/gpu-speed.json
+    python scripts/fast_at_departures.py --render RUNS/study-*.json OUT2/fast-at-departures-call.json
 
-Stages, by default in this order (`--stages` picks and orders them; `--deadline-s` shrinks each
+Stages, by default in the order below (`--stages` picks and orders them; `--deadline-s` shrinks each
 stage's limit to what is left of the call, so that the device tool's per-call limit never kills the
-call before its stages have written their results): the hot-path tests under CUDA's sync debug mode
-(OUT/hot-path.log); bench/gpu.py, every stage or those of `--bench-stages` (OUT/gpu-speed.json,
-OUT/gpu-profile.txt); `robustrain repro fast_at_cifar10` (its entry in OUT/reproductions.json and
-.md); bench/decode.py with 1, 4 and 16 workers (the cache's first decode and a streamed epoch: does a
-many-core host keep a GPU fed? OUT/decode.log). About 9.5 minutes on an H100.
+call before its stages have written their results). Their output goes to one log, OUT/lease.log (the
+tool brings back at most 8 files):
+  hot_path    the hot-path tests under CUDA's sync debug mode;
+  repro       `robustrain repro fast_at_cifar10` (its entry in OUT/reproductions.json and .md): also
+              the trained PreAct-ResNet-18 that gpu_bench's suite stage evaluates;
+  gpu_bench   bench/gpu.py, every stage or those of `--bench-stages` (OUT/gpu-speed.json,
+              OUT/gpu-profile.txt);
+  departures  scripts/fast_at_departures.py's arms not yet run on a GPU, side by side
+              (OUT/fast-at-departures-call.json);
+  decode      bench/decode.py with 1, 4 and 16 workers (does a many-core host keep a GPU fed?).
+All of it takes about 18 minutes on an H100: more than one lease's 15, so a lease picks.
 """
 
 from __future__ import annotations
@@ -34,8 +42,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMITS_S = {"hot_path": 90, "gpu_bench": 450, "decode": 90, "repro": 420}
-STAGES = ("hot_path", "gpu_bench", "repro", "decode")
+LIMITS_S = {"hot_path": 90, "repro": 420, "gpu_bench": 560, "departures": 420, "decode": 90}
+STAGES = tuple(LIMITS_S)
+DEPARTURE_ARMS = ("grad-clip:0", "dawnbench-code:0")
 MARGIN_S = 10  # left at the deadline for the last stage's files to be written and the call to return
 
 
@@ -71,12 +80,15 @@ def stage_limit(name: str, deadline: float | None) -> float:
 
 
 def stage(name: str, command: list[str], log: Path, env: dict, limit: float) -> None:
-    """Run one stage under its limit, its output into `log`; a failure or a timeout is logged, not fatal."""
+    """Run one stage under its limit, its output appended to `log` under a header; a failure or a
+    timeout is logged, not fatal."""
     if limit <= 0:
         print(f"{name}: skipped, no time left before the deadline", flush=True)
         return
     started = time.perf_counter()
-    with open(log, "w") as out:
+    with open(log, "a") as out:
+        out.write(f"\n===== {name}: {' '.join(command)}\n")
+        out.flush()
         # its own process group, so that a timeout also stops the processes it started (bench/gpu.py's
         # stage processes, data loader workers), which would otherwise hold the GPU into the next stage
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -87,6 +99,7 @@ def stage(name: str, command: list[str], log: Path, env: dict, limit: float) -> 
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             code = f"stopped at its {limit:.0f} s limit"
+        out.write(f"===== {name}: exit {code}\n")
     print(f"{name}: {time.perf_counter() - started:.0f} s, exit {code} (log {log.name})", flush=True)
 
 
@@ -113,21 +126,24 @@ def main() -> None:
     device = "cpu" if args.tiny else "cuda"
     tiny = ["--tiny"] if args.tiny else []
     bench_stages = ["--stages", *args.bench_stages] if args.bench_stages else []
+    runs = args.scratch / "runs"
+    trained = runs / ("tiny" if args.tiny else "") / "fast_at_cifar10"  # where repro leaves its run
     commands = {
         "hot_path": [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_hot_path.py"],
-        "gpu_bench": [sys.executable, "bench/gpu.py", "--out", str(args.out), "--data-root", str(data),
-                      "--device", device, "--commit", args.commit, *bench_stages, *tiny],
         "repro": [sys.executable, "-m", "robustrain", "repro", "fast_at_cifar10", "--device", device,
-                  "--data-root", str(data), "--runs-dir", str(args.scratch / "runs"), "--results", str(args.out),
-                  "--no-progress", *tiny],
-        # by default last: the stage a lease cut short can best do without
+                  "--data-root", str(data), "--runs-dir", str(runs), "--results", str(args.out), "--no-progress",
+                  *tiny],
+        "gpu_bench": [sys.executable, "bench/gpu.py", "--out", str(args.out), "--data-root", str(data),
+                      "--device", device, "--commit", args.commit, "--model-run", str(trained), *bench_stages,
+                      *tiny],
+        "departures": [sys.executable, "scripts/fast_at_departures.py", "--data-root", str(data), "--device", device,
+                       "--runs", *DEPARTURE_ARMS, "--runs-dir", str(args.scratch / "departures"),
+                       "--commit", args.commit, "--record", str(args.out / "fast-at-departures-call.json"), *tiny],
         "decode": [sys.executable, "bench/decode.py", "--root", str(data), "--rounds", "1",
                    "--workers", *(["1", "2"] if args.tiny else ["1", "4", "16"])],
     }
-    logs = {"hot_path": "hot-path.log", "gpu_bench": "gpu-bench.log", "repro": "repro.log", "decode": "decode.log"}
     for name in args.stages:
-        stage(name, commands[name], args.out / logs[name], env, stage_limit(name, deadline))
-
+        stage(name, commands[name], args.out / "lease.log", env, stage_limit(name, deadline))
 
 if __name__ == "__main__":
     main()
