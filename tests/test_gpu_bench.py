@@ -168,7 +168,8 @@ def test_a_folder_archive_unpacks_to_the_same_files(tmp_path):
     assert all((source / f).read_bytes() == (tmp_path / "copy" / f).read_bytes() for f in files)
 
 
-def test_the_precision_gap_is_the_larger_of_the_clean_and_robust_differences():
+def test_the_precision_gap_is_the_larger_of_the_clean_and_robust_differences(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # peers imports its neighbours
     peers = load_bench_script("peers")
     accuracies = {"fp32": {"clean": 0.800, "pgd20": 0.400}, "bf16": {"clean": 0.790, "pgd20": 0.425}}
     assert peers.precision_gap_points(accuracies) == pytest.approx(2.5)
