@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--commit", default="unknown")
     parser.add_argument("--wheels", type=Path, default=ROOT / ".gpu" / "wheels")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/robustrain-lease"))
-    parser.add_argument("--tiny", action="store_true", help="every stage on a CPU, in about a minute")
+    parser.add_argument("--tiny", action="store_true", help="every stage on a CPU, in a minute or two")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="which, in this order")
     parser.add_argument("--bench-stages", nargs="+", help="the stages of bench/gpu.py to run (default: all)")
     parser.add_argument("--deadline-s", type=float, help="seconds this call may take; later stages get less")
