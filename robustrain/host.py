@@ -12,9 +12,10 @@ import torch
 
 
 def to_device(draws: torch.Tensor, like: torch.Tensor | torch.device) -> torch.Tensor:
-    """`draws` (a CPU tensor) on `like`'s device (and in its dtype, for a tensor), asynchronously on a GPU."""
+    """`draws` (a CPU tensor, or already one on the device) on `like`'s device (and in its dtype, for a
+    tensor), asynchronously on a GPU."""
     device = like.device if isinstance(like, torch.Tensor) else torch.device(like)
-    if device.type == "cuda":
+    if device.type == "cuda" and draws.device.type == "cpu":
         draws = draws.pin_memory()
     if isinstance(like, torch.Tensor):
         return draws.to(like, non_blocking=True)

@@ -1,12 +1,17 @@
 """A training step, and an attack inside it, must not wait for the device: every `.item()`,
 `.tolist()`, `nonzero()` or truth test of a tensor makes the host wait for a GPU to finish the work
-queued so far, which empties the pipeline that keeps a GPU busy. On a CPU the Python calls that
-would do so are counted; with CUDA present, its sync debug mode raises on any synchronisation."""
+queued so far, which empties the pipeline that keeps a GPU busy, and so does a copy of host memory
+to the device that is not queued (`non_blocking`, from pinned memory: `robustrain.host.to_device`).
+On a CPU the Python calls that would do so are counted, and the step runs on the meta device to see
+its copies from the host; with CUDA present, its sync debug mode raises on any synchronisation."""
+
+import traceback
 
 import pytest
 import torch
 
 from robustrain.data.augment import crop_flip
+from robustrain.host import to_device
 from robustrain.methods import StepContext, Threat, create_method
 from robustrain.models import create_model
 
@@ -50,6 +55,9 @@ def training_step(method_name: str, options: dict, device: torch.device):
 
 STEPS = [("standard", {}), ("pgd_at", {"steps": 2}), ("fast_at", {}), ("fast_at", {"bn_mode": "train"}),
          ("trades", {"steps": 2}), ("oat", {"steps": 2})]
+# AugMix decides on the host which images take which op (nonzero and int of CPU draws), which the
+# Python-call counter cannot tell from a device value: it joins the copy and CUDA checks only.
+DEVICE_STEPS = [*STEPS, ("augmix", {})]
 
 
 @pytest.mark.parametrize("method_name, options", STEPS)
@@ -60,7 +68,7 @@ def test_a_training_step_never_asks_the_device_for_a_value(method_name, options,
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: its sync debug mode sees every synchronisation")
-@pytest.mark.parametrize("method_name, options", STEPS)
+@pytest.mark.parametrize("method_name, options", DEVICE_STEPS)
 def test_a_training_step_never_synchronises_with_a_gpu(method_name, options):
     step = training_step(method_name, options, torch.device("cuda"))
     step()  # the first step may set things up (cuDNN plans, the pinned-memory pool)
@@ -70,6 +78,36 @@ def test_a_training_step_never_synchronises_with_a_gpu(method_name, options):
         step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def blocking_copies(step, monkeypatch) -> list[str]:
+    """Run `step`, recording where it copied a host tensor to the meta device without non_blocking
+    (the copy that, to a GPU, waits for everything queued there)."""
+    copies, original = [], torch.Tensor.to
+
+    def watched(self, *args, **kwargs):
+        moved = original(self, *args, **kwargs)
+        if self.device.type == "cpu" and moved.device.type == "meta" and not kwargs.get("non_blocking"):
+            copies.append(traceback.format_stack(limit=2)[0].strip())
+        return moved
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.Tensor, "to", watched)
+        step()
+    return copies
+
+
+@pytest.mark.parametrize("method_name, options", DEVICE_STEPS)
+def test_a_training_step_queues_its_host_draws_instead_of_waiting(method_name, options, monkeypatch):
+    # OAT's λ indices once went to the GPU by a plain .to(device) (the H100's sync debug mode found
+    # it), and AugMix's op rows and parameters, about 190 copies per step
+    step = training_step(method_name, options, torch.device("meta"))
+    assert blocking_copies(step, monkeypatch) == []
+
+
+def test_the_copy_watcher_sees_a_blocking_copy_and_not_a_queued_one(monkeypatch):
+    draws = torch.rand(4)
+    assert len(blocking_copies(lambda: draws.to("meta"), monkeypatch)) == 1
+    assert blocking_copies(lambda: to_device(draws, torch.device("meta")), monkeypatch) == []
 
 
 def test_the_counter_sees_a_synchronising_call(host_waits):

@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..host import to_device
+
 OPS = ("autocontrast", "equalize", "posterize", "rotate", "solarize", "shear_x", "shear_y", "translate_x",
        "translate_y")
 
@@ -49,13 +51,13 @@ def equalize(v: torch.Tensor) -> torch.Tensor:
 
 def posterize(v: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """Keep the `bits` high bits of each value."""
-    step = (2 ** (8 - bits)).view(-1, 1, 1, 1).to(v)
+    step = to_device((2 ** (8 - bits)).view(-1, 1, 1, 1), v)
     return torch.div(v, step, rounding_mode="floor") * step
 
 
 def solarize(v: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """Invert the values at or above the threshold."""
-    return torch.where(v >= threshold.view(-1, 1, 1, 1).to(v), 255 - v, v)
+    return torch.where(v >= to_device(threshold.view(-1, 1, 1, 1), v), 255 - v, v)
 
 
 def affine(v: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -65,7 +67,7 @@ def affine(v: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     n, _, h, w = v.shape
     ys, xs = torch.meshgrid(torch.arange(h, dtype=v.dtype, device=v.device) + 0.5,
                             torch.arange(w, dtype=v.dtype, device=v.device) + 0.5, indexing="ij")
-    m = matrix.to(v).view(n, 6, 1, 1)
+    m = to_device(matrix, v).view(n, 6, 1, 1)
     x_in = m[:, 0] * xs + m[:, 1] * ys + m[:, 2]
     y_in = m[:, 3] * xs + m[:, 4] * ys + m[:, 5]
     grid = torch.stack([2 * x_in / w - 1, 2 * y_in / h - 1], dim=-1)
@@ -111,7 +113,7 @@ def apply_op(name: str, v: torch.Tensor, magnitude: torch.Tensor) -> torch.Tenso
         matrix = torch.stack([ones, zeros, zeros, zeros, ones, m], 1)
     else:
         raise ValueError(f"unknown AugMix op {name!r}; expected one of {OPS}.")
-    return affine(v, matrix.to(v.device))
+    return affine(v, matrix)
 
 
 def magnitudes(name: str, n: int, severity: float, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -146,12 +148,14 @@ def augment_and_mix(x: torch.Tensor, generator: torch.Generator, *, severity: fl
         for step in range(int(steps.max())):
             ops = torch.randint(len(OPS), (n,), generator=generator)
             for index, name in enumerate(OPS):
+                # which images take this op is known on the host (CPU draws); the rows travel queued
                 rows = ((ops == index) & (steps > step)).nonzero().flatten()
                 if len(rows):
                     params = magnitudes(name, len(rows), severity, x.shape[-1], generator)
-                    chained[rows.to(x.device)] = apply_op(name, chained[rows.to(x.device)], params)
-        mix += weights[:, chain].to(x).view(-1, 1, 1, 1) * chained / 255
-    m = m.to(x).view(-1, 1, 1, 1)
+                    on_device = to_device(rows, x.device)
+                    chained[on_device] = apply_op(name, chained[on_device], params)
+        mix += to_device(weights[:, chain], x).view(-1, 1, 1, 1) * chained / 255
+    m = to_device(m, x).view(-1, 1, 1, 1)
     return (1 - m) * x + m * mix
 
 
