@@ -39,6 +39,7 @@ def training_step(method_name: str, options: dict, device: torch.device):
     model = create_model("resnet20", 10, **conditioning).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     method = create_method(method_name, options, Threat(eps=8 / 255))
+    method.attach(model)  # as the trainer does: auxiliary heads, EWS's controller
     ctx = StepContext(torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, device=device)
@@ -54,10 +55,12 @@ def training_step(method_name: str, options: dict, device: torch.device):
 
 
 STEPS = [("standard", {}), ("pgd_at", {"steps": 2}), ("fast_at", {}), ("fast_at", {"bn_mode": "train"}),
-         ("trades", {"steps": 2}), ("oat", {"steps": 2})]
-# AugMix decides on the host which images take which op (nonzero and int of CPU draws), which the
-# Python-call counter cannot tell from a device value: it joins the copy and CUDA checks only.
-DEVICE_STEPS = [*STEPS, ("augmix", {})]
+         ("trades", {"steps": 2}), ("oat", {"steps": 2}), ("ews", {"subnets": "random"})]
+# AugMix and Auxiliary Training's views decide on the host which images take which op and which
+# kernel taps to sum (nonzero, tolist, int of CPU values), which the Python-call counter cannot tell
+# from a device value: they join the copy and CUDA checks only. (EWS's controller reads its step
+# count from the device every step, a synchronisation: not covered yet.)
+DEVICE_STEPS = [*STEPS, ("augmix", {}), ("auxiliary", {})]
 
 
 @pytest.mark.parametrize("method_name, options", STEPS)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..host import to_device
 from ..nn import Condition
 from .base import METHODS, Method, StepContext, StepOutput
 
@@ -74,7 +75,7 @@ class Controller(nn.Module):
             if chosen is None:
                 # k draws without replacement: the top-k of log p + Gumbel noise.
                 uniform = torch.rand(len(log_p), generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
-                gumbel = -torch.log(-torch.log(uniform)).to(log_p)
+                gumbel = to_device(-torch.log(-torch.log(uniform)), log_p)
                 pick = (log_p.detach() + gumbel).topk(self.keep[b]).indices.sort().values
             else:
                 pick = chosen[b]
@@ -87,7 +88,8 @@ class Controller(nn.Module):
 
 def channel_masks(channels: list[int], picks: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
     """0/1 masks over each block's input channels with the picked ones set."""
-    return tuple(torch.zeros(c, device=device).index_fill_(0, p.to(device), 1.0) for c, p in zip(channels, picks))
+    return tuple(torch.zeros(c, device=device).index_fill_(0, to_device(p, device), 1.0)
+                 for c, p in zip(channels, picks))
 
 
 def random_picks(channels: list[int], keep: list[int], generator: torch.Generator) -> list[torch.Tensor]:

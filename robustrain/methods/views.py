@@ -29,7 +29,7 @@ View = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    return (low + (high - low) * torch.rand(n, generator=generator)).to(like).view(-1, 1, 1, 1)
+    return to_device(low + (high - low) * torch.rand(n, generator=generator), like).view(-1, 1, 1, 1)
 
 
 def noise_view(x: torch.Tensor, generator: torch.Generator, std: float = 20 / 255) -> torch.Tensor:
