@@ -56,6 +56,22 @@ def test_subnet_passes_leave_running_statistics_to_the_full_network():
             assert torch.equal(stats[key], value), key
 
 
+def test_the_controller_learns_on_the_steps_the_interval_names_counted_on_the_host():
+    model, method = ews(controller_interval=3)
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    weights = [p.detach().clone() for p in method.controller.parameters()]
+
+    def updated_at(step: int) -> bool:
+        method.step(model, x, y, StepContext(torch.Generator().manual_seed(0), step=step))
+        changed = any(not torch.equal(w, p) for w, p in zip(weights, method.controller.parameters()))
+        for w, p in zip(weights, method.controller.parameters()):
+            w.copy_(p.detach())
+        return changed
+    assert [updated_at(step) for step in (1, 2, 3, 4, 6)] == [False, False, True, False, True]
+    # a checkpoint from when the count was a buffer still loads
+    method.load_state_dict({**method.state_dict(), "steps_done": torch.tensor(7)})
+
+
 def test_controller_log_probabilities_form_a_distribution_over_subnets():
     torch.manual_seed(0)
     # One channel kept per block: a sequence of categorical draws, so the probabilities of all

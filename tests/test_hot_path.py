@@ -38,7 +38,7 @@ def training_step(method_name: str, options: dict, device: torch.device):
     conditioning = {"lambdas": [0, 0.1, 0.2, 0.3, 0.4, 1]} if method_name == "oat" else {}
     model = create_model("resnet20", 10, **conditioning).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    method = create_method(method_name, options, Threat(eps=8 / 255))
+    method = create_method(method_name, options, Threat(eps=8 / 255)).to(device)
     method.attach(model)  # as the trainer does: auxiliary heads, EWS's controller
     ctx = StepContext(torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(1)
@@ -57,10 +57,10 @@ def training_step(method_name: str, options: dict, device: torch.device):
 STEPS = [("standard", {}), ("pgd_at", {"steps": 2}), ("fast_at", {}), ("fast_at", {"bn_mode": "train"}),
          ("trades", {"steps": 2}), ("oat", {"steps": 2}), ("ews", {"subnets": "random"})]
 # AugMix and Auxiliary Training's views decide on the host which images take which op and which
-# kernel taps to sum (nonzero, tolist, int of CPU values), which the Python-call counter cannot tell
-# from a device value: they join the copy and CUDA checks only. (EWS's controller reads its step
-# count from the device every step, a synchronisation: not covered yet.)
-DEVICE_STEPS = [*STEPS, ("augmix", {}), ("auxiliary", {})]
+# kernel taps to sum (nonzero, tolist, int of CPU values), and EWS's controller steps Adam, which
+# reads its step count from a CPU tensor: the Python-call counter cannot tell those from a device
+# value, so these join the copy and CUDA checks only.
+DEVICE_STEPS = [*STEPS, ("augmix", {}), ("auxiliary", {}), ("ews", {"controller_interval": 1})]
 
 
 @pytest.mark.parametrize("method_name, options", STEPS)

@@ -39,7 +39,9 @@ class Threat:
 @dataclass
 class StepContext:
     """What a training step may use besides the batch: randomness, the shared loss options, and
-    how far training is (progress: epochs done / total epochs, fractional within an epoch).
+    how far training is (progress: epochs done / total epochs, fractional within an epoch; step:
+    the steps the run took before this one, known on the host, so that a method's every-N-steps
+    decision never asks the device for a count).
 
     Under data parallelism each process draws its own per-sample randomness from `generator`;
     `shared_generator` gives the same draws on every process, for a method's global decisions (EWS's
@@ -49,6 +51,7 @@ class StepContext:
     generator: torch.Generator
     label_smoothing: float = 0.0
     progress: float = 0.0
+    step: int = 0
     shared_generator: torch.Generator | None = None
     world: int = 1
 

@@ -151,12 +151,16 @@ class EWS(Method):
 
         self.base = method_from_section(options.base, threat)
         self.register_buffer("reward_baseline", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.register_buffer("last_reward", torch.zeros((), dtype=torch.float64))
         self.controller: Controller | None = None
         self.controller_optimizer: torch.optim.Optimizer | None = None
         self.channels: list[int] = []  # per masked block: its channels, and how many a subnet keeps
         self.keep: list[int] = []
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before the step count came with the call (StepContext.step) hold it as a buffer
+        state_dict.pop(prefix + "steps_done", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def attach(self, model: nn.Module) -> None:
         self.base.attach(model)
@@ -189,11 +193,10 @@ class EWS(Method):
         if self.options.subnets == "random":
             picks = random_picks(self.channels, self.keep, ctx.shared)
         else:
-            if int(self.steps_done) % self.options.controller_interval == 0:
+            if ctx.step % self.options.controller_interval == 0:
                 self.update_controller(model, out.views[-1][0][:len(y)], y, ctx)
             logs.update(controller_reward=self.last_reward.float(), controller_baseline=self.reward_baseline.float())
             picks, _, _ = self.controller(ctx.shared)
-        self.steps_done += 1
         subnet = Condition(channel_masks=channel_masks(self.channels, picks, x.device), update_bn_stats=False)
         distill = sum(weight * kl_to_subnet(logits, model(inputs, subnet), self.options.kl_reduction)
                       for inputs, logits, weight in out.views)

@@ -352,6 +352,7 @@ def _train_epoch(parts: EpochParts, epoch: int, progress: bool, resumed: EpochPr
             if config.schedule.momentum_at_peak is not None:
                 group["momentum"] = momentum_at(config.schedule, config.optim.momentum, factor)
         ctx.progress = (epoch + index / steps) / config.epochs
+        ctx.step = epoch * steps + index
         with _fits_in_memory(config.batch_size, device):
             with torch.autocast(**amp):
                 out = method.step(model, x, y, ctx)
