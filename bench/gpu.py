@@ -12,8 +12,9 @@ Stages
                plain loop of bench/at_overhead.py, torchattacks.PGD (the documented call) plus the
                same update, and ART's ProjectedGradientDescentPyTorch (fp32, NumPy in and out, as
                documented). Each configuration's tools are timed in interleaved rounds.
-  compile      the robustrain PGD-10 step with every model path compiled, as `--compile` does
-               (the first step's time, compilation included, is recorded too).
+  compile      the robustrain PGD-10 step with every model path compiled, as `--compile` does, in
+               torch.compile's default mode and in reduce-overhead (CUDA graphs; `compile_mode`);
+               the first step's time, compilation included, is recorded too.
   profile      torch.profiler over robustrain's PGD-10 steps and the plain loop's (OUT/gpu-profile.txt:
                where each spends host and device time) and the number of host synchronisations
                one robustrain step makes (CUDA's sync debug mode).
@@ -231,21 +232,34 @@ def stage_steps(args, device) -> None:
             torch.cuda.empty_cache()
 
 
+COMPILE_MODES = ("default", "reduce-overhead")  # inductor as `--compile` uses it; with CUDA graphs
+
+
 def stage_compile(args, device) -> None:
+    """The robustrain PGD-10 step with every model path compiled, as `--compile` does, in each of
+    `COMPILE_MODES` (`compile_mode`); a mode that fails says why in its row."""
     config = step_grid(args.tiny)[0]
     x, y = synthetic_batch(config.batch, device, config.channels_last)
     autocast = autocast_of(device, config.bf16)
-    model = fresh_model(config.model, device, config.channels_last)
-    # As `--compile` does (every model path, in place); the tiny mode checks it with the eager
-    # backend: inductor costs minutes on a CPU.
-    model.compile(backend="eager" if args.tiny else "inductor")
-    started = time.perf_counter()
-    step = robustrain_step(config, model, x, y, autocast)
-    synchronized_seconds(step, device)
-    compile_s = time.perf_counter() - started
-    rows = training_rows("compile", config, {"robustrain": step}, args.rounds, device)
-    rows[0].update(what=config.what("robustrain --compile"), first_step_s=compile_s)
-    add_rows(args.out, rows)
+    for mode in COMPILE_MODES:
+        label = "robustrain --compile" + ("" if mode == "default" else f" {mode}")
+        torch._dynamo.reset()
+        model = fresh_model(config.model, device, config.channels_last)
+        # The tiny mode checks the path with the eager backend (which ignores the mode): inductor
+        # costs minutes on a CPU.
+        model.compile(backend="eager" if args.tiny else "inductor", mode=mode)
+        try:
+            started = time.perf_counter()
+            step = robustrain_step(config, model, x, y, autocast)
+            synchronized_seconds(step, device)
+            compile_s = time.perf_counter() - started
+            rows = training_rows("compile", config, {"robustrain": step}, args.rounds, device)
+        except Exception as error:  # a mode the model or torch build cannot take is a result, not a crash
+            add_rows(args.out, [{"stage": "compile", "what": config.what(label),
+                                 "not_measured": f"{type(error).__name__}: {error}"[:500]}])
+            continue
+        rows[0].update(what=config.what(label), first_step_s=compile_s)
+        add_rows(args.out, rows)
 
 
 def host_syncs(step, device: torch.device) -> int | None:

@@ -48,6 +48,7 @@ def test_every_stage_runs_in_the_tiny_mode_and_writes_its_rows(tmp_path):
         50_000 / robustrain["images_per_s"])
     assert rows["pgd10_at resnet20 b4 fp32 cl plain loop"]["vs_robustrain"] > 0
     assert rows["pgd10_at resnet20 b4 fp32 cl robustrain --compile"]["first_step_s"] > 0
+    assert rows["pgd10_at resnet20 b4 fp32 cl robustrain --compile reduce-overhead"]["first_step_s"] > 0
     assert [row["what"] for row in record["rows"] if row["stage"] == "trainer"] == [
         "pgd10_at resnet20 b32 fp32 cl robustrain train", "fast_at resnet20 b32 fp32 cl robustrain train",
         "fast_at resnet20 b32 fp32 cl robustrain train streamed"]

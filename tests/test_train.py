@@ -352,9 +352,17 @@ def test_metrics_report_peak_memory(reference_run):
 def test_a_compiled_run_trains_checkpoints_and_evaluates(tmp_path, monkeypatch):
     # The trainer compiles every model path (Classifier.compile); the eager backend stands in for
     # inductor, which takes minutes on a CPU.
-    compile_ = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **options: compile_(fn, **{**options, "backend": "eager"}))
+    compile_, modes = torch.compile, []
+
+    def eager(fn, **options):
+        modes.append(options.get("mode"))
+        return compile_(fn, **{**options, "backend": "eager"})
+    monkeypatch.setattr(torch, "compile", eager)
     torch._dynamo.reset()
-    config = tiny_config(tmp_path / "run", {"name": "pgd_at", "steps": 2}, epochs=1, compile=True)
+    config = tiny_config(tmp_path / "run", {"name": "pgd_at", "steps": 2}, epochs=1, compile=True,
+                         compile_mode="reduce-overhead")
     results = train(from_dict(RunConfig, config), progress=False)
     assert 0 <= results.model.clean_acc <= 1 and (tmp_path / "run" / "checkpoints" / "latest.json").is_file()
+    assert modes == ["reduce-overhead"] * 3  # forward, penultimate, last_feature_map, in the mode asked
+    with pytest.raises(ConfigError, match="compile_mode"):
+        from_dict(RunConfig, {**config, "compile_mode": "fast"})

@@ -123,6 +123,7 @@ class RunConfig:
     grad_clip: float | None = None
     channels_last: bool = False
     compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     sync_bn: bool = False
     checkpoint_every: int | None = None
     out: str | None = None

@@ -133,7 +133,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
                                       cluster)
     saver = Checkpointer(folder, config, state, start.init_cost)
     if config.compile:
-        state.model.compile()  # every path methods call, in place
+        state.model.compile(mode=config.compile_mode)  # every path methods call, in place
     training = EpochParts(config, _loader(config, train_set_used, device, cluster), state, device, cluster)
     for epoch in range(start.epoch, config.epochs):
         record, totals = _run_epoch(training, epoch, totals, counter, saver,
