@@ -176,3 +176,12 @@ def test_the_precision_gap_is_the_larger_of_the_clean_and_robust_differences(mon
     assert peers.precision_gap_points(accuracies) == pytest.approx(2.5)
     accuracies["bf16"]["pgd20"] = 0.398
     assert peers.precision_gap_points(accuracies) == pytest.approx(1.0)
+
+
+def test_the_two_pgd_steps_dispatch_nearly_the_same_operators_and_differ_in_where_the_start_is_drawn(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # step_ops imports gpu, which imports its neighbours
+    counts = load_bench_script("step_ops").step_operators("resnet20")
+    ours, plain = counts["robustrain"], counts["plain loop"]
+    assert abs(sum(ours.values()) - sum(plain.values())) < 0.05 * sum(plain.values())
+    assert (ours["aten.rand"], ours["aten.uniform_"]) == (1, 0)  # on a CPU generator, then copied
+    assert (plain["aten.rand"], plain["aten.uniform_"]) == (0, 1)  # on the batch's device
