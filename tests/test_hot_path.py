@@ -102,7 +102,7 @@ def blocking_copies(step, monkeypatch) -> list[str]:
 @pytest.mark.parametrize("method_name, options", DEVICE_STEPS)
 def test_a_training_step_queues_its_host_draws_instead_of_waiting(method_name, options, monkeypatch):
     # OAT's λ indices once went to the GPU by a plain .to(device) (the H100's sync debug mode found
-    # it), and AugMix's op rows and parameters, about 190 copies per step
+    # it), and AugMix's op rows, parameters and mixing weights
     step = training_step(method_name, options, torch.device("meta"))
     assert blocking_copies(step, monkeypatch) == []
 
