@@ -89,7 +89,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---|")
     for steps in args.steps:
         method = create_method("pgd_at", {"steps": steps}, Threat(norm="linf", eps=eps))
-        ctx = StepContext(torch.Generator().manual_seed(0))
+        ctx = StepContext.seeded(0, x.device)
         ours, floors = [], []
         for round_ in range(args.repeats + 1):
             at_step = seconds(lambda: robustrain_at_step(method, model, optimizer, x, y, ctx))

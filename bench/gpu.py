@@ -144,7 +144,7 @@ def robustrain_step(config: StepConfig, model, x, y, autocast):
     method = create_method("standard" if config.method == "standard" else "pgd_at",
                            {} if config.method == "standard" else {"steps": 10, "step_size": ALPHA},
                            Threat(norm="linf", eps=EPS))
-    ctx = StepContext(torch.Generator().manual_seed(0))
+    ctx = StepContext.seeded(0, x.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     return lambda: robustrain_at_step(method, model, optimizer, x, y, ctx, autocast)
 

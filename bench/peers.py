@@ -154,7 +154,7 @@ def training_table(model, x, y, steps: int, rounds: int, device, autocast) -> li
     import torchattacks
 
     method = create_method("pgd_at", {"steps": steps, "step_size": ALPHA}, Threat(norm="linf", eps=EPS))
-    ctx = StepContext(torch.Generator().manual_seed(0))
+    ctx = StepContext.seeded(0, x.device)
     models = {name: copy.deepcopy(model) for name in ("robustrain", "torchattacks", "ART", "plain loop")}
     optimizers = {name: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for name, m in models.items()}
 

@@ -40,7 +40,7 @@ def training_step(method_name: str, options: dict, device: torch.device):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     method = create_method(method_name, options, Threat(eps=8 / 255)).to(device)
     method.attach(model)  # as the trainer does: auxiliary heads, EWS's controller
-    ctx = StepContext(torch.Generator().manual_seed(0))
+    ctx = StepContext.seeded(0, device)
     generator = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, device=device)
     y = torch.randint(0, 10, (8,), device=device)

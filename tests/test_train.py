@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 import os
@@ -158,6 +159,36 @@ def test_trades_loss_is_natural_ce_plus_beta_batchmean_kl():
     p, log_q = F.softmax(model(x), 1), F.log_softmax(model(x_adv), 1)
     kl = (p * (p.log() - log_q)).sum(1).mean()
     assert torch.allclose(out.loss, F.cross_entropy(model(x), y) + 6.0 * kl, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["pgd_at", "fast_at", "trades"])
+def test_an_attack_start_is_drawn_from_the_contexts_noise_stream(name):
+    # On a GPU the trainer gives a step a generator on the device for the attack's random start
+    # (StepContext.noise), so that no step draws and copies a batch of noise on the host.
+    torch.manual_seed(0)
+    model = create_model("small_cnn", 3, width=4).eval()
+    x, y = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    method = create_method(name, {}, Threat(eps=0.05))
+
+    def loss(seed: int, noise_seed: int) -> torch.Tensor:
+        noise = torch.Generator().manual_seed(noise_seed)
+        ctx = StepContext(torch.Generator().manual_seed(seed), noise_generator=noise)
+        return method.step(copy.deepcopy(model), x, y, ctx).loss  # a copy: fast AT's attack pass moves BN statistics
+    assert torch.equal(loss(0, 5), loss(1, 5))
+    assert not torch.equal(loss(0, 5), loss(0, 6))
+
+
+def test_a_seeded_context_keeps_its_noise_on_the_host_generator_off_a_gpu():
+    ctx = StepContext.seeded(3, torch.device("cpu"), noise_seed=4)
+    assert ctx.noise is ctx.generator
+    assert torch.equal(ctx.generator.get_state(), torch.Generator().manual_seed(3).get_state())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_seeded_context_draws_its_noise_on_the_gpu():
+    ctx = StepContext.seeded(3, torch.device("cuda"), noise_seed=4)
+    assert ctx.noise.device.type == "cuda"
+    assert torch.equal(ctx.noise.get_state(), torch.Generator(device="cuda").manual_seed(4).get_state())
 
 
 @pytest.mark.parametrize("bn_mode, statistics_updates", [("eval", 1), ("train", 2)])

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..host import to_device
+from ..host import normal, uniform
 from .base import Attack, ModelMode, WorstCase, check_norm
 from .losses import cross_entropy, dlr
 from .norms import Norm, project, steepest, unit
@@ -133,5 +133,5 @@ class APGD(Attack):
 
     def _start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self.norm == "linf":
-            return to_device(2 * torch.rand(x.shape, generator=generator) - 1, x)
-        return to_device(torch.randn(x.shape, generator=generator), x)
+            return 2 * uniform(x.shape, generator, x) - 1
+        return normal(x.shape, generator, x)

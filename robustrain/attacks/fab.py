@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..host import to_device
+from ..host import normal, uniform
 from .base import Attack, ModelMode, WorstCase, check_norm
 from .norms import Norm, size
 
@@ -133,8 +133,7 @@ class FAB(Attack):
         project = project_linf if self.norm == "linf" else project_l2
         x1 = x.clone()
         if random_start:
-            noise = to_device(2 * torch.rand(x.shape, generator=generator) - 1 if self.norm == "linf"
-                              else torch.randn(x.shape, generator=generator), x)
+            noise = 2 * uniform(x.shape, generator, x) - 1 if self.norm == "linf" else normal(x.shape, generator, x)
             x1 = (x + 0.5 * self.eps * noise / size(noise, self.norm).view(shape)).clamp(0, 1)
         best, best_size = x.clone(), torch.full((n,), float("inf"), device=x.device)
         flat_x = x.flatten(1)

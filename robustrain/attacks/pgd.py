@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..host import to_device
+from ..host import normal, uniform
 from .base import Attack, ModelMode, check_norm
 from .losses import LOSSES
 from .norms import Norm, per_image, project, steepest, unit
@@ -98,9 +98,9 @@ class PGD(Attack):
         if self.random_start == "none":
             return torch.zeros_like(x)
         if self.random_start == "normal":
-            return 0.001 * to_device(torch.randn(x.shape, generator=generator), x)
+            return 0.001 * normal(x.shape, generator, x)
         if self.norm == "linf":
-            return (to_device(torch.rand(x.shape, generator=generator), x) * 2 - 1) * self.eps
-        direction = unit(to_device(torch.randn(x.shape, generator=generator), x), "l2")
-        radius = to_device(torch.rand(x.shape[0], generator=generator), x) * self.eps
+            return (uniform(x.shape, generator, x) * 2 - 1) * self.eps
+        direction = unit(normal(x.shape, generator, x), "l2")
+        radius = uniform(x.shape[:1], generator, x) * self.eps
         return direction * per_image(radius, direction)

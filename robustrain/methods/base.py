@@ -46,6 +46,8 @@ class StepContext:
     Under data parallelism each process draws its own per-sample randomness from `generator`;
     `shared_generator` gives the same draws on every process, for a method's global decisions (EWS's
     subnet), and `world` processes share a batch; a single process leaves both at their defaults.
+    Per-pixel noise (attack starts) comes from `noise`: on a GPU a generator of its own there
+    (`noise_generator`, see robustrain.host), elsewhere `generator` itself.
     """
 
     generator: torch.Generator
@@ -54,11 +56,26 @@ class StepContext:
     step: int = 0
     shared_generator: torch.Generator | None = None
     world: int = 1
+    noise_generator: torch.Generator | None = None
+
+    @classmethod
+    def seeded(cls, seed: int, device: torch.device, noise_seed: int | None = None, **fields) -> StepContext:
+        """A context whose `generator` starts at `seed`; on a CUDA device its per-pixel noise comes
+        from a generator there starting at `noise_seed` (default `seed`)."""
+        noise = None
+        if torch.device(device).type == "cuda":
+            noise = torch.Generator(device=device).manual_seed(seed if noise_seed is None else noise_seed)
+        return cls(torch.Generator().manual_seed(seed), noise_generator=noise, **fields)
 
     @property
     def shared(self) -> torch.Generator:
         """The stream every process draws alike (a single process's own stream)."""
         return self.generator if self.shared_generator is None else self.shared_generator
+
+    @property
+    def noise(self) -> torch.Generator:
+        """The stream of per-pixel noise: the device's own generator where there is one."""
+        return self.generator if self.noise_generator is None else self.noise_generator
 
     def global_mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of `value` over the processes (each holding an equal share of the batch)."""

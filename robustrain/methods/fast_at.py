@@ -46,6 +46,6 @@ class FastAT(Method):
                            model_mode=options.bn_mode)
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
-        x_adv = self.attack(model, x, y, ctx.generator)
+        x_adv = self.attack(model, x, y, ctx.noise)
         logits = model(x_adv)
         return StepOutput(ctx.cross_entropy(logits, y), logits)

@@ -131,7 +131,7 @@ class OAT(Method):
         adversarial = torch.zeros_like(clean)
         if len(rows):
             attacked = Condition(route=cond.route[rows], code=cond.code[rows], width=cond.width)
-            x_adv = self.attack(BoundClassifier(model, attacked), x[rows], y[rows], ctx.generator)
+            x_adv = self.attack(BoundClassifier(model, attacked), x[rows], y[rows], ctx.noise)
             adversarial = adversarial.index_put((rows,), ctx.cross_entropy(model(x_adv, attacked), y[rows],
                                                                            reduction="none"))
         loss = ((1 - lam) * clean + lam * adversarial).mean()

@@ -51,7 +51,7 @@ class PGDAT(Method):
         if lam == 0:
             logits = model(x)
             return StepOutput(ctx.cross_entropy(logits, y), logits, views=((x, logits, 1.0),))
-        x_adv = self.attack(model, x, y, ctx.generator)
+        x_adv = self.attack(model, x, y, ctx.noise)
         adv_logits = model(x_adv)
         loss = lam * ctx.cross_entropy(adv_logits, y)
         logs, views = {}, ((x_adv, adv_logits, lam),)

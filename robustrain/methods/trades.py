@@ -40,7 +40,7 @@ class TRADES(Method):
                           options.steps, norm=threat.norm, loss="kl", random_start="normal", model_mode="eval")
 
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
-        x_adv = self.attack(model, x, y, ctx.generator)
+        x_adv = self.attack(model, x, y, ctx.noise)
         clean_logits = model(x)
         adv_logits = model(x_adv)
         natural = ctx.cross_entropy(clean_logits, y)

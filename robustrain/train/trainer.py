@@ -326,8 +326,9 @@ def _train_epoch(parts: EpochParts, epoch: int, progress: bool, resumed: EpochPr
     offset = 1000 * cluster.rank
     torch.manual_seed(stream_seed(config.seed, epoch, 1 + offset))
     shared = torch.Generator().manual_seed(stream_seed(config.seed, epoch, 3)) if cluster.world > 1 else None
-    ctx = StepContext(torch.Generator().manual_seed(stream_seed(config.seed, epoch, 2 + offset)),
-                      config.label_smoothing, shared_generator=shared, world=cluster.world)
+    ctx = StepContext.seeded(stream_seed(config.seed, epoch, 2 + offset), device,
+                             noise_seed=stream_seed(config.seed, epoch, 4 + offset),
+                             label_smoothing=config.label_smoothing, shared_generator=shared, world=cluster.world)
     amp = dict(device_type=device.type, dtype=AMP_DTYPES.get(config.precision), enabled=config.precision != "fp32")
     model.train()
     method.train()
@@ -399,6 +400,8 @@ def _random_states(ctx: StepContext, device: torch.device) -> dict[str, torch.Te
     states = {"torch": torch.get_rng_state(), "step": ctx.generator.get_state()}
     if device.type == "cuda":
         states["cuda"] = torch.cuda.get_rng_state(device)
+    if ctx.noise_generator is not None:
+        states["noise"] = ctx.noise_generator.get_state()
     return states
 
 
@@ -407,6 +410,8 @@ def _set_random_states(states: dict[str, torch.Tensor], ctx: StepContext, device
     ctx.generator.set_state(states["step"])
     if device.type == "cuda":
         torch.cuda.set_rng_state(states["cuda"], device)
+    if ctx.noise_generator is not None and "noise" in states:  # checkpoints from before the noise stream lack it
+        ctx.noise_generator.set_state(states["noise"])
 
 
 @contextmanager
