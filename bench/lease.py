@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="which, in this order")
     parser.add_argument("--bench-stages", nargs="+", help="the stages of bench/gpu.py to run (default: all)")
     parser.add_argument("--deadline-s", type=float, help="seconds this call may take; later stages get less")
+    parser.add_argument("--model-run", type=Path, help="the trained run gpu_bench's suite stage evaluates (default: "
+                        "the repro stage's; e.g. SCRATCH/departures/dawnbench-code-s0 from an earlier call)")
     args = parser.parse_args()
     deadline = None if args.deadline_s is None else time.monotonic() + args.deadline_s
     args.out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,7 @@ def main() -> None:
     tiny = ["--tiny"] if args.tiny else []
     bench_stages = ["--stages", *args.bench_stages] if args.bench_stages else []
     runs = args.scratch / "runs"
-    trained = runs / ("tiny" if args.tiny else "") / "fast_at_cifar10"  # where repro leaves its run
+    trained = args.model_run or runs / ("tiny" if args.tiny else "") / "fast_at_cifar10"  # where repro leaves its run
     commands = {
         "hot_path": [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_hot_path.py"],
         "repro": [sys.executable, "-m", "robustrain", "repro", "fast_at_cifar10", "--device", device,
