@@ -85,16 +85,24 @@ def test_a_training_step_never_synchronises_with_a_gpu(method_name, options):
 
 def blocking_copies(step, monkeypatch) -> list[str]:
     """Run `step`, recording where it copied a host tensor to the meta device without non_blocking
-    (the copy that, to a GPU, waits for everything queued there)."""
-    copies, original = [], torch.Tensor.to
+    (the copy that, to a GPU, waits for everything queued there), or built a tensor there from host
+    values (`torch.tensor(data, device=...)`, the same copy; the H100 found one in a colour view)."""
+    copies, original_to, original_tensor = [], torch.Tensor.to, torch.tensor
 
-    def watched(self, *args, **kwargs):
-        moved = original(self, *args, **kwargs)
+    def watched_to(self, *args, **kwargs):
+        moved = original_to(self, *args, **kwargs)
         if self.device.type == "cpu" and moved.device.type == "meta" and not kwargs.get("non_blocking"):
             copies.append(traceback.format_stack(limit=2)[0].strip())
         return moved
+
+    def watched_tensor(data, *args, **kwargs):
+        built = original_tensor(data, *args, **kwargs)
+        if built.device.type == "meta":
+            copies.append(traceback.format_stack(limit=2)[0].strip())
+        return built
     with monkeypatch.context() as patch:
-        patch.setattr(torch.Tensor, "to", watched)
+        patch.setattr(torch.Tensor, "to", watched_to)
+        patch.setattr(torch, "tensor", watched_tensor)
         step()
     return copies
 
@@ -111,6 +119,7 @@ def test_the_copy_watcher_sees_a_blocking_copy_and_not_a_queued_one(monkeypatch)
     draws = torch.rand(4)
     assert len(blocking_copies(lambda: draws.to("meta"), monkeypatch)) == 1
     assert blocking_copies(lambda: to_device(draws, torch.device("meta")), monkeypatch) == []
+    assert len(blocking_copies(lambda: torch.tensor([1.0, 2.0], device="meta"), monkeypatch)) == 1
 
 
 def test_the_counter_sees_a_synchronising_call(host_waits):

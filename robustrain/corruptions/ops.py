@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..host import to_device
+
 # Border rules by the names scipy uses: "nearest" repeats the edge pixel (cv2 BORDER_REPLICATE);
 # "reflect" mirrors including the edge pixel, d c b a | a b c d (cv2 BORDER_REFLECT);
 # "mirror" mirrors about the edge pixel, d c b | a b c d (cv2 BORDER_REFLECT_101, torch "reflect").
@@ -245,7 +247,7 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
     """cv2.cvtColor(RGB2GRAY): 0.299 R + 0.587 G + 0.114 B, keeping a channel axis."""
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
+    weights = to_device(torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype), x)  # queued: training views call it
     return torch.einsum("nchw,c->nhw", x, weights).unsqueeze(1)
 
 
