@@ -1,10 +1,13 @@
 """docs/results/gpu-speed.md and docs/results/gpu-speed.json from what `bench/gpu.py` wrote on a GPU.
 
-    python bench/gpu_report.py RUN/gpu-speed.json [MORE.json ...] [--before EARLIER.json ...] [--mixed-commits]
+    python bench/gpu_report.py RUN/gpu-speed.json [MORE.json ...] [--before EARLIER.json ...] [--mixed-commits] \
+        [--page gpu-speed-h200]
 
 The files given first are one measurement (one commit, one device; several calls of bench/gpu.py
-with different stages); `--before` files, of an earlier commit on the same kind of device, add a
+with different stages); `--before` files, of an earlier commit on the same device, add a
 before/after column. The page states every goal of issue 18 as met, missed or not measured.
+`--page` names the page (docs/results/PAGE.md and .json): gpu-speed is the reference machine's
+(an H100), a measurement on another device gets a page of its own.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC, SOURCE = ROOT / "docs/results/gpu-speed.md", ROOT / "docs/results/gpu-speed.json"
+RESULTS = ROOT / "docs/results"
 TRAIN_IMAGES, TEST_IMAGES, SEVERITIES = 50_000, 10_000, 5
 
 
@@ -31,6 +34,14 @@ def merged(paths: list[Path], mixed_commits: bool = False) -> dict:
     rows = [row | ({"commit": r["commit"]} if len(commits) > 1 else {}) for r in records for row in r["rows"]]
     return {"device": records[0]["device"], "torch": records[0]["torch"], "commit": ", ".join(commits),
             "commands": [c for r in records for c in r.get("commands", [r.get("command")])], "rows": rows}
+
+
+def same_device(before: dict, device: str) -> dict:
+    """`before`, if it was measured on `device`: images/s of two kinds of GPU are not a before and after."""
+    if before["device"] != device:
+        raise SystemExit(f"the --before files were measured on {before['device']}, this measurement on {device}; "
+                         "give an earlier measurement on the same device.")
+    return before
 
 
 PEERS = ("plain loop", "torchattacks", "ART")
@@ -104,7 +115,7 @@ def goals(rows: dict[str, dict]) -> list[tuple[str, str, str]]:
     return out
 
 
-def render(study: dict) -> str:
+def render(study: dict, page: str = "gpu-speed") -> str:
     now = by_what(study["rows"])
     before = by_what(study["before"]["rows"]) if study.get("before") else {}
     head = "| what | images/s | s per epoch (50,000 images) | peak memory (MiB) | peer's time / ours |"
@@ -127,7 +138,8 @@ def render(study: dict) -> str:
     earlier = {row["what"]: row for row in study["before"]["rows"] if "seconds_per_step" in row} if before else {}
     profile = [row for row in study["rows"] if "seconds_per_step" in row]
     profiled = [f"Profile of one `{p['what']}` step under torch.profiler: {p['seconds_per_step'] * 1e3:.0f} ms per "
-                f"step with the profiler on, GPU kernels {p['kernel_seconds_per_step'] * 1e3:.0f} ms of it; host "
+                f"step with the profiler on, GPU kernels {p['kernel_seconds_per_step'] * 1e3:.0f} ms of it "
+                f"({100 * p['kernel_seconds_per_step'] / p['seconds_per_step']:.0f}% busy); host "
                 f"synchronisations per step (CUDA sync debug mode): {p['host_syncs_per_step']}"
                 + (f" (at {study['before']['commit']}: {earlier[p['what']]['host_syncs_per_step']})"
                    if p["what"] in earlier else "") + "."
@@ -136,9 +148,9 @@ def render(study: dict) -> str:
     return "\n".join([
         "# robustrain on a GPU: speed against a plain loop, torchattacks and ART", "",
         "Made by `python bench/gpu_report.py` from what `bench/gpu.py` measured (commands below); the numbers "
-        "are in `gpu-speed.json` beside this page.", "",
+        f"are in `{page}.json` beside this page.", "",
         f"Device: {study['device']}; torch {study['torch']}; code at commit {study['commit']}"
-        + (" (each row's commit is in gpu-speed.json)" if "," in study["commit"] else "") + ". Commands: "
+        + (f" (each row's commit is in {page}.json)" if "," in study["commit"] else "") + ". Commands: "
         + "; ".join(f"`{c}`" for c in study["commands"]) + ".", "",
         "Training rows time one step on a fixed random batch (robustrain: the pgd_at or standard method's step, "
         "backward and SGD update; the peers: their attack, then the same update), median of 5 interleaved "
@@ -147,9 +159,10 @@ def render(study: dict) -> str:
         "\"peer's time / ours\" above 1 means robustrain is faster.", "",
         *lines, "", *profiled, "",
         "## Goals (issue 18)", "", *verdicts, "",
-        "## Corruptions on the device", "",
-        "Each corruption at its 5 severities on the first 2,000 CIFAR-10 test images, as `robustrain corrupt` makes "
-        "them (uint8, generator of the current version, draws on CPU generators):", "", *corruptions, ""])
+        *(["## Corruptions on the device", "",
+           "Each corruption at its 5 severities on the first 2,000 CIFAR-10 test images, as `robustrain corrupt` "
+           "makes them (uint8, generator of the current version, draws on CPU generators):", "", *corruptions, ""]
+          if len(corruptions) > 2 else [])])
 
 
 def main() -> None:
@@ -158,13 +171,15 @@ def main() -> None:
     parser.add_argument("--before", nargs="*", type=Path, default=[], help="gpu-speed.json files of an earlier commit")
     parser.add_argument("--mixed-commits", action="store_true",
                         help="the files are of several commits that differ only in code the benchmark does not run")
+    parser.add_argument("--page", default="gpu-speed", help="the page's name in docs/results (default: gpu-speed)")
     args = parser.parse_args()
     study = merged(args.files, args.mixed_commits)
     if args.before:
-        study["before"] = merged(args.before)
-    SOURCE.write_text(json.dumps(study, indent=1) + "\n")
-    DOC.write_text(render(study))
-    print(f"wrote {DOC.relative_to(ROOT)} and {SOURCE.relative_to(ROOT)}")
+        study["before"] = same_device(merged(args.before, mixed_commits=True), study["device"])
+    doc, source = RESULTS / f"{args.page}.md", RESULTS / f"{args.page}.json"
+    source.write_text(json.dumps(study, indent=1) + "\n")
+    doc.write_text(render(study, args.page))
+    print(f"wrote {doc.relative_to(ROOT)} and {source.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

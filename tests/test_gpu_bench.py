@@ -185,3 +185,11 @@ def test_the_two_pgd_steps_dispatch_nearly_the_same_operators_and_differ_in_wher
     assert abs(sum(ours.values()) - sum(plain.values())) < 0.05 * sum(plain.values())
     assert (ours["aten.rand"], ours["aten.uniform_"]) == (1, 0)  # on a CPU generator, then copied
     assert (plain["aten.rand"], plain["aten.uniform_"]) == (0, 1)  # on the batch's device
+
+
+def test_an_earlier_measurement_on_another_device_is_not_a_before():
+    report = load_bench_script("gpu_report")
+    before = speed_record([])
+    assert report.same_device(before, "GPU") is before
+    with pytest.raises(SystemExit, match="measured on GPU, this measurement on NVIDIA H200"):
+        report.same_device(before, "NVIDIA H200")
