@@ -162,7 +162,8 @@ def render(study: dict) -> str:
     movers = [f"{a['arm']} ({100 * a['clean_acc'] - reference:+.2f} points)" for a in study["runs"]
               if reference is not None and a["arm"] != "as-configured"
               and abs(100 * a["clean_acc"] - reference) > threshold]
-    reading = (f"{', '.join(movers)} move clean accuracy by more than {threshold:.1f} points from as-configured's "
+    verb = "moves" if len(movers) == 1 else "move"
+    reading = (f"{', '.join(movers)} {verb} clean accuracy by more than {threshold:.1f} points from as-configured's "
                f"mean (single seeds: more seeds before a conclusion); the best run is {gap:.1f} points below the "
                "published number." if movers else
                f"no departure tried moves clean accuracy by more than {threshold:.1f} points from as-configured's mean "
