@@ -88,11 +88,28 @@ def test_onecycle_with_momentum_at_peak_follows_torch_cyclic_lr():
     for step in range(total):
         factor = lr_factor(config, epochs, step / steps_per_epoch)
         assert 0.2 * factor == pytest.approx(optimizer.param_groups[0]["lr"], abs=1e-9)
-        assert momentum_at(config, 0.9, factor) == pytest.approx(optimizer.param_groups[0]["momentum"], abs=1e-9)
+        assert momentum_at(config, 0.9, epochs, step / steps_per_epoch) == pytest.approx(
+            optimizer.param_groups[0]["momentum"], abs=1e-9)
         optimizer.step()
         cyclic.step()
     with pytest.raises(ConfigError, match="momentum_at_peak cycles SGD's momentum"):
         from_dict(RunConfig, {"optim": {"name": "adamw"}, "schedule": {"name": "onecycle", "momentum_at_peak": 0.8}})
+
+
+@pytest.mark.parametrize("epochs", [100, 15, 7])
+def test_torch_onecycle_follows_torch_onecycle_lr_stepped_per_epoch(epochs):
+    # The FastAT benchmark: OneCycleLR(opt, max_lr=0.1, total_steps=epochs), scheduler.step() after
+    # each epoch; OneCycleLR also cycles momentum between 0.95 and 0.85 (its defaults).
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+    onecycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=epochs)
+    config = ScheduleConfig(name="torch_onecycle", momentum_at_peak=0.85)
+    for epoch in range(epochs):
+        for t in (epoch, epoch + 0.5):  # constant within the epoch
+            assert 0.1 * lr_factor(config, epochs, t) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9)
+            assert momentum_at(config, 0.95, epochs, t) == pytest.approx(optimizer.param_groups[0]["momentum"],
+                                                                         abs=1e-12)
+        optimizer.step()
+        onecycle.step()
 
 
 def test_bad_schedules_are_named():
@@ -360,6 +377,19 @@ def test_every_shipped_config_resolves_and_builds_its_model_and_method(path):
     model = build_model(config, info)
     method = method_from_section(config.method, config.threat)
     method.attach(model)
+
+
+@pytest.mark.parametrize("model, mean, std", [({}, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+                                              ({"mean": [0, 0, 0], "std": [1, 1, 1]}, (0, 0, 0), (1, 1, 1))])
+def test_a_models_input_normalisation_is_the_datas_unless_the_config_sets_it(model, mean, std):
+    from robustrain.data import DatasetInfo
+    from robustrain.train import build_model
+
+    config = from_dict(RunConfig, {"model": {"name": "small_cnn", "width": 4, **model}})
+    info = DatasetInfo(name="cifar10", num_classes=10, channels=3, image_size=(32, 32),
+                       mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    normalize = build_model(config, info).normalize
+    assert normalize.mean.flatten().tolist() == list(mean) and normalize.std.flatten().tolist() == list(std)
 
 
 def test_a_step_that_runs_out_of_memory_says_so_and_suggests_a_smaller_batch(tmp_path, monkeypatch):

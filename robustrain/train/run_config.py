@@ -99,7 +99,10 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """model / method: a mapping with `name` and that model's or method's own options.
+    """model / method: a mapping with `name` and that model's or method's own options; the model's
+    input normalisation is the training data's per-channel mean and std unless `model.mean` and
+    `model.std` say otherwise (e.g. [0, 0, 0] and [1, 1, 1]: none, as code that feeds [0, 1] images
+    to the network unnormalised has it).
     init: start from another run's or a state dict's weights (fine-tuning).
     sync_bn: under torchrun, BatchNorm statistics of the global batch instead of each process's share.
     checkpoint_every: also checkpoint every N training steps within an epoch, so that a resumed run
@@ -157,9 +160,9 @@ def read_run_config(folder: RunFolder) -> RunConfig:
 
 def build_model(config: RunConfig, info) -> Classifier:
     """The model `config.model` names, for data described by `info` (classes, channels, normalisation)."""
-    options = {k: v for k, v in config.model.items() if k != "name"}
-    options.setdefault("in_channels", info.channels)
+    options = {"mean": info.mean, "std": info.std, "in_channels": info.channels,
+               **{k: v for k, v in config.model.items() if k != "name"}}
     try:
-        return create_model(config.model["name"], info.num_classes, mean=info.mean, std=info.std, **options)
+        return create_model(config.model["name"], info.num_classes, **options)
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from None

@@ -19,6 +19,8 @@ from ..registry import Registry
 RiseShape = Literal["linear", "cosine"]
 DecayShape = Literal["linear", "cosine", "exponential"]
 PEAK_FRACTION = {"onecycle": 0.4, "slow_start_fast_decay": 0.7}
+# torch.optim.lr_scheduler.OneCycleLR's defaults
+TORCH_PCT_START, TORCH_DIV_FACTOR, TORCH_FINAL_DIV_FACTOR = 0.3, 25.0, 1e4
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,18 @@ class ScheduleConfig:
                  average than the rise (the paper's curve itself is not known to us; these
                  defaults are our reading of "slow start, fast decay")
       piecewise  linear through `points`, pairs (epoch, factor), constant outside them
+      torch_onecycle
+                 torch's OneCycleLR with its defaults, stepped once per epoch (as code that calls
+                 `scheduler.step()` after each epoch, e.g. the FastAT benchmark, has it): constant
+                 within an epoch; a half-cosine from 1/25 up to 1 at step 0.3 x epochs - 1, then
+                 down to 1/25 x 1e-4 at the last epoch
     warmup_epochs: a linear ramp from 0 multiplied onto any of these.
     momentum_at_peak: SGD momentum moves opposite to the learning rate, linearly from
       optim.momentum at factor 0 to this value at factor 1, as torch's CyclicLR does by default
       (cycle_momentum: 0.9 down to 0.8), and so the official fast AT code; unset: constant.
+      Under torch_onecycle it follows OneCycleLR's own momentum cycle: the same half-cosines
+      from optim.momentum (OneCycleLR's max_momentum, 0.95 by default) to this value (its
+      base_momentum, 0.85) and back.
     """
 
     name: str = "multistep"
@@ -96,11 +106,15 @@ def lr_factor(config: ScheduleConfig, total_epochs: float, t: float) -> float:
     return factor
 
 
-def momentum_at(config: ScheduleConfig, momentum: float, factor: float) -> float:
-    """The SGD momentum where the learning-rate factor is `factor` (see momentum_at_peak)."""
+def momentum_at(config: ScheduleConfig, momentum: float, total_epochs: float, t: float) -> float:
+    """The SGD momentum at progress t (epochs) of a run of total_epochs (see momentum_at_peak)."""
     if config.momentum_at_peak is None:
         return momentum
-    return momentum + (config.momentum_at_peak - momentum) * factor
+    if config.name == "torch_onecycle":
+        rising, pct = _torch_onecycle_phase(total_epochs, t)
+        start, end = (momentum, config.momentum_at_peak) if rising else (config.momentum_at_peak, momentum)
+        return _cosine_anneal(start, end, pct)
+    return momentum + (config.momentum_at_peak - momentum) * lr_factor(config, total_epochs, t)
 
 
 SCHEDULES: Registry[Callable[[ScheduleConfig, float, float], float]] = Registry("schedule")
@@ -136,6 +150,29 @@ def _slow_start_fast_decay(config: ScheduleConfig, total_epochs: float, t: float
 @SCHEDULES.register("piecewise")
 def _piecewise(config: ScheduleConfig, total_epochs: float, t: float) -> float:
     return _interp(t, config.points)
+
+
+@SCHEDULES.register("torch_onecycle")
+def _torch_onecycle(config: ScheduleConfig, total_epochs: float, t: float) -> float:
+    rising, pct = _torch_onecycle_phase(total_epochs, t)
+    initial = 1 / TORCH_DIV_FACTOR
+    return _cosine_anneal(initial, 1.0, pct) if rising else _cosine_anneal(1.0, initial / TORCH_FINAL_DIV_FACTOR, pct)
+
+
+def _torch_onecycle_phase(total_epochs: float, t: float) -> tuple[bool, float]:
+    """(rising, fraction of the phase done) of OneCycleLR with total_steps = the epochs, at the
+    step taken before epoch floor(t): its two phases end at steps 0.3 x total - 1 and total - 1."""
+    steps = max(round(total_epochs), 1)
+    step = min(max(math.floor(t), 0), steps - 1)
+    peak = float(TORCH_PCT_START * steps) - 1
+    if step <= peak:
+        return True, step / peak
+    return False, (step - peak) / (steps - 1 - peak)
+
+
+def _cosine_anneal(start: float, end: float, pct: float) -> float:
+    """OneCycleLR's anneal_strategy "cos"."""
+    return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)
 
 
 def _rise_then_fall(u: float, peak: float, start: float, final: float, rise: RiseShape, decay: DecayShape) -> float:
