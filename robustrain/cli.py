@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "the page RESULTS/reproductions.md; other entries stay.")
     repro.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (default: all that fit the budget)")
     repro.add_argument("--list", action="store_true", help="list the experiments, their targets and expected cost")
+    repro.add_argument("--render", action="store_true",
+                       help="only rewrite RESULTS/reproductions.md from RESULTS/reproductions.json and the registry "
+                            "(after an experiment's texts changed); nothing runs")
     repro.add_argument("--budget", type=float, metavar="SECONDS",
                        help="skip experiments whose expected time on this device no longer fits")
     repro.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -360,11 +363,15 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _repro(args: argparse.Namespace) -> None:
-    from .repro import listing, reproduce
+    from .repro import listing, record, reproduce
     from .train.distributed import resolve_device
 
     if args.list:
         print(listing())
+        return
+    if args.render:
+        record([], Path(args.results))
+        print(f"wrote {Path(args.results) / 'reproductions.md'}")
         return
     device = str(resolve_device(args.device))
     runs_dir = Path(args.runs_dir) / ("tiny" if args.tiny else "")

@@ -93,3 +93,15 @@ def test_the_page_says_what_was_checked_for_a_missed_target_only():
     checked = REPRODUCTIONS.get("fast_at_cifar10").checked
     assert checked and checked in render([entry("missed")])
     assert checked not in render([entry("met")]) and "what was checked" not in render([entry("met")])
+
+
+def test_render_rewrites_the_page_from_the_entries_without_running(tmp_path):
+    entry = {"name": "fast_at_cifar10", "device": "GPU", "torch": "2.x", "commit": "abc1234", "wall_s": 1.0,
+             "verdict": "missed", "settings": {}, "metrics": {"clean_acc": {"acc": 0.77, "protocol": "all"}},
+             "target": [{"metric": "clean_acc", "protocol": "clean", "measured": 0.77, "band_95": 0.01,
+                         "at_least": 0.83, "source": "paper", "met": False}]}
+    (tmp_path / "reproductions.json").write_text(json.dumps([entry]))
+    main(["repro", "--render", "--results", str(tmp_path)])
+    assert REPRODUCTIONS.get("fast_at_cifar10").checked in (tmp_path / "reproductions.md").read_text()
+    assert json.loads((tmp_path / "reproductions.json").read_text()) == [entry]
+    assert "- pgd_at_cifar10_fastat_benchmark: PGD-AT" in (tmp_path / "reproductions.md").read_text()  # not run
