@@ -160,7 +160,7 @@ class Study:
         for arm in self.arms:
             keys = [key for key in study["arms"] if key == arm or key.startswith(arm + "@")]
             if not keys:
-                lines.append(f"| {self.label(arm)} | not run yet |" + " |" * (len(names) + 1) + " 0 |")
+                lines.append(f"| {self.label(arm)} | not run yet |" + " |" * len(names) + " 0 |")
             for key in keys:
                 records = list(study["arms"][key].values())
                 lines.append(f"| {self.label(key)} | "

@@ -110,3 +110,13 @@ def test_the_reading_states_each_run_comparison_with_its_band_and_waits_for_the_
     assert "- A − B: clean acc +2.00 ± 2.48 points (within the noise)." in lines
     assert not any("never run" in line for line in lines) and lines[-1] == "- Limits."
     assert s.reading(page, {"b - a": "never run", "a - b": "A − B"}, []) == []
+
+
+def test_an_arm_not_run_yet_has_a_row_as_wide_as_the_header(monkeypatch):
+    study = load_study(monkeypatch)
+    s = study.Study("demo", {"a": study.Arm("A", "a.yaml"), "b": study.Arm("B", "b.yaml")}, (), (),
+                    suite=None, metrics=("clean_acc", "pgd_acc"))
+    records = {0: {"clean_acc": 0.8, "pgd_acc": 0.3, "budget_passes": 11.0}}
+    header, _, ran, not_run = s.tables({"arms": {"a": records}, "comparisons": {}})[:4]
+    assert "not run yet" in not_run
+    assert header.count("|") == ran.count("|") == not_run.count("|")
