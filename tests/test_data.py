@@ -244,11 +244,12 @@ def test_loader_batches_cover_each_image_once_and_are_seeded():
     assert torch.equal(y, (x.flatten() * 255).round().long() % 3)
 
 
-def test_crop_flip_outputs_are_windows_of_the_padded_image():
+@pytest.mark.parametrize("mode, numpy_mode", [("zeros", "constant"), ("reflect", "reflect")])
+def test_crop_flip_outputs_are_windows_of_the_padded_image(mode, numpy_mode):
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(1, 256, (16, 3, 6, 6), dtype=torch.uint8)
-    out = crop_flip(images, generator, padding=2)
-    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    out = crop_flip(images, generator, padding=2, mode=mode)
+    padded = torch.from_numpy(np.pad(images.numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)), mode=numpy_mode))
     flips = 0
     for i in range(16):
         windows = [padded[i, :, r:r + 6, c:c + 6] for r in range(5) for c in range(5)]
@@ -283,3 +284,15 @@ def test_channel_statistics_match_numpy_without_a_float_copy_of_the_set():
     pixels = images.numpy().transpose(1, 0, 2, 3).reshape(3, -1) / 255
     mean, std = channel_stats(images)
     assert mean == pytest.approx(pixels.mean(1), abs=1e-12) and std == pytest.approx(pixels.std(1, ddof=1), abs=1e-12)
+
+
+def test_a_streamed_reflect_padded_crop_is_a_window_of_numpys_reflect_pad():
+    from robustrain.data import TrainTransform
+
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    padded = np.pad(pixels, ((2, 2), (2, 2), (0, 0)), mode="reflect")
+    windows = [padded[r:r + 6, c:c + 6] for r in range(5) for c in range(5)]
+    transform = TrainTransform("crop", padding=2, padding_mode="reflect")
+    for seed in range(8):
+        out = np.asarray(transform(Image.fromarray(pixels), np.random.default_rng(seed)))
+        assert any(np.array_equal(out, w) for w in windows)

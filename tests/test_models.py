@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -201,3 +203,21 @@ def test_a_block_built_on_its_own_runs_and_masks_its_channels():
     masked = block(x, Condition(channel_masks=[torch.zeros(4)]))
     # with every middle channel masked, the residual branch is bn2(conv2(0)) = bn2's shift only
     assert block(x).shape == masked.shape == (2, 4, 5, 5) and not torch.equal(block(x), masked)
+
+
+def test_he_fan_out_initialisation_draws_convolutions_from_its_closed_form():
+    # train_cifar.py's initialize_weights: conv weights N(0, 2 / (k * k * out_channels)), biases 0
+    from robustrain.models import initialize
+
+    torch.manual_seed(0)
+    model = create_model("preact_resnet18", 10, mean=(0.5,) * 3, std=(0.25,) * 3)
+    initialize(model, "he_fan_out")
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.numel() > 500_000]
+    assert convolutions
+    for conv in convolutions:
+        expected = math.sqrt(2 / (conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels))
+        assert conv.weight.std().item() == pytest.approx(expected, rel=0.01)
+        assert abs(conv.weight.mean().item()) < expected / 100
+    assert torch.count_nonzero(model.fc.bias) == 0
+    with pytest.raises(ValueError, match="model.init must be one of"):
+        initialize(model, "orthogonal")

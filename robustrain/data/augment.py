@@ -6,18 +6,24 @@ every device; only the draws (a few numbers per image) cross to the device, with
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
 from ..host import to_device
 
+PaddingMode = Literal["zeros", "reflect"]
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad by `padding` on each side, then cut a random window of the original size per image."""
+
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
+                mode: PaddingMode = "zeros") -> torch.Tensor:
+    """Pad by `padding` on each side (zeros, or "reflect": mirrored at the border without repeating
+    it, numpy's and torch's reflect), then cut a random window of the original size per image."""
     if padding == 0:
         return images
     n, _, h, w = images.shape
-    padded = F.pad(images, (padding,) * 4)
+    padded = F.pad(images, (padding,) * 4, mode="constant" if mode == "zeros" else "reflect")
     top = to_device(torch.randint(0, 2 * padding + 1, (n,), generator=generator), images.device)
     left = to_device(torch.randint(0, 2 * padding + 1, (n,), generator=generator), images.device)
     rows = (top[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
@@ -33,7 +39,8 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
-def crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True) -> torch.Tensor:
+def crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True,
+              mode: PaddingMode = "zeros") -> torch.Tensor:
     """The standard CIFAR training augmentation: random crop with padding, then horizontal flip."""
-    images = random_crop(images, padding, generator)
+    images = random_crop(images, padding, generator, mode)
     return random_flip(images, generator) if flip else images

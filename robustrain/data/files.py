@@ -138,13 +138,15 @@ class TrainTransform:
 
     random_resized_crop: RandomResizedCrop to `size` x `size` (bilinear), then a flip with
         probability 1/2 (the ImageNet recipe). crop_flip / crop / none: the evaluation view, then
-        CIFAR's zero-padded random crop (`padding`) and flip, as the device-resident path does.
+        CIFAR's padded random crop (`padding` pixels of zeros, or mirrored with `padding_mode`
+        "reflect") and flip, as the device-resident path does.
     """
 
     augment: Literal["random_resized_crop", "crop_flip", "crop", "none"]
     view: EvalTransform = field(default_factory=EvalTransform)
     size: int | None = None
     padding: int = 4
+    padding_mode: Literal["zeros", "reflect"] = "zeros"
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         if self.augment == "random_resized_crop":
@@ -155,12 +157,19 @@ class TrainTransform:
             if self.augment != "none" and self.padding:
                 top, left = (int(v) for v in rng.integers(0, 2 * self.padding + 1, size=2))
                 width, height = image.size
-                padded = Image.new(image.mode, (width + 2 * self.padding, height + 2 * self.padding))
-                padded.paste(image, (self.padding, self.padding))
-                image = padded.crop((left, top, left + width, top + height))
+                image = self._padded(image).crop((left, top, left + width, top + height))
         if self.augment in ("random_resized_crop", "crop_flip") and rng.random() < 0.5:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
         return image
+
+    def _padded(self, image: Image.Image) -> Image.Image:
+        p = self.padding
+        if self.padding_mode == "reflect":
+            pixels = np.asarray(image)
+            return Image.fromarray(np.pad(pixels, ((p, p), (p, p)) + ((0, 0),) * (pixels.ndim - 2), mode="reflect"))
+        padded = Image.new(image.mode, (image.width + 2 * p, image.height + 2 * p))
+        padded.paste(image, (p, p))
+        return padded
 
 
 def view_seed(seed: int, epoch: int, index: int) -> np.random.Generator:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -132,3 +134,24 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> SlimmableCo
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> SlimmableConv2d:
     return SlimmableConv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+InitScheme = Literal["default", "he_fan_out"]
+INIT_SCHEMES = ("default", "he_fan_out")
+
+
+def initialize(model: nn.Module, scheme: InitScheme) -> None:
+    """Re-initialise `model`'s layers. default: leave PyTorch's (Kaiming-uniform with a = sqrt(5));
+    he_fan_out: every convolution's weights N(0, 2 / (k_h k_w out_channels)) and biases 0, and
+    every linear layer's bias 0 (its weights kept), as the DAWNBench fast AT code
+    (`CIFAR10/train_cifar.py`, `initialize_weights`) does; BatchNorm is already 1 and 0."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"model.init must be one of {list(INIT_SCHEMES)}, got {scheme!r}.")
+    if scheme == "default":
+        return
+    for layer in model.modules():
+        if isinstance(layer, nn.Conv2d):
+            fan_out = layer.kernel_size[0] * layer.kernel_size[1] * layer.out_channels
+            nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if isinstance(layer, (nn.Conv2d, nn.Linear)) and layer.bias is not None:
+            nn.init.zeros_(layer.bias)

@@ -9,7 +9,7 @@ from ..config import from_dict
 from ..data import EvalTransform, ImageDataset, TrainTransform, load_dataset
 from ..errors import ConfigError
 from ..methods import Threat
-from ..models import Classifier, create_model
+from ..models import Classifier, create_model, initialize
 from ..runs import RunFolder
 from .init import InitConfig
 from .optim import OptimConfig
@@ -19,8 +19,10 @@ from .schedules import ScheduleConfig
 @dataclass(frozen=True)
 class DataConfig:
     """name/root/download/color: as `load_dataset` (color: auto, rgb or grey, for image folders).
-    augment: training augmentation: crop_flip / crop (CIFAR's padded random crop, `crop_padding`),
-    random_resized_crop (ImageNet's, to image_size, then a flip; needs streaming) or none.
+    augment: training augmentation: crop_flip / crop (CIFAR's padded random crop, `crop_padding`
+    pixels of zeros, or of the image mirrored at its border with `crop_padding_mode: reflect`, as
+    numpy's and torch's "reflect" pad), random_resized_crop (ImageNet's, to image_size, then a flip;
+    needs streaming) or none.
     train_limit: train on a fixed random subset of N training images (CPU-sized experiments).
     image_size / resize: for image folders and shards, the evaluation view: the shorter side resized
     to `resize`, then the centred image_size x image_size window (ImageNet: 256 and 224); unset:
@@ -35,6 +37,7 @@ class DataConfig:
     color: Literal["auto", "rgb", "grey"] = "auto"
     augment: Literal["crop_flip", "crop", "random_resized_crop", "none"] = "crop_flip"
     crop_padding: int = 4
+    crop_padding_mode: Literal["zeros", "reflect"] = "zeros"
     train_limit: int | None = None
     image_size: int | None = None
     resize: int | None = None
@@ -71,7 +74,7 @@ class DataConfig:
 
     def train_transform(self) -> TrainTransform:
         """The training view of a streamed split, made as each image is decoded."""
-        return TrainTransform(self.augment, self.view, self.image_size, self.crop_padding)
+        return TrainTransform(self.augment, self.view, self.image_size, self.crop_padding, self.crop_padding_mode)
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class RunConfig:
     """model / method: a mapping with `name` and that model's or method's own options; the model's
     input normalisation is the training data's per-channel mean and std unless `model.mean` and
     `model.std` say otherwise (e.g. [0, 0, 0] and [1, 1, 1]: none, as code that feeds [0, 1] images
-    to the network unnormalised has it).
+    to the network unnormalised has it), and its weights PyTorch's initialisation unless
+    `model.init` names another (`robustrain.models.initialize`).
     init: start from another run's or a state dict's weights (fine-tuning).
     sync_bn: under torchrun, BatchNorm statistics of the global batch instead of each process's share.
     checkpoint_every: also checkpoint every N training steps within an epoch, so that a resumed run
@@ -161,8 +165,10 @@ def read_run_config(folder: RunFolder) -> RunConfig:
 def build_model(config: RunConfig, info) -> Classifier:
     """The model `config.model` names, for data described by `info` (classes, channels, normalisation)."""
     options = {"mean": info.mean, "std": info.std, "in_channels": info.channels,
-               **{k: v for k, v in config.model.items() if k != "name"}}
+               **{k: v for k, v in config.model.items() if k not in ("name", "init")}}
     try:
-        return create_model(config.model["name"], info.num_classes, **options)
+        model = create_model(config.model["name"], info.num_classes, **options)
+        initialize(model, config.model.get("init", "default"))
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from None
+    return model

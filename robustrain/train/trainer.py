@@ -63,8 +63,8 @@ def load_training_data(config: RunConfig) -> tuple[ImageDataset, ImageDataset]:
 def _augmentation(config: RunConfig):
     if config.data.augment == "none":
         return None
-    padding, flip = config.data.crop_padding, config.data.augment == "crop_flip"
-    return lambda images, generator: crop_flip(images, generator, padding, flip)
+    padding, mode, flip = config.data.crop_padding, config.data.crop_padding_mode, config.data.augment == "crop_flip"
+    return lambda images, generator: crop_flip(images, generator, padding, flip, mode)
 
 
 def _loader(config: RunConfig, train_set: ImageDataset, device: torch.device,
