@@ -28,8 +28,8 @@ tool brings back at most 8 files):
               the trained PreAct-ResNet-18 that gpu_bench's suite stage evaluates;
   gpu_bench   bench/gpu.py, every stage or those of `--bench-stages` (OUT/gpu-speed.json,
               OUT/gpu-profile.txt);
-  departures  scripts/fast_at_departures.py's second seeds of the arms that moved clean accuracy
-              by a point or nearly (grad-clip, dawnbench-code), side by side
+  departures  scripts/fast_at_departures.py's dawnbench-full arm (train_cifar.py's initialisation
+              and padding added) beside a second seed of dawnbench-code
               (OUT/fast-at-departures-call.json);
   decode      bench/decode.py with 1, 4 and 16 workers (does a many-core host keep a GPU fed?).
 All of it takes about 18 minutes on an H100: more than one lease's 15, so a lease picks.
@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS_S = {"hot_path": 90, "repro": 420, "gpu_bench": 560, "departures": 420, "decode": 90}
 STAGES = tuple(LIMITS_S)
-DEPARTURE_ARMS = ("grad-clip:1", "dawnbench-code:1")
+DEPARTURE_ARMS = ("dawnbench-full:0", "dawnbench-code:1")
 MARGIN_S = 10  # left at the deadline for the last stage's files to be written and the call to return
 
 
