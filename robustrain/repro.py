@@ -112,9 +112,10 @@ for _experiment in (
                        "point, about a seed's spread, and the DAWNBench version `CIFAR10/train_cifar.py`'s gradient "
                        "norm clipped at 0.5 with its learning rate (0.21, peaking at 2/5) ends at 76.6% (single "
                        "seeds, [fast-at-departures.md](fast-at-departures.md)); the JPEG export costs 2.3 ± 4.0 "
-                       "points at 5,438 images ([jpeg-cost.md](jpeg-cost.md)). Not tried: train_cifar.py's "
-                       "He-normal (fan-out) initialisation and reflection padding; apex O2 without fp32 master "
-                       "weights is not emulated; the original CIFAR-10 files are not on these machines."),
+                       "points at 5,438 images ([jpeg-cost.md](jpeg-cost.md)). Not run yet: train_cifar.py's "
+                       "He-normal (fan-out) initialisation and reflection padding (the departures study's "
+                       "dawnbench-full arm); apex O2 without fp32 master weights is not emulated; the original "
+                       "CIFAR-10 files are not on these machines."),
     Experiment(name="pgd_at_cifar10_fastat_benchmark",
                summary="PGD-AT (PGD-10), CIFAR ResNet-18, CIFAR-10, 100 epochs of the FastAT benchmark's recipe, "
                        "channels_last",
