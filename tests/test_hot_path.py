@@ -10,6 +10,7 @@ import traceback
 import pytest
 import torch
 
+from robustrain.data import DatasetInfo, ImageDataset
 from robustrain.data.augment import crop_flip
 from robustrain.host import to_device
 from robustrain.methods import StepContext, Threat, create_method
@@ -44,6 +45,9 @@ def training_step(method_name: str, options: dict, device: torch.device):
     generator = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, device=device)
     y = torch.randint(0, 10, (8,), device=device)
+    if method_name == "adcorda":  # what its prepare() leaves: the target domain on the device
+        info = DatasetInfo("target", 10, 3, (32, 32), (0.5,) * 3, (0.25,) * 3)
+        method.target = ImageDataset(images.clone(), y.clone(), tuple(map(str, range(10))), info, "train")
 
     def step():
         x = crop_flip(images, generator).float() / 255
@@ -51,11 +55,13 @@ def training_step(method_name: str, options: dict, device: torch.device):
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
+        ctx.step += 1
     return step
 
 
 STEPS = [("standard", {}), ("pgd_at", {"steps": 2}), ("fast_at", {}), ("fast_at", {"bn_mode": "train"}),
-         ("trades", {"steps": 2}), ("oat", {"steps": 2}), ("ews", {"subnets": "random"})]
+         ("trades", {"steps": 2}), ("oat", {"steps": 2}), ("ews", {"subnets": "random"}),
+         ("adcorda", {"coral_balance": True})]
 # AugMix and Auxiliary Training's views decide on the host which images take which op and which
 # kernel taps to sum (nonzero, tolist, int of CPU values), and EWS's controller steps Adam, which
 # reads its step count from a CPU tensor: the Python-call counter cannot tell those from a device

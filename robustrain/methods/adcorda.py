@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from ..attacks import Correct, running_mode
 from ..data import ImageDataset
 from ..errors import ConfigError
+from ..host import to_device
 from ..io import atomic_write, atomic_write_text
 from .base import METHODS, Method, StepContext, StepOutput, layout_like
 
@@ -51,7 +52,14 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"CORAL needs two batches of at least 2 rows with the same feature size, got "
                          f"{tuple(source.shape)} and {tuple(target.shape)}.")
     d = source.shape[1]
-    return (torch.cov(source.float().T) - torch.cov(target.float().T)).pow(2).sum() / (4 * d * d)
+    return (_covariance(source) - _covariance(target)).pow(2).sum() / (4 * d * d)
+
+
+def _covariance(rows: torch.Tensor) -> torch.Tensor:
+    """The unbiased covariance of the columns. Not torch.cov: it asks the device whether its
+    normalising factor is positive, a host synchronisation in every step."""
+    centred = rows.float() - rows.float().mean(0, keepdim=True)
+    return centred.T @ centred / (len(rows) - 1)
 
 
 @dataclass(frozen=True)
@@ -119,18 +127,19 @@ class AdCorDA(Method):
     def step(self, model, x, y, ctx: StepContext) -> StepOutput:
         if self.target is None:
             raise RuntimeError("adcorda's prepare() must run before its steps (the trainer calls it).")
-        rows = torch.randint(len(self.target), (len(y),), generator=ctx.generator).to(self.target.images.device)
+        rows = to_device(torch.randint(len(self.target), (len(y),), generator=ctx.generator), self.target.images.device)
         x_target = self.target.images[rows]
         if self.augment is not None:
             x_target = self.augment(x_target, ctx.generator)
         x_target = layout_like(x_target.to(x.dtype).div_(255), x)
         terms = adaptation_terms(model, x, y, x_target, self.target.labels[rows], self.options, ctx.cross_entropy)
-        if self.options.coral_balance and not self.balanced_weight > 0:
-            # Measured once, on the first step (over every process), then held: a weight that
+        if self.options.coral_balance and ctx.step == 0:
+            # Measured once, on the run's first step (over every process), then held: a weight that
             # followed CE / CORAL at every step would make the term CE * log CORAL, whose gradient
-            # grows without bound as CORAL shrinks (the logits collapse to a constant).
-            self.balanced_weight.fill_(float(balanced_coral_weight(self.options.coral_weight, ctx.global_mean(
-                terms.source_loss.detach()), ctx.global_mean(terms.coral.detach()))))
+            # grows without bound as CORAL shrinks (the logits collapse to a constant). Decided by
+            # the host's step count, so no step asks the device for the buffer's value.
+            self.balanced_weight.copy_(balanced_coral_weight(self.options.coral_weight, ctx.global_mean(
+                terms.source_loss.detach()), ctx.global_mean(terms.coral.detach())))
         weight = self.balanced_weight if self.options.coral_balance else self.options.coral_weight
         logs = {"source_loss": terms.source_loss.detach(), "coral": terms.coral.detach(),
                 "coral_weight": torch.as_tensor(weight, dtype=torch.float32).detach()}
