@@ -23,14 +23,22 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
     if padding == 0:
         return images
     n, _, h, w = images.shape
-    padded = F.pad(images, (padding,) * 4, mode="constant" if mode == "zeros" else "reflect")
     top = to_device(torch.randint(0, 2 * padding + 1, (n,), generator=generator), images.device)
     left = to_device(torch.randint(0, 2 * padding + 1, (n,), generator=generator), images.device)
     rows = (top[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
     cols = (left[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
     batch = torch.arange(n, device=images.device)[:, None, None, None]
     channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-    return padded[batch, channels, rows, cols]
+    if mode == "reflect":  # gathered from the image itself: no padded copy, any dtype on any device
+        if padding >= min(h, w):
+            raise ValueError(f"data.crop_padding {padding} must be smaller than the {h}x{w} images to reflect them.")
+        return images[batch, channels, _reflect(rows - padding, h), _reflect(cols - padding, w)]
+    return F.pad(images, (padding,) * 4)[batch, channels, rows, cols]
+
+
+def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Positions up to size - 1 outside [0, size) mirrored inside, the border not repeated."""
+    return torch.where(index < 0, -index, torch.where(index >= size, 2 * (size - 1) - index, index))
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
