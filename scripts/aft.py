@@ -117,8 +117,10 @@ def reading(study: dict) -> list[str]:
 def overfitting(study: dict) -> list[str]:
     """The long PGD-AT run's per-epoch PGD-20 accuracy: the best epoch against the last one."""
     runs = study["arms"].get("pgd-at-long", {})
+    heading = ["", f"## Robust overfitting: PGD-AT for {LONG_EPOCHS} epochs", ""]
     if not runs:
-        return []
+        return [*heading, f"Not finished yet: the {LONG_EPOCHS}-epoch PGD-AT run takes about 2 h of one core here; "
+                "`python scripts/aft.py` resumes it and rewrites this page."]
     images = RunFolder(ROOT / runs[min(runs)]["run"]).config_mapping()["eval"]["epoch_pgd_limit"]
     curve = runs[min(runs)]["test_pgd_acc_per_epoch"]
     best = max(range(len(curve)), key=curve.__getitem__)
@@ -126,7 +128,7 @@ def overfitting(study: dict) -> list[str]:
     # Two standard errors of the difference of two independent accuracies on `images` images: an upper
     # bound for two epochs measured on the same images.
     band = 2 * math.sqrt(sum(a * (1 - a) / images for a in (curve[best], curve[-1])))
-    lines = ["", f"## Robust overfitting: PGD-AT for {LONG_EPOCHS} epochs", "",
+    lines = [*heading,
              f"PGD-AT from scratch for {LONG_EPOCHS} epochs, lr 0.1 ÷10 at epochs {LONG_EPOCHS // 2} and "
              f"{3 * LONG_EPOCHS // 4} (the shape of Rice et al. 2020's schedule),",
              f"PGD-20 after every epoch on a fixed random {images:,} test images, seed 0 only.", "",
