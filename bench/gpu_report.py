@@ -67,13 +67,14 @@ def goals(rows: dict[str, dict]) -> list[tuple[str, str, str]]:
     if trainer:
         seconds = trainer["seconds_per_epoch"]
         out.append(("PGD-10 AT, PreAct-ResNet-18, batch 512, bf16: at most 10 s per epoch",
-                    "met" if seconds <= 10 else "missed", f"one epoch of `robustrain train`: {seconds:.1f} s"))
+                    "met" if seconds <= 10 else "missed", f"{_epoch_measured(trainer)} of `robustrain train`: "
+                                                          f"{seconds:.1f} s"))
     fast = rows.get("fast_at preact_resnet18 b128 bf16 cl robustrain train")
     if fast:
-        total = 15 * fast["seconds_per_epoch"]
+        steady = fast["seconds_per_epoch"]
+        total = fast.get("first_epoch_s", steady) + 14 * steady
         out.append(("fast AT, 15 epochs of PreAct-ResNet-18: under 60 s", "met" if total < 60 else "missed",
-                    f"one epoch {fast['seconds_per_epoch']:.1f} s (the first, warm-up included), so about "
-                    f"{total:.0f} s"))
+                    f"{_epoch_measured(fast)} {steady:.1f} s, so about {total:.0f} s"))
     written = rows.get(f"robustrain corrupt 19 x5 {TEST_IMAGES} images files")
     corruptions = [r for r in rows.values() if r["what"].startswith("corrupt ")]
     corruption_goal = "the 19 x 5 CIFAR-10-C from 10,000 test images: under 60 s with writing"
@@ -113,6 +114,13 @@ def goals(rows: dict[str, dict]) -> list[tuple[str, str, str]]:
         out.append(("bf16 within 0.3 points of fp32 (clean and PGD-20, 1,000 images)", "not measured",
                     "needs a trained model on the device (the suite stage of `bench/gpu.py --model-run RUN`)"))
     return out
+
+
+def _epoch_measured(row: dict) -> str:
+    """Which epoch a trainer row timed: the second of two (rows since the H200 lease) or the only one."""
+    if "first_epoch_s" in row:
+        return f"the second epoch (the first, with warm-up: {row['first_epoch_s']:.1f} s)"
+    return "one epoch (the first, warm-up included)"
 
 
 def render(study: dict, page: str = "gpu-speed") -> str:

@@ -78,7 +78,9 @@ def test_the_lease_script_runs_every_stage_in_the_tiny_mode(tmp_path):
     suite = [row for row in speed["rows"] if row["stage"] == "suite"]  # on the model the repro stage trained
     assert [row["what"].split()[0] for row in suite] == ["quick", "bf16"] and suite[0]["seconds"] > 0
     departures = json.loads((out / "fast-at-departures-call.json").read_text())
-    assert {run["arm"] for run in departures["runs"]} == {"grad-clip", "dawnbench-code"}
+    arms = load_bench_script("lease").DEPARTURE_ARMS
+    planned = {(arm, int(seed)) for arm, _, seed in (a.partition(":") for a in arms)}
+    assert {(run["arm"], run["seed"]) for run in departures["runs"]} == planned
     assert len(list(out.iterdir())) <= 8  # what the device tool brings back
 
 
@@ -104,6 +106,16 @@ def test_goals_are_met_or_missed_by_their_thresholds(tmp_path):
                     "precision and layout"] == "missed"
     assert verdicts["pgd10_at preact_resnet18 b512 bf16 cl: at least 2x torchattacks"] == "met"
     assert verdicts["standard suite of a PreAct-ResNet-18: under 3 minutes"] == "not measured"
+
+
+def test_fast_at_time_counts_the_first_epoch_once_and_the_steady_one_fourteen_times():
+    report = load_bench_script("gpu_report")
+    fast = {"what": "fast_at preact_resnet18 b128 bf16 cl robustrain train", "images_per_s": 1.0,
+            "seconds_per_epoch": 3.5, "first_epoch_s": 12.0}
+    (goal,) = [g for g in report.goals(report.by_what([fast])) if g[0].startswith("fast AT")]
+    assert goal[1] == "missed" and "about 61 s" in goal[2]  # 12 + 14 x 3.5
+    (goal,) = [g for g in report.goals(report.by_what([fast | {"first_epoch_s": 10.0}])) if g[0].startswith("fast")]
+    assert goal[1] == "met"  # 10 + 49 = 59 s
 
 
 def test_the_suite_precision_and_corruption_file_goals_follow_their_rows():
