@@ -69,12 +69,17 @@ def goals(rows: dict[str, dict]) -> list[tuple[str, str, str]]:
         out.append(("PGD-10 AT, PreAct-ResNet-18, batch 512, bf16: at most 10 s per epoch",
                     "met" if seconds <= 10 else "missed", f"{_epoch_measured(trainer)} of `robustrain train`: "
                                                           f"{seconds:.1f} s"))
-    fast = rows.get("fast_at preact_resnet18 b128 bf16 cl robustrain train")
-    if fast:
-        steady = fast["seconds_per_epoch"]
-        total = fast.get("first_epoch_s", steady) + 14 * steady
+    # whichever precision is faster: the goal is about the time, not the setting
+    timed = {precision: row for precision in ("bf16", "fp32")
+             if (row := rows.get(f"fast_at preact_resnet18 b128 {precision} cl robustrain train"))}
+    if timed:
+        totals = {p: r.get("first_epoch_s", r["seconds_per_epoch"]) + 14 * r["seconds_per_epoch"]
+                  for p, r in timed.items()}
+        precision = min(totals, key=totals.get)
+        fast, total = timed[precision], totals[precision]
         out.append(("fast AT, 15 epochs of PreAct-ResNet-18: under 60 s", "met" if total < 60 else "missed",
-                    f"{_epoch_measured(fast)} {steady:.1f} s, so about {total:.0f} s"))
+                    f"{precision}, {_epoch_measured(fast)} {fast['seconds_per_epoch']:.1f} s, so about {total:.0f} s"
+                    + "".join(f"; {p}: about {t:.0f} s" for p, t in totals.items() if p != precision)))
     written = rows.get(f"robustrain corrupt 19 x5 {TEST_IMAGES} images files")
     corruptions = [r for r in rows.values() if r["what"].startswith("corrupt ")]
     corruption_goal = "the 19 x 5 CIFAR-10-C from 10,000 test images: under 60 s with writing"

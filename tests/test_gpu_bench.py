@@ -108,7 +108,7 @@ def test_goals_are_met_or_missed_by_their_thresholds(tmp_path):
     assert verdicts["standard suite of a PreAct-ResNet-18: under 3 minutes"] == "not measured"
 
 
-def test_fast_at_time_counts_the_first_epoch_once_and_the_steady_one_fourteen_times():
+def test_fast_at_time_counts_the_first_epoch_once_and_the_steady_one_fourteen_times_in_the_faster_precision():
     report = load_bench_script("gpu_report")
     fast = {"what": "fast_at preact_resnet18 b128 bf16 cl robustrain train", "images_per_s": 1.0,
             "seconds_per_epoch": 3.5, "first_epoch_s": 12.0}
@@ -116,6 +116,9 @@ def test_fast_at_time_counts_the_first_epoch_once_and_the_steady_one_fourteen_ti
     assert goal[1] == "missed" and "about 61 s" in goal[2]  # 12 + 14 x 3.5
     (goal,) = [g for g in report.goals(report.by_what([fast | {"first_epoch_s": 10.0}])) if g[0].startswith("fast")]
     assert goal[1] == "met"  # 10 + 49 = 59 s
+    fp32 = fast | {"what": "fast_at preact_resnet18 b128 fp32 cl robustrain train", "seconds_per_epoch": 3.0}
+    (goal,) = [g for g in report.goals(report.by_what([fast, fp32])) if g[0].startswith("fast")]
+    assert goal[1] == "met" and goal[2].startswith("fp32") and "bf16: about 61 s" in goal[2]  # 12 + 42 = 54 s
 
 
 def test_the_suite_precision_and_corruption_file_goals_follow_their_rows():
