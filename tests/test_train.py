@@ -258,6 +258,23 @@ def test_same_seed_gives_bitwise_the_same_run(reference_run, tmp_path):
     assert read_metrics(other_seed)[0] != read_metrics(reference_run)[0]
 
 
+@pytest.mark.parametrize("progress", [False, True])
+def test_the_progress_bar_reads_the_running_sums_only_when_shown(progress, tmp_path, monkeypatch):
+    # Its loss and accuracy are device values: reading them every 10 steps synchronises a GPU, which a
+    # run without a bar (every benchmark, every study) must not pay for.
+    from robustrain.train import trainer
+
+    readings = []
+
+    class RecordingBar(trainer.tqdm):
+        def set_postfix(self, *args, **kwargs):
+            readings.append(kwargs)
+            super().set_postfix(*args, **kwargs)
+    monkeypatch.setattr(trainer, "tqdm", RecordingBar)
+    train(from_dict(RunConfig, tiny_config(tmp_path / "run", {"name": "standard"}, epochs=1)), progress=progress)
+    assert bool(readings) == progress
+
+
 def test_epoch_pgd_is_logged_without_changing_the_run(reference_run, tmp_path):
     """eval.epoch_pgd_limit measures PGD after every epoch: the training itself stays bitwise the
     same, and the last epoch's value is the final evaluation's PGD on the same images."""

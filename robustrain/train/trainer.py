@@ -346,13 +346,13 @@ def _train_epoch(parts: EpochParts, epoch: int, progress: bool, resumed: EpochPr
     bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{config.epochs}",
                disable=not (progress and cluster.writer), leave=False)
     for index, (x, y) in enumerate(loader.epoch(epoch, start), start):
-        progress = epoch + index / steps
-        lr = config.optim.lr * lr_factor(config.schedule, config.epochs, progress)
+        epochs_done = epoch + index / steps
+        lr = config.optim.lr * lr_factor(config.schedule, config.epochs, epochs_done)
         for group in optimizer.param_groups:
             group["lr"] = lr
             if config.schedule.momentum_at_peak is not None:
-                group["momentum"] = momentum_at(config.schedule, config.optim.momentum, config.epochs, progress)
-        ctx.progress = progress / config.epochs
+                group["momentum"] = momentum_at(config.schedule, config.optim.momentum, config.epochs, epochs_done)
+        ctx.progress = epochs_done / config.epochs
         ctx.step = epoch * steps + index
         with _fits_in_memory(config.batch_size, device):
             with torch.autocast(**amp):
