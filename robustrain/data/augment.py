@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..borders import fold_index
 from ..host import to_device
 
 PaddingMode = Literal["zeros", "reflect"]
@@ -32,13 +33,9 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
     if mode == "reflect":  # gathered from the image itself: no padded copy, any dtype on any device
         if padding >= min(h, w):
             raise ValueError(f"data.crop_padding {padding} must be smaller than the {h}x{w} images to reflect them.")
-        return images[batch, channels, _reflect(rows - padding, h), _reflect(cols - padding, w)]
+        # numpy's and torch's reflect is the border rule scipy (and fold_index) call "mirror"
+        return images[batch, channels, fold_index(rows - padding, h, "mirror"), fold_index(cols - padding, w, "mirror")]
     return F.pad(images, (padding,) * 4)[batch, channels, rows, cols]
-
-
-def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
-    """Positions up to size - 1 outside [0, size) mirrored inside, the border not repeated."""
-    return torch.where(index < 0, -index, torch.where(index >= size, 2 * (size - 1) - index, index))
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
