@@ -286,7 +286,8 @@ def render(entries: list[dict]) -> str:
     if any(checked for _, checked in missed):
         lines += ["", "Missed targets, and what was checked:", ""]
         lines += [f"- {name}: {checked}" for name, checked in missed if checked]
-    not_run = [e for e in REPRODUCTIONS.values() if e.name not in {entry["name"] for entry in entries}]
+    recorded = {entry["name"] for entry in entries}
+    not_run = [e for e in REPRODUCTIONS.values() if e.name not in recorded]
     if not_run:
         lines += ["", "Registered, not run yet (`robustrain repro --list`):", ""]
         lines += [f"- {e.name}: {e.summary}; expected {_duration(e.gpu_s)} on an H100" for e in not_run]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +137,7 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> SlimmableCo
 
 
 InitScheme = Literal["default", "he_fan_out"]
-INIT_SCHEMES = ("default", "he_fan_out")
+INIT_SCHEMES: tuple[str, ...] = get_args(InitScheme)
 
 
 def initialize(model: nn.Module, scheme: InitScheme) -> None:
