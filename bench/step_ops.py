@@ -1,7 +1,8 @@
 """What separates robustrain's PGD-10 training step from the plain loop's on the host: the operators
 each dispatches (counted with a TorchDispatchMode, so the count does not depend on the device or
-the batch), and the host time of the random start, which robustrain draws on a CPU generator (so
-that a seed gives the same start on every device) where the plain loop draws on the device.
+the batch), and the host time of a random start drawn on a CPU generator, as robustrain drew it on
+every device until 831aeaf (the plain loop draws on the device; a GPU training step now does too,
+`StepContext.noise`). Counted here, on a CPU, robustrain's step still draws on the host.
 
     python bench/step_ops.py [--model preact_resnet18 --batch 512 --rounds 7]
 
