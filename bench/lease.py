@@ -13,8 +13,8 @@ it measured. `--tiny` runs every stage on a CPU in a minute or two (the tests do
         --stages departures hot_path gpu_bench --bench-stages steps profile --deadline-s 450
     python3 bench/lease.py ... --stages gpu_bench --bench-stages suite corrupt_files trainer \\
         --model-run /tmp/robustrain-lease/departures/dawnbench-code-s1 --deadline-s 500
-    # still unmeasured after it: hot_path at c2be7c1 (the colour-view fix) and the compile stage
-    # (compile_mode reduce-overhead); on the reference H100, every stage at the current code
+    # a third call then ran `--stages hot_path gpu_bench --bench-stages compile` (108 s); still
+    # unmeasured: on the reference H100, every stage at the current code
     # back here: the pages (--page gpu-speed-h200 for an H200; --before only from the same device)
     python bench/gpu_report.py OUT1/gpu-speed.json OUT2/gpu-speed.json --before docs/results/gpu-speed.json
     python scripts/fast_at_departures.py --render docs/results/fast-at-departures.json OUT1/fast-at-departures-call.json
