@@ -21,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +32,8 @@ from .errors import ConfigError
 from .io import atomic_write_text
 from .registry import Registry
 from .runs import RunFolder
+from .study import PROJECT, commit
 
-PROJECT = Path(__file__).resolve().parents[1]
 Metric = Literal["clean_acc", "pgd", "autoattack"]
 # Tiny mode: every experiment on a few hundred images, in seconds on a CPU (the tests run it).
 TINY = ("epochs=1", "batch_size=32", "data.train_limit=256", "eval.pgd_limit=32", "eval.pgd_steps=2",
@@ -155,19 +153,6 @@ def verdict(experiment: Experiment, metrics: dict, tiny: bool) -> tuple[str, lis
     if tiny or not experiment.comparable:
         return "not comparable", judged
     return ("met" if all(t["met"] for t in judged) else "missed"), judged
-
-
-def commit() -> str:
-    """The commit of the code that runs: ROBUSTRAIN_COMMIT where the sender set it (a copy of the
-    tree sent to a GPU machine may carry a stale .git: one lease reported the session's first
-    commit, not the one sent), else the checkout's, else "unknown"."""
-    if os.environ.get("ROBUSTRAIN_COMMIT"):
-        return os.environ["ROBUSTRAIN_COMMIT"]
-    try:
-        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True)
-    except OSError:  # no git on the machine
-        found = None
-    return (found.stdout.strip() if found else "") or "unknown"
 
 
 def _run_config(experiment: Experiment, run: Path, device: str, data_root: str | None, tiny: bool):

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
-from common import ROOT, PairedDifference, RunSpec, ensure_runs, provenance, read_metrics, write_study
-
 from robustrain.results import RunResults
+from robustrain.study import PROJECT, ensure_runs, PairedDifference, provenance, read_metrics, RunSpec, write_study
 
-DOC, SOURCE = ROOT / "docs/results/adcorda.md", ROOT / "docs/results/adcorda.json"
+DOC, SOURCE = PROJECT / "docs/results/adcorda.md", PROJECT / "docs/results/adcorda.json"
 RUNS = "runs/adcorda-study"
 SEEDS = (0, 1, 2)
 PGD_LIMIT = 2000
@@ -123,10 +122,10 @@ def gradient_ratio(key: str, model, original, batches: int = 8, batch_size: int 
     from robustrain.train import read_run_config
 
     run = reading_spec(key, 0).run
-    config = read_run_config(RunFolder(ROOT / run))
+    config = read_run_config(RunFolder(PROJECT / run))
     options = method_from_section(config.method, config.threat).options
     weight = read_metrics(run)[-1]["coral_weight"]
-    corrected = load_file(ROOT / run / "corrected" / "images.safetensors")
+    corrected = load_file(PROJECT / run / "corrected" / "images.safetensors")
     generator = torch.Generator().manual_seed(0)
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -153,7 +152,7 @@ def run_record(result: RunResults, run: str) -> dict:
               "passes_per_image": result.cost.forward_backward_per_image,
               "train_time_s": result.cost.train_time_s,
               "first_epoch": {"train_acc": first["train_acc"], "train_loss": first["train_loss"]}}
-    counts = ROOT / run / "corrected" / "counts.json"
+    counts = PROJECT / run / "corrected" / "counts.json"
     if counts.is_file():
         record["correction"] = json.loads(counts.read_text())
         last = read_metrics(run)[-1]
@@ -176,8 +175,8 @@ def summarise(starts: dict, results: dict, decisive: list[str], best: str | None
 
         # Loaded once for every reading's check: train-mode passes normalise with batch statistics,
         # so the running statistics they update do not change the next reading's numbers.
-        model = load_run(ROOT / start_run(0)).model.train()
-        original = load_dataset("cifar10", ROOT / "../shared/data/cifar10-jpeg", "train")
+        model = load_run(PROJECT / start_run(0)).model.train()
+        original = load_dataset("cifar10", PROJECT / "../shared/data/cifar10-jpeg", "train")
         for arm in screened:
             arms[arm][0]["gradient_ratio_at_start"] = gradient_ratio(arm, model, original)
     comparisons = {}

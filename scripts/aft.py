@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import math
 
-from common import ROOT, read_metrics
-from study import Arm, Study
-
 from robustrain.config import from_dict, load_yaml
 from robustrain.plots import plot_learning_rates
 from robustrain.results import RunResults
 from robustrain.runs import RunFolder
 from robustrain.train import RunConfig, learning_rate_curve
+from robustrain.study import PROJECT, Arm, read_metrics, Study
 
-DOC, SOURCE = ROOT / "docs/results/aft.md", ROOT / "docs/results/aft.json"
-PLOT = ROOT / "docs/results/aft_schedules.png"
+DOC, SOURCE = PROJECT / "docs/results/aft.md", PROJECT / "docs/results/aft.json"
+PLOT = PROJECT / "docs/results/aft_schedules.png"
 STANDARD, PGD_AT = "configs/cpu/standard_cifar10.yaml", "configs/cpu/pgd_at_cifar10.yaml"
 SSFD, STEP = "configs/cpu/aft_ssfd_cifar10.yaml", "configs/cpu/aft_step_cifar10.yaml"
 LONG_EPOCHS = 20
@@ -121,7 +119,7 @@ def overfitting(study: dict) -> list[str]:
     if not runs:
         return [*heading, f"Not finished yet: the {LONG_EPOCHS}-epoch PGD-AT run takes about 2 h of one core here; "
                 "`python scripts/aft.py` resumes it and rewrites this page."]
-    images = RunFolder(ROOT / runs[min(runs)]["run"]).config_mapping()["eval"]["epoch_pgd_limit"]
+    images = RunFolder(PROJECT / runs[min(runs)]["run"]).config_mapping()["eval"]["epoch_pgd_limit"]
     curve = runs[min(runs)]["test_pgd_acc_per_epoch"]
     best = max(range(len(curve)), key=curve.__getitem__)
     drop = curve[best] - curve[-1]
@@ -150,7 +148,7 @@ def overfitting(study: dict) -> list[str]:
 
 
 def plot_schedules() -> None:
-    curves = {label: learning_rate_curve(from_dict(RunConfig, load_yaml(ROOT / config)))
+    curves = {label: learning_rate_curve(from_dict(RunConfig, load_yaml(PROJECT / config)))
               for label, config in (("slow start, fast decay", SSFD), ("step", STEP))}
     plot_learning_rates(curves, "fine-tuning learning rate (1 epoch = 390 steps)", PLOT)
 

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import statistics
 
-from common import ROOT, read_metrics
-from study import Arm, Study
-
 from robustrain.results import RunResults
+from robustrain.study import PROJECT, Arm, read_metrics, Study
 
-DOC, SOURCE = ROOT / "docs/results/auxiliary.md", ROOT / "docs/results/auxiliary.json"
+DOC, SOURCE = PROJECT / "docs/results/auxiliary.md", PROJECT / "docs/results/auxiliary.json"
 AUX, VIEWS = "configs/cpu/auxiliary_step_cifar10.yaml", "configs/cpu/standard_views_step_cifar10.yaml"
 STUDY = Study(
     name="auxiliary",
@@ -47,7 +45,7 @@ def merging(run: str) -> dict:
     and the heads' distance to it before and after."""
     from safetensors.torch import load_file
 
-    folder = ROOT / run / "checkpoints"
+    folder = PROJECT / run / "checkpoints"
     before, after = (load_file(path) for path in sorted(folder.glob("epoch-*.safetensors"))[-2:])
     primary = "model/fc.weight"
     heads = sorted(k for k in after if k.startswith("method/heads.") and k.endswith(".fc.weight"))

@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import sys
 
-from common import ROOT, ensure_evaluation, ensure_run, provenance
-
 from robustrain.report import write_report
+from robustrain.study import PROJECT, ensure_evaluation, ensure_run, provenance
 
 METHODS = ("standard", "pgd_at", "trades", "fast_at")
-DOC = ROOT / "docs/results/baselines.md"
-REPORT = ROOT / "docs/results/baselines-eval"
+DOC = PROJECT / "docs/results/baselines.md"
+REPORT = PROJECT / "docs/results/baselines-eval"
 
 
 def main() -> None:
@@ -29,15 +28,15 @@ def main() -> None:
     evaluated = [m for m, r in rows if r is not None and ensure_evaluation(f"runs/baselines/{m}", "standard", train)]
     text = render(rows)
     if evaluated:
-        write_report([ROOT / "runs/baselines" / m for m in evaluated], REPORT, suite="standard")
+        write_report([PROJECT / "runs/baselines" / m for m in evaluated], REPORT, suite="standard")
         text += render_evaluation(evaluated)
     DOC.write_text(text)
-    print(f"wrote {DOC.relative_to(ROOT)}")
+    print(f"wrote {DOC.relative_to(PROJECT)}")
 
 
 def reading(methods: list[str]) -> list[str]:
     """What the numbers say, computed from them."""
-    summaries = {m: json.loads((ROOT / "runs/baselines" / m / "eval/standard.json").read_text())["summary"]["model"]
+    summaries = {m: json.loads((PROJECT / "runs/baselines" / m / "eval/standard.json").read_text())["summary"]["model"]
                  for m in methods}
     lines = ["", "### Reading", ""]
     standard = summaries.get("standard")

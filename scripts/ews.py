@@ -17,11 +17,10 @@ twice and cannot answer its question.
 from __future__ import annotations
 
 import statistics
+from robustrain.study import PROJECT, Arm, read_metrics, Study
 
-from common import ROOT, read_metrics
-from study import Arm, Study
 
-DOC, SOURCE = ROOT / "docs/results/ews.md", ROOT / "docs/results/ews.json"
+DOC, SOURCE = PROJECT / "docs/results/ews.md", PROJECT / "docs/results/ews.json"
 AUGMIX, EWS = "configs/cpu/ews_augmix_resnet20.yaml", "configs/cpu/ews_augmix_ews_resnet20.yaml"
 # One controller update per step at 10 times the official learning rate, for 10 epochs (10 x 156 steps =
 # 1,560 updates): docs/results/ews-controller.md finds the controller's subnets weaker than random ones

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
-from common import ROOT, PairedDifference, ensure_run, provenance, write_study
-
 from robustrain.results import RunResults
+from robustrain.study import PROJECT, ensure_run, PairedDifference, provenance, write_study
 
-DOC, SOURCE = ROOT / "docs/results/ews-controller.md", ROOT / "docs/results/ews-controller.json"
+DOC, SOURCE = PROJECT / "docs/results/ews-controller.md", PROJECT / "docs/results/ews-controller.json"
 RUN = "runs/ews-controller/standard"
 CONFIG = "configs/cpu/ews_standard_resnet20.yaml"
 WIDTH = 0.7  # EWS's subnet width: the share of each block's middle-convolution inputs a subnet keeps
@@ -73,13 +72,13 @@ def measure(plan: Plan) -> dict:
     from robustrain.methods.ews import channel_masks, random_picks
     from robustrain.train.load import load_run
 
-    run = load_run(ROOT / RUN)
+    run = load_run(PROJECT / RUN)
     model = run.model.train()  # batch statistics, as in EWS's subnet passes; nothing is updated
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     test_rows = torch.randperm(len(run.test_set.labels), generator=torch.Generator().manual_seed(0))[:plan.test_images]
     test_images, test_labels = run.test_set.images[test_rows], run.test_set.labels[test_rows]
-    train_set = load_dataset("cifar10", ROOT / "../shared/data/cifar10-jpeg", "train")
+    train_set = load_dataset("cifar10", PROJECT / "../shared/data/cifar10-jpeg", "train")
     # The subnet widths as EWS computes them, from a method that only samples random subnets.
     widths = create_method("ews", {"base": {"name": "standard"}, "subnet_width": WIDTH, "subnets": "random"}, Threat())
     widths.attach(model)
@@ -221,7 +220,7 @@ def render(study: dict) -> str:
 def main() -> None:
     if "--render" in sys.argv[1:]:
         DOC.write_text(render(json.loads(SOURCE.read_text())))
-        print(f"wrote {DOC.relative_to(ROOT)}")
+        print(f"wrote {DOC.relative_to(PROJECT)}")
         return
     tiny = "--tiny" in sys.argv[1:]
     plan = TINY if tiny else Plan()

@@ -44,10 +44,10 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, RunSpec, ensure_runs, write_study
 from robustrain.runs import RunFolder
+from robustrain.study import PROJECT, ensure_runs, RunSpec, write_study
 
-DOC, SOURCE = ROOT / "docs/results/fast-at-departures.md", ROOT / "docs/results/fast-at-departures.json"
+DOC, SOURCE = PROJECT / "docs/results/fast-at-departures.md", PROJECT / "docs/results/fast-at-departures.json"
 CONFIG = "configs/paper/fast_at_cifar10_preact_resnet18.yaml"
 PUBLISHED = {"clean_acc": 0.838, "pgd": 0.461,
              "source": "Wong, Rice & Kolter 2020 (ICLR), FGSM-RS alpha 10/255, 15 epochs on one RTX 2080 Ti; "
@@ -199,7 +199,7 @@ def render(study: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg"))
+    parser.add_argument("--data-root", default=str(PROJECT.parent / "shared" / "data" / "cifar10-jpeg"))
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--runs", nargs="+", default=[f"{label}:0" for label in ARMS], metavar="ARM:SEED",
                         help="the runs to train side by side (default: every arm with seed 0)")
@@ -221,8 +221,8 @@ def main() -> None:
     for split in ("train", "test"):  # decode once into the cache before the arms start together
         load_dataset("cifar10", args.data_root, split)
     ensure_runs([spec(arm, seed, runs_dir, args) for arm, seed in runs], train=True, jobs=len(runs))
-    call = call_record(ROOT / runs_dir, runs, device_name("cpu" if args.tiny else args.device), args.commit)
-    record = args.record or ROOT / runs_dir / f"study-{args.commit or 'unknown'}.json"
+    call = call_record(PROJECT / runs_dir, runs, device_name("cpu" if args.tiny else args.device), args.commit)
+    record = args.record or PROJECT / runs_dir / f"study-{args.commit or 'unknown'}.json"
     record.write_text(json.dumps(call, indent=1) + "\n")
     print(render(study_of([call])))
 

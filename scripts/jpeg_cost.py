@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from robustrain.study import PROJECT, ensure_runs, PairedDifference, provenance, RunSpec, write_study
 
-from common import ROOT, PairedDifference, RunSpec, ensure_runs, provenance, write_study
 
-DOC, SOURCE = ROOT / "docs/results/jpeg-cost.md", ROOT / "docs/results/jpeg-cost.json"
-SHARED = ROOT.parent / "shared" / "data"
+DOC, SOURCE = PROJECT / "docs/results/jpeg-cost.md", PROJECT / "docs/results/jpeg-cost.json"
+SHARED = PROJECT.parent / "shared" / "data"
 CONFIG = "configs/cpu/standard_cifar10.yaml"
 SETTINGS = ("model={name: resnet20}", "epochs=15", "eval.pgd_limit=100")
 TINY = ("epochs=1", "data.train_limit=256", "eval.pgd_steps=2")
@@ -60,14 +60,14 @@ def test_accuracies(run: str, roots: dict[str, Path]) -> dict[str, float]:
     from robustrain.evaluate import accuracy
     from robustrain.train.load import load_run
 
-    model = load_run(ROOT / run).model
+    model = load_run(PROJECT / run).model
     return {source: accuracy(model, load_dataset("cifar10", str(root), "test")) for source, root in roots.items()}
 
 
 def main() -> None:
     tiny = "--tiny" in sys.argv[1:]
     runs_dir = "runs/jpeg-cost" + ("-tiny" if tiny else "")
-    roots = image_folders(ROOT / runs_dir / "data")
+    roots = image_folders(PROJECT / runs_dir / "data")
     seeds = (0,) if tiny else (0, 1, 2)
     specs = {(source, seed): RunSpec(CONFIG, f"{runs_dir}/{source}-s{seed}",
                                      ("--seed", str(seed), "--data-root", str(roots[source]),

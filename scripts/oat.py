@@ -14,12 +14,11 @@ and stopped ones are resumed.
 
 from __future__ import annotations
 
-from common import ROOT, read_metrics
-from study import Arm, Study, stated
 
 from robustrain.results import RunResults
+from robustrain.study import PROJECT, Arm, read_metrics, stated, Study
 
-DOC, SOURCE = ROOT / "docs/results/oat.md", ROOT / "docs/results/oat.json"
+DOC, SOURCE = PROJECT / "docs/results/oat.md", PROJECT / "docs/results/oat.json"
 OAT, DEDICATED = "configs/cpu/oat_resnet20.yaml", "configs/cpu/pgd_at_lambda_resnet20.yaml"
 STUDY = Study(
     name="oat",

@@ -1,44 +1,30 @@
 """The verdicts of the results pages (per-seed paired differences and their 95% t interval) and how the
 study scripts order their runs and name their comparisons."""
 
-import importlib.util
 import math
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-spec = importlib.util.spec_from_file_location("study_common", Path(__file__).resolve().parents[1] / "scripts/common.py")
-common = importlib.util.module_from_spec(spec)
-sys.modules["study_common"] = common  # dataclasses look their module up there
-spec.loader.exec_module(common)
+from robustrain import study
 
 
 def test_paired_difference_uses_students_t_with_n_minus_one_degrees_of_freedom():
-    noisy = common.PairedDifference((0.01, 0.02, 0.03))
+    noisy = study.PairedDifference((0.01, 0.02, 0.03))
     # mean 0.02, sd 0.01, half-width t(0.975, 2) * sd / sqrt(3) = 4.303 * 0.01 / 1.732
     assert noisy.mean == pytest.approx(0.02) and noisy.spread == pytest.approx(0.01)
     assert noisy.half_width == pytest.approx(4.303 * 0.01 / math.sqrt(3), rel=1e-4)
     assert noisy.verdict == "within the noise"
-    assert common.PairedDifference((0.010, 0.011, 0.009)).verdict == "above"
-    assert common.PairedDifference((-0.010, -0.011, -0.009)).verdict == "below"
+    assert study.PairedDifference((0.010, 0.011, 0.009)).verdict == "above"
+    assert study.PairedDifference((-0.010, -0.011, -0.009)).verdict == "below"
     # Five seeds: t(0.975, 4) = 2.776.
-    five = common.PairedDifference((0.0, 0.01, 0.02, 0.03, 0.04))
+    five = study.PairedDifference((0.0, 0.01, 0.02, 0.03, 0.04))
     assert five.half_width == pytest.approx(2.776 * five.spread / math.sqrt(5), rel=1e-4)
-    assert common.PairedDifference((0.05,)).verdict == "within the noise"  # one seed says nothing
+    assert study.PairedDifference((0.05,)).verdict == "within the noise"  # one seed says nothing
 
 
-def load_study(monkeypatch):
-    """scripts/study.py, which imports scripts/common.py as `common`."""
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
-    import study
 
-    return study
-
-
-def test_a_study_trains_an_arm_after_the_arm_it_starts_from_with_the_same_seed(monkeypatch):
-    study = load_study(monkeypatch)
+def test_a_study_trains_an_arm_after_the_arm_it_starts_from_with_the_same_seed():
     s = study.Study("demo", {"tuned": study.Arm("fine-tuned", "b.yaml", ("epochs=1",), starts_from="base"),
                              "base": study.Arm("base", "a.yaml")}, (), ("data.train_limit=8",))
     assert s.waves() == [["base"], ["tuned"]]
@@ -53,8 +39,6 @@ def test_a_study_trains_an_arm_after_the_arm_it_starts_from_with_the_same_seed(m
 
 
 def test_ensure_runs_starts_a_dependent_run_only_after_its_start_finished(monkeypatch):
-    load_study(monkeypatch)
-    common = sys.modules["common"]  # the module study.py uses
     events = []
 
     def fake_run(config, run, *overrides, train, threads):
@@ -63,20 +47,19 @@ def test_ensure_runs_starts_a_dependent_run_only_after_its_start_finished(monkey
         events.append(("end", run))
         return None if run == "never" else {"run": run}
 
-    monkeypatch.setattr(common, "ensure_run", fake_run)
+    monkeypatch.setattr(study, "ensure_run", fake_run)
     # Two workers: "quick" frees one long before "base" ends, so "tuned" would start early if it did not wait.
-    specs = [common.RunSpec("c", "base"), common.RunSpec("c", "quick"), common.RunSpec("c", "never"),
-             common.RunSpec("c", "tuned", after="base"), common.RunSpec("c", "orphan", after="never")]
-    results = common.ensure_runs(specs, train=True, jobs=2)
+    specs = [study.RunSpec("c", "base"), study.RunSpec("c", "quick"), study.RunSpec("c", "never"),
+             study.RunSpec("c", "tuned", after="base"), study.RunSpec("c", "orphan", after="never")]
+    results = study.ensure_runs(specs, train=True, jobs=2)
     assert events.index(("start", "tuned")) > events.index(("end", "base"))
     assert results["orphan"] is None and ("start", "orphan") not in events  # its start did not finish
     assert results["tuned"] == {"run": "tuned"}
     with pytest.raises(ValueError, match="not listed before it"):
-        common.ensure_runs([common.RunSpec("c", "tuned", after="base")], train=True)
+        study.ensure_runs([study.RunSpec("c", "tuned", after="base")], train=True)
 
 
-def test_conditioned_arms_compare_per_setting_with_paired_differences(monkeypatch):
-    study = load_study(monkeypatch)
+def test_conditioned_arms_compare_per_setting_with_paired_differences():
     s = study.Study("demo", {"oat": study.Arm("OAT", "o.yaml"), "standard": study.Arm("standard", "s.yaml")},
                     (("oat@lambda=0", "standard"),), (), suite=None, metrics=("clean_acc", "pgd_acc"))
     arms = {"oat@lambda=0": {0: {"clean_acc": 0.80, "pgd_acc": 0.10}, 1: {"clean_acc": 0.82, "pgd_acc": 0.12},
@@ -90,16 +73,14 @@ def test_conditioned_arms_compare_per_setting_with_paired_differences(monkeypatc
     assert s.label("oat@lambda=0") == "OAT at λ = 0"
 
 
-def test_the_page_states_the_t_quantile_of_each_seed_count_its_verdicts_use(monkeypatch):
-    study = load_study(monkeypatch)
+def test_the_page_states_the_t_quantile_of_each_seed_count_its_verdicts_use():
     rule = " ".join(study.verdict_rule([2, 3]))
     # t(0.975, 1) = 12.706 and t(0.975, 2) = 4.303.
     assert "t = 12.71 with 2 seeds, t = 4.30 with 3 seeds" in rule
     assert study.verdict_rule([]) == []
 
 
-def test_the_reading_states_each_run_comparison_with_its_band_and_waits_for_the_first(monkeypatch):
-    study = load_study(monkeypatch)
+def test_the_reading_states_each_run_comparison_with_its_band_and_waits_for_the_first():
     s = study.Study("demo", {"a": study.Arm("A", "a.yaml"), "b": study.Arm("B", "b.yaml")}, (("a", "b"),), (),
                     suite=None, metrics=("clean_acc",))
     arms = {"a": {0: {"clean_acc": 0.80}, 1: {"clean_acc": 0.82}, 2: {"clean_acc": 0.81}},
@@ -112,8 +93,7 @@ def test_the_reading_states_each_run_comparison_with_its_band_and_waits_for_the_
     assert s.reading(page, {"b - a": "never run", "a - b": "A − B"}, []) == []
 
 
-def test_an_arm_not_run_yet_has_a_row_as_wide_as_the_header(monkeypatch):
-    study = load_study(monkeypatch)
+def test_an_arm_not_run_yet_has_a_row_as_wide_as_the_header():
     s = study.Study("demo", {"a": study.Arm("A", "a.yaml"), "b": study.Arm("B", "b.yaml")}, (), (),
                     suite=None, metrics=("clean_acc", "pgd_acc"))
     records = {0: {"clean_acc": 0.8, "pgd_acc": 0.3, "budget_passes": 11.0}}

@@ -1,22 +1,178 @@
-"""A method study: arms (a config and its overrides, possibly starting from another arm's run of the
+"""Method studies: arms (a config and its overrides, possibly starting from another arm's run of the
 same seed) trained with several seeds, compared arm against baseline by per-seed paired differences
 of the study's metrics: clean accuracy with corruption error (measured by a suite) or with PGD-20
-accuracy (the run's own final evaluation). scripts/auxiliary.py, scripts/ews.py, scripts/aft.py and
-scripts/oat.py are such studies."""
+accuracy (the run's own final evaluation). Each run is its own `python -m robustrain` process, `jobs`
+at a time with an equal share of the cores (one process per core trains the most small runs per hour
+on a 2-core CPU). The scripts/ studies (auxiliary, ews, aft, oat) and `robustrain repro`'s
+method-against-baseline experiments are such studies."""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import platform
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustrain.results import RunResults
-from robustrain.runs import RunFolder
+import torch
 
-from common import ROOT, T_975, PairedDifference, RunSpec, ensure_evaluations, ensure_runs, provenance, read_metrics, \
-    write_study
+from .results import RunResults
+from .runs import RunFolder
+
+# The project root: run folders and config paths of a study are relative to it, and its runs start there.
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def ensure_run(config: str, run: str, *overrides: str, train: bool = True,
+               threads: int | None = None) -> RunResults | None:
+    """Train `config` into `run` unless it has finished; resume it if it was stopped. Returns its
+    results; with train=False, returns None for a run that has not finished instead of training it.
+    threads: the run's torch threads (default: torch's, every core)."""
+    folder = RunFolder(PROJECT / run)
+    if folder.results() is None:
+        if not train:
+            return None
+        if folder.holds_run():
+            argv = ["train", "--resume", run, "--no-progress"]
+        else:
+            argv = ["train", "--config", config, "--out", run, "--no-progress", *overrides]
+        robustrain(argv, threads)
+    return folder.results()
+
+
+def robustrain(argv: list[str], threads: int | None = None) -> None:
+    """Run `robustrain ARGV` from the project root, echoing the command; threads: its torch threads
+    (default: torch's, every core)."""
+    print("$ robustrain", " ".join(argv), flush=True)
+    env = {**os.environ, **({} if threads is None else {"OMP_NUM_THREADS": str(threads)})}
+    subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=PROJECT, check=True, env=env)
+
+
+def threads_per_job(jobs: int) -> int | None:
+    """An equal share of the cores for each of `jobs` processes (None, torch's default, for one)."""
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of a study: its config file, run folder and extra `robustrain train` arguments;
+    after: the run folder of another spec that must finish first (the run this one starts from)."""
+
+    config: str
+    run: str
+    overrides: tuple[str, ...] = ()
+    after: str | None = None
+
+
+def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1) -> dict[str, RunResults | None]:
+    """ensure_run for every spec, `jobs` processes at a time, each with an equal share of the cores
+    (one process per core is how this 2-core machine trains the most small runs per hour); a spec
+    with `after` starts when that run has finished (and not at all if it did not). Returns {run
+    folder: results, or None for one that has not finished with train=False}."""
+    threads = threads_per_job(jobs)
+    futures: dict[str, Future] = {}
+
+    def ensure(spec: RunSpec) -> RunResults | None:
+        # The pool starts tasks in submission order, so `after` is running or done: waiting cannot deadlock.
+        if spec.after is not None and futures[spec.after].result() is None:
+            return None
+        return ensure_run(spec.config, spec.run, *spec.overrides, train=train, threads=threads)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for spec in specs:
+            if spec.after is not None and spec.after not in futures:
+                raise ValueError(f"run {spec.run} starts from {spec.after}, which is not listed before it.")
+            futures[spec.run] = pool.submit(ensure, spec)
+        return {run: future.result() for run, future in futures.items()}
+
+
+def ensure_evaluations(runs: list[str], suite: str, evaluate: bool, jobs: int = 1) -> set[str]:
+    """ensure_evaluation for every run, `jobs` at a time, each process with an equal share of the
+    cores; returns the runs whose evaluation has finished."""
+    threads = threads_per_job(jobs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        done = dict(zip(runs, pool.map(lambda run: ensure_evaluation(run, suite, evaluate, threads), runs)))
+    return {run for run, finished in done.items() if finished}
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Per-seed differences a - b of one metric (both arms trained with the same seeds), their mean,
+    sample standard deviation and the half-width of the two-sided 95% t interval of the mean."""
+
+    differences: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.differences)
+
+    @property
+    def spread(self) -> float:
+        return statistics.stdev(self.differences) if len(self.differences) > 1 else math.nan
+
+    @property
+    def half_width(self) -> float:
+        n = len(self.differences)
+        return T_975[n - 1] * self.spread / math.sqrt(n) if 1 < n <= len(T_975) else math.nan
+
+    @property
+    def verdict(self) -> str:
+        """'above', 'below' (the 95% interval excludes 0) or 'within the noise'."""
+        if math.isnan(self.half_width) or abs(self.mean) <= self.half_width:
+            return "within the noise"
+        return "above" if self.mean > 0 else "below"
+
+
+# Two-sided 95% quantiles of Student's t with 1..10 degrees of freedom (index = degrees of freedom).
+T_975 = (math.nan, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def ensure_evaluation(run: str, suite: str, evaluate: bool = True, threads: int | None = None) -> bool:
+    """Evaluate `run` with `suite`: measures what is missing or was measured under another protocol
+    (e.g. an older corruption generator) and reuses the rest; with evaluate=False only say whether a
+    finished evaluation is there."""
+    if not evaluate:
+        return "summary" in (RunFolder(PROJECT / run).evaluation(suite) or {})
+    robustrain(["eval", run, "--suite", suite, "--no-progress"], threads)
+    return True
+
+
+def write_study(study: dict, render, doc: Path, source: Path) -> None:
+    """A study's page (render(study)) and its JSON source beside it."""
+    source.write_text(json.dumps(study, indent=1) + "\n")
+    doc.write_text(render(study))
+    print(f"wrote {doc.relative_to(PROJECT)} and {source.relative_to(PROJECT)}")
+
+
+def read_metrics(run: str) -> list[dict]:
+    """The per-epoch records of a run's metrics.jsonl."""
+    return RunFolder(PROJECT / run).metrics()
+
+
+def provenance() -> str:
+    """One line naming the code and the machine a results page was made with."""
+    return (f"Code: commit {commit()}. Machine: {platform.machine()}, "
+            f"{os.cpu_count()} cores, torch {torch.__version__}.")
+
+
+def commit() -> str:
+    """The commit of the code that runs: ROBUSTRAIN_COMMIT where the sender set it (a copy of the
+    tree sent to a GPU machine may carry a stale .git: one lease reported the session's first
+    commit, not the one sent), else the checkout's, else "unknown"."""
+    if os.environ.get("ROBUSTRAIN_COMMIT"):
+        return os.environ["ROBUSTRAIN_COMMIT"]
+    try:
+        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True)
+    except OSError:  # no git on the machine
+        found = None
+    return (found.stdout.strip() if found else "") or "unknown"
+
 
 PROTOCOLS = {"clean_acc": "all 10,000 test images of cifar10-jpeg",
              "corruption_error": "unnormalised mean error over the suite's corruptions and severities (suite "
@@ -115,7 +271,7 @@ class Study:
         for (arm, seed), spec in specs.items():
             if spec.run not in evaluated:
                 continue
-            summaries = RunFolder(ROOT / spec.run).evaluation(suite)["summary"] if suite else {}
+            summaries = RunFolder(PROJECT / spec.run).evaluation(suite)["summary"] if suite else {}
             for setting in results[spec.run].measurements:  # a conditioned model: one entry per λ
                 summary = summaries.get(setting or "model", {})
                 arms.setdefault(f"{arm}@{setting}" if setting else arm, {})[seed] = {
