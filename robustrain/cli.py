@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where reproductions.json and .md go (default docs/results)")
     repro.add_argument("--tiny", action="store_true",
                        help="every experiment on a few hundred images in seconds (verdict: not comparable)")
+    repro.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="a method-against-baseline experiment's runs at a time, each its own process (default 1; "
+                            "a GPU runs several small ones side by side)")
     repro.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     commands.add_parser("list", help="list models, methods and datasets")
@@ -376,7 +379,7 @@ def _repro(args: argparse.Namespace) -> None:
     device = str(resolve_device(args.device))
     runs_dir = Path(args.runs_dir) / ("tiny" if args.tiny else "")
     reproduce(args.names, budget_s=args.budget, device=device, data_root=args.data_root, runs_dir=runs_dir,
-              results_dir=Path(args.results), tiny=args.tiny, progress=not args.no_progress)
+              results_dir=Path(args.results), tiny=args.tiny, progress=not args.no_progress, jobs=args.jobs)
 
 
 def _list(args: argparse.Namespace) -> None:

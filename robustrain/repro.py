@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from .errors import ConfigError
 from .io import atomic_write_text
 from .registry import Registry
 from .runs import RunFolder
-from .study import PROJECT, commit
+from .study import PROJECT, PROTOCOLS, Arm, Study, commit
 
 Metric = Literal["clean_acc", "pgd", "autoattack"]
 # Tiny mode: every experiment on a few hundred images, in seconds on a CPU (the tests run it).
@@ -50,11 +51,22 @@ class Target:
     protocol: str  # what the source measured, e.g. "PGD-50, 10 restarts, CIFAR-10 test set"
 
 
+class Priced:
+    """An experiment's expected wall-clock seconds on an H100 (`gpu_s`) and on a 2-core CPU (`cpu_s`)."""
+
+    gpu_s: float
+    cpu_s: float
+
+    def expected_s(self, device: str, tiny: bool) -> float:
+        if tiny:
+            return 60.0
+        return self.gpu_s if device.startswith("cuda") else self.cpu_s
+
+
 @dataclass(frozen=True)
-class Experiment:
+class Experiment(Priced):
     """One reproduction: a config (relative to the project) and its `--set` overrides, the targets,
-    AutoAttack (standard) on `autoattack_images` test images when positive, and the expected
-    wall-clock seconds on an H100 (`gpu_s`) and on a 2-core CPU (`cpu_s`)."""
+    AutoAttack (standard) on `autoattack_images` test images when positive."""
 
     name: str
     summary: str
@@ -67,10 +79,42 @@ class Experiment:
     comparable: bool = True  # False: the settings are not the source's (a CPU-sized analogue)
     checked: str = ""  # where a missed target stands: what was checked, what was not (Markdown, on the page)
 
-    def expected_s(self, device: str, tiny: bool) -> float:
-        if tiny:
-            return 60.0
-        return self.gpu_s if device.startswith("cuda") else self.cpu_s
+
+Expectation = Literal["above", "below", "not above", "not below"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a paper says of a method against its baseline, as one comparison of a study: `comparison`
+    ("arm - baseline"), the study metric differenced (clean_acc, pgd_acc, corruption_error), and the
+    verdict expected of their paired difference: "above" / "below" (its 95% interval excludes 0 on that
+    side) or "not below" / "not above" (it does not exclude 0 on the other side)."""
+
+    comparison: str
+    metric: str
+    expected: Expectation
+    source: str
+
+    def met(self, verdict: str) -> bool:
+        negated = self.expected.removeprefix("not ")
+        return verdict != negated if negated != self.expected else verdict == self.expected
+
+
+@dataclass(frozen=True)
+class StudyExperiment(Priced):
+    """A method against its own baseline at the same budget rather than against a published number: a
+    `study` (arms, `--init` chains, seeds, comparisons; its runs are `robustrain train` processes) and
+    the paper's `claims` about its comparisons. Met when every claim's verdict is what the paper
+    expects; the band is the seeds' (paired differences, 95% t interval)."""
+
+    name: str
+    summary: str
+    study: Study
+    claims: tuple[Claim, ...]
+    gpu_s: float = math.inf
+    cpu_s: float = math.inf
+    comparable: bool = True
+    checked: str = ""
 
 
 @dataclass
@@ -88,7 +132,7 @@ class Entry:
     wall_s: float
 
 
-REPRODUCTIONS: Registry[Experiment] = Registry("reproduction")
+REPRODUCTIONS: Registry[Experiment | StudyExperiment] = Registry("reproduction")
 
 WONG_2020 = "Wong, Rice & Kolter 2020 (ICLR), FGSM-RS alpha 10/255, 15 epochs: 83.81% clean, 46.06% PGD"
 FAST_AT_TARGETS = (Target("clean_acc", 0.83, WONG_2020, "clean accuracy, CIFAR-10 test set"),
@@ -129,7 +173,61 @@ for _experiment in (
 ):
     REPRODUCTIONS.add(_experiment.name, _experiment)
 
-def find(names: list[str]) -> list[Experiment]:
+# The seed methods' shortest fair tests at GPU size: each CPU study's arms (configs/cpu/, the designs of
+# docs/results/<study>.md) on PreAct-ResNet-18 and all 50,000 training images, 3 seeds, bf16. The tiny
+# mode trains each arm's runs as ResNet-20s on a few images.
+AT_SCALE = ("precision=bf16", "channels_last=true", "data.train_limit=null")
+PREACT = "model={name: preact_resnet18}"
+STUDY_TINY = ("model.name=resnet20", "epochs=1", "batch_size=16", "data.train_limit=64", "eval.pgd_limit=8",
+              "eval.pgd_steps=2", "eval.epoch_pgd_limit=null", "precision=fp32", "channels_last=false")
+JEDDI_2020 = ("Jeddi, Shafiee & Wong 2020 (arXiv 2012.13628) abstract: adversarial fine-tuning of a standard model "
+              "outperforms PGD-AT from scratch in accuracy and robustness at 8-10x less compute")
+WANG_2020 = ("Wang et al. 2020 (NeurIPS) abstract: OAT, without re-training, achieves similar or even superior "
+             "performance compared to dedicatedly trained models")
+for _experiment in (
+    StudyExperiment(
+        name="aft_vs_pgd_at",
+        summary="adversarial fine-tuning (11 standard epochs, then 1 epoch of PGD-10 AT, slow start fast decay) "
+                "against PGD-AT from scratch at the same 22 passes per image (2 epochs), PreAct-ResNet-18, 3 seeds",
+        study=Study(
+            name="aft_vs_pgd_at",
+            arms={"pretrain": Arm("standard training, 11 epochs", "configs/cpu/standard_cifar10.yaml",
+                                  (PREACT, *AT_SCALE, "epochs=11")),
+                  "aft": Arm("AFT, slow start fast decay, 1 epoch", "configs/cpu/aft_ssfd_cifar10.yaml",
+                             (PREACT, *AT_SCALE), starts_from="pretrain"),
+                  "pgd-at": Arm("PGD-AT from scratch, 2 epochs", "configs/cpu/pgd_at_cifar10.yaml",
+                                (PREACT, *AT_SCALE, "epochs=2"))},
+            comparisons=(("aft", "pgd-at"),), tiny=STUDY_TINY, suite=None, metrics=("clean_acc", "pgd_acc")),
+        claims=(Claim("aft - pgd-at", "pgd_acc", "not below", JEDDI_2020),
+                Claim("aft - pgd-at", "clean_acc", "not below", JEDDI_2020)),
+        # estimates from the H200's rates at batch 128 (about 5 s per standard epoch, 25 s per PGD-10
+        # epoch, 15 s to start a run): 3 runs at a time
+        gpu_s=400, cpu_s=60 * 3600),
+    StudyExperiment(
+        name="oat_vs_dedicated",
+        summary="OAT at Λ = {0, 1} (12 epochs: each λ gets its dedicated model's data) against standard training "
+                "and PGD-AT (6 epochs each), PreAct-ResNet-18, 3 seeds",
+        study=Study(
+            name="oat_vs_dedicated",
+            arms={"standard": Arm("dedicated λ = 0 (standard training), 6 epochs",
+                                  "configs/cpu/pgd_at_lambda_resnet20.yaml",
+                                  (PREACT, *AT_SCALE, "method.adv_weight=0")),
+                  "pgd-at": Arm("dedicated λ = 1 (PGD-AT), 6 epochs", "configs/cpu/pgd_at_lambda_resnet20.yaml",
+                                (PREACT, *AT_SCALE)),
+                  "oat": Arm("OAT, 12 epochs", "configs/cpu/oat_resnet20.yaml",
+                             ("model={name: preact_resnet18, lambdas: [0, 1], encoding: rand, encoding_dim: 128}",
+                              *AT_SCALE))},
+            comparisons=(("oat@lambda=0", "standard"), ("oat@lambda=1", "pgd-at")), tiny=STUDY_TINY, suite=None,
+            metrics=("clean_acc", "pgd_acc")),
+        claims=(Claim("oat@lambda=0 - standard", "clean_acc", "not below", WANG_2020),
+                Claim("oat@lambda=1 - pgd-at", "pgd_acc", "not below", WANG_2020),
+                Claim("oat@lambda=1 - pgd-at", "clean_acc", "not below", WANG_2020)),
+        # estimates as above, PGD-7 at about 18 s per epoch: OAT's 12 epochs cost about 7 of PGD-AT's
+        gpu_s=500, cpu_s=60 * 3600),
+):
+    REPRODUCTIONS.add(_experiment.name, _experiment)
+
+def find(names: list[str]) -> list[Experiment | StudyExperiment]:
     """The named experiments (all when none is named); an unknown name is one sentence."""
     return [REPRODUCTIONS.get(name) for name in names] if names else list(REPRODUCTIONS.values())
 
@@ -239,6 +337,42 @@ def run_experiment(experiment: Experiment, runs_dir: Path, device: str, data_roo
         wall_s=wall_s)
 
 
+def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: str, data_root: str | None,
+                         tiny: bool, jobs: int) -> Entry:
+    """Train what is missing of the study's runs (`jobs` processes at a time), compare, judge each claim."""
+    from .train.distributed import resolve_device
+
+    started = time.perf_counter()
+    extra = (f"device={device}", *((f"data.root={data_root}",) if data_root is not None else ()))
+    runs = str(runs_dir.resolve())
+    measured = experiment.study.run(True, tiny, lambda *_: {}, runs=runs, extra=extra, jobs=jobs)
+    judged = []
+    for claim in experiment.claims:
+        comparison = measured["comparisons"].get(claim.comparison)
+        if comparison is None:
+            continue
+        difference = comparison[claim.metric]
+        judged.append({"comparison": claim.comparison, "metric": claim.metric, "expected": claim.expected,
+                       "source": claim.source, "seeds": comparison["seeds"], "measured": difference["mean"],
+                       "band_95": difference["ci95_half_width"], "verdict": difference["verdict"],
+                       "met": claim.met(difference["verdict"])})
+    if tiny or not experiment.comparable:
+        judged_verdict = "not comparable"
+    else:
+        judged_verdict = "met" if len(judged) == len(experiment.claims) and all(t["met"] for t in judged) else "missed"
+    metrics = {arm: {metric: {"mean": statistics.fmean(r[metric] for r in seeds.values()),
+                              "per_seed": {str(seed): r[metric] for seed, r in seeds.items()}}
+                     for metric in (*experiment.study.metrics, "budget_passes")}
+               for arm, seeds in measured["arms"].items()}
+    resolved = resolve_device(device)
+    return Entry(
+        name=experiment.name, device=torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else "CPU",
+        torch=torch.__version__, commit=commit(),
+        settings={"study": measured["settings"], "extra_overrides": list(extra), "runs": runs,
+                  "protocols": {m: PROTOCOLS[m] for m in (*experiment.study.metrics, "budget_passes", "verdict")}},
+        metrics=metrics, target=judged, verdict=judged_verdict, wall_s=time.perf_counter() - started)
+
+
 def record(entries: list[Entry], results_dir: Path) -> None:
     """Replace these experiments' entries in reproductions.json (keep the others) and rewrite the page."""
     source = results_dir / "reproductions.json"
@@ -254,18 +388,18 @@ def record(entries: list[Entry], results_dir: Path) -> None:
 def render(entries: list[dict]) -> str:
     lines = ["# Reproductions", "",
              "Made by `robustrain repro` (robustrain/repro.py lists the experiments); every entry with its own device "
-             "and commit, in `reproductions.json` beside this page. Accuracies in %; the band is the 95% interval "
-             "from the test images alone (one seed: seed-to-seed spread is not in it).", "",
-             "| experiment | device | commit | metric | measured | target (at least) | source | verdict |",
+             "and commit, in `reproductions.json` beside this page. Accuracies in %. Against a published number, the "
+             "band is the 95% interval from the test images alone (one seed: seed-to-seed spread is not in it); a "
+             "method against its baseline (a Δ row) is the mean per-seed paired difference in points with the 95% t "
+             "interval over its seeds, and the target is the verdict the paper's claim expects of it.", "",
+             "| experiment | device | commit | metric | measured | target | source | verdict |",
              "|---|---|---|---|---:|---:|---|---|"]
     for entry in entries:
         for target in entry["target"]:
-            lines.append(f"| {entry['name']} | {entry['device']} | {entry['commit']} | {target['metric']} "
-                         f"({target['protocol']}) | {100 * target['measured']:.2f} ± {100 * target['band_95']:.2f} | "
-                         f"{100 * target['at_least']:.1f} | {target['source']} | "
-                         f"{_target_verdict(entry, target)} |")
-        reported = [f"{name} {100 * m['acc']:.2f}% ({m['protocol']})" for name, m in entry["metrics"].items()]
-        lines.append(f"| {entry['name']} | | | measured | {'; '.join(reported)} | | | wall {entry['wall_s']:.0f} s |")
+            lines.append(f"| {entry['name']} | {entry['device']} | {entry['commit']} | {_target_cells(target)} | "
+                         f"{target['source']} | {_target_verdict(entry, target)} |")
+        lines.append(f"| {entry['name']} | | | measured | {'; '.join(_reported(entry))} | | | "
+                     f"wall {entry['wall_s']:.0f} s |")
     missed = [(entry["name"], REPRODUCTIONS.get(entry["name"]).checked) for entry in entries
               if entry["verdict"] == "missed" and entry["name"] in REPRODUCTIONS]
     if any(checked for _, checked in missed):
@@ -282,15 +416,44 @@ def render(entries: list[dict]) -> str:
 def listing() -> str:
     rows = []
     for experiment in REPRODUCTIONS.values():
-        targets = "; ".join(f"{t.metric} >= {100 * t.at_least:.0f}% ({t.protocol}; {t.source})"
-                            for t in experiment.targets)
-        rows.append(f"{experiment.name}: {experiment.summary}\n  config {experiment.config} "
-                    f"{' '.join('--set ' + o for o in experiment.overrides)}\n  targets: {targets or 'none'}"
+        if isinstance(experiment, StudyExperiment):
+            study = experiment.study
+            what = "".join(f"\n  arm {arm}: {a.label}: {a.config} {' '.join('--set ' + o for o in a.overrides)}"
+                           + (f" (starts from {a.starts_from})" if a.starts_from else "")
+                           for arm, a in study.arms.items())
+            what += f"\n  seeds {', '.join(map(str, study.seeds))}; claims: " + "; ".join(
+                f"{c.comparison}: {c.metric} {c.expected} ({c.source})" for c in experiment.claims)
+        else:
+            targets = "; ".join(f"{t.metric} >= {100 * t.at_least:.0f}% ({t.protocol}; {t.source})"
+                                for t in experiment.targets)
+            what = (f"\n  config {experiment.config} {' '.join('--set ' + o for o in experiment.overrides)}"
+                    f"\n  targets: {targets or 'none'}"
                     f"{'' if experiment.comparable else ' (not comparable: reported only)'}\n"
-                    f"  AutoAttack standard on {experiment.autoattack_images} images\n"
+                    f"  AutoAttack standard on {experiment.autoattack_images} images")
+        rows.append(f"{experiment.name}: {experiment.summary}{what}\n"
                     f"  expected: {_duration(experiment.gpu_s)} on an H100, {_duration(experiment.cpu_s)} on a "
                     "2-core CPU")
     return "\n".join(rows)
+
+
+def _target_cells(target: dict) -> str:
+    """The metric, measured and target cells of one target: a published number, or a claim about a
+    method against its baseline."""
+    if "comparison" in target:
+        return (f"Δ {target['metric']}: {target['comparison']} ({len(target['seeds'])} seeds) | "
+                f"{100 * target['measured']:+.2f} ± {100 * target['band_95']:.2f} ({target['verdict']}) | "
+                f"{target['expected']}")
+    return (f"{target['metric']} ({target['protocol']}) | {100 * target['measured']:.2f} ± "
+            f"{100 * target['band_95']:.2f} | at least {100 * target['at_least']:.1f}")
+
+
+def _reported(entry: dict) -> list[str]:
+    """What an entry measured: each metric with its protocol, or each arm's means over seeds."""
+    if "study" in entry["settings"]:
+        return [f"{arm}: " + ", ".join(f"{metric} {100 * m['mean']:.2f}%" if metric != "budget_passes"
+                                        else f"{m['mean']:.1f} passes per image" for metric, m in metrics.items())
+                for arm, metrics in entry["metrics"].items()]
+    return [f"{name} {100 * m['acc']:.2f}% ({m['protocol']})" for name, m in entry["metrics"].items()]
 
 
 def _target_verdict(entry: dict, target: dict) -> str:
@@ -305,11 +468,13 @@ def _duration(seconds: float) -> str:
 
 
 def reproduce(names: list[str], *, budget_s: float | None, device: str, data_root: str | None, runs_dir: Path,
-              results_dir: Path, tiny: bool, progress: bool) -> list[Entry]:
+              results_dir: Path, tiny: bool, progress: bool, jobs: int = 1) -> list[Entry]:
     """Run the named experiments that fit the budget (by their expected cost), recording each entry
-    as soon as it is measured; returns the entries made."""
+    as soon as it is measured; returns the entries made. jobs: a study experiment's runs at a time."""
     if budget_s is not None and budget_s <= 0:
         raise ConfigError(f"--budget must be a positive number of seconds, got {budget_s}.")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
     experiments = find(names)
     made, spent = [], 0.0
     for experiment in experiments:
@@ -318,7 +483,10 @@ def reproduce(names: list[str], *, budget_s: float | None, device: str, data_roo
             print(f"skipped {experiment.name}: expected {_duration(expected)} on this device, "
                   f"{_duration(max(budget_s - spent, 0))} of the budget left")
             continue
-        entry = run_experiment(experiment, runs_dir, device, data_root, tiny, progress)
+        if isinstance(experiment, StudyExperiment):
+            entry = run_study_experiment(experiment, runs_dir, device, data_root, tiny, jobs)
+        else:
+            entry = run_experiment(experiment, runs_dir, device, data_root, tiny, progress)
         spent += entry.wall_s
         record([entry], results_dir)
         print(f"{experiment.name}: {entry.verdict} ({entry.wall_s:.0f} s)")

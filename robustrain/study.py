@@ -216,15 +216,17 @@ class Study:
     metrics: tuple[str, ...] = ("clean_acc", "corruption_error")
     jobs: int = 2
 
-    def run_folder(self, arm: str, seed: int, tiny: bool = False) -> str:
-        return f"runs/{self.name}{'-tiny' if tiny else ''}/{arm}-s{seed}"
+    def run_folder(self, arm: str, seed: int, tiny: bool = False, runs: str = "runs") -> str:
+        return f"{runs}/{self.name}{'-tiny' if tiny else ''}/{arm}-s{seed}"
 
-    def spec(self, arm: str, seed: int, tiny: bool = False) -> RunSpec:
+    def spec(self, arm: str, seed: int, tiny: bool = False, runs: str = "runs", extra: tuple[str, ...] = ()) -> RunSpec:
+        """The run of `arm` with `seed` in folder `runs` (relative to the project, or absolute); extra:
+        `--set` settings after the arm's own (a device, a data root)."""
         a = self.arms[arm]
-        sets = (*a.overrides, *(self.tiny if tiny else ()))
-        start = self.run_folder(a.starts_from, seed, tiny) if a.starts_from else None
+        sets = (*a.overrides, *(self.tiny if tiny else ()), *extra)
+        start = self.run_folder(a.starts_from, seed, tiny, runs) if a.starts_from else None
         init = ("--init", start) if start else ()
-        return RunSpec(a.config, self.run_folder(arm, seed, tiny),
+        return RunSpec(a.config, self.run_folder(arm, seed, tiny, runs),
                        ("--seed", str(seed), *init, *(arg for setting in sets for arg in ("--set", setting))), start)
 
     def arm_seeds(self, arm: str, tiny: bool = False) -> tuple[int, ...]:
@@ -257,16 +259,19 @@ class Study:
         else:
             write_study(study, render, doc, source)
 
-    def run(self, train: bool, tiny: bool, record: Callable[[str, RunResults, dict], dict]) -> dict:
+    def run(self, train: bool, tiny: bool, record: Callable[[str, RunResults, dict], dict], runs: str = "runs",
+            extra: tuple[str, ...] = (), jobs: int | None = None) -> dict:
         """Train and evaluate what `train` allows; returns {"arms": {arm: {seed: record}}, "comparisons":
         ...}. record(run, results, evaluation summary or {}) -> what the study keeps of a finished run
-        besides the study's own measurements."""
+        besides the study's own measurements. runs, extra: see `spec`; jobs: processes at a time (default
+        the study's)."""
         suite = ("quick" if tiny else self.suite) if self.suite else None
-        specs = {(arm, seed): self.spec(arm, seed, tiny) for wave in self.waves() for arm in wave
+        jobs = jobs or self.jobs
+        specs = {(arm, seed): self.spec(arm, seed, tiny, runs, extra) for wave in self.waves() for arm in wave
                  for seed in self.arm_seeds(arm, tiny)}
-        results = ensure_runs(list(specs.values()), train, self.jobs)
+        results = ensure_runs(list(specs.values()), train, jobs)
         finished = [s.run for s in specs.values() if results[s.run] is not None]
-        evaluated = ensure_evaluations(finished, suite, train, self.jobs) if suite else set(finished)
+        evaluated = ensure_evaluations(finished, suite, train, jobs) if suite else set(finished)
         arms: dict[str, dict[int, dict]] = {}
         for (arm, seed), spec in specs.items():
             if spec.run not in evaluated:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from robustrain.cli import main
-from robustrain.repro import REPRODUCTIONS, Experiment, Target, binomial_band, render, verdict
+from robustrain.repro import REPRODUCTIONS, Claim, Experiment, StudyExperiment, Target, binomial_band, render, verdict
 
 from .test_gpu_bench import image_folder
 
@@ -20,6 +20,8 @@ def test_the_list_names_every_experiment_with_its_targets_and_cost(capsys):
     for experiment in REPRODUCTIONS.values():
         assert f"{experiment.name}: {experiment.summary}" in listed
     assert "clean_acc >= 83%" in listed and "on an H100" in listed and "on a 2-core CPU" in listed
+    assert "arm aft: AFT, slow start fast decay, 1 epoch: configs/cpu/aft_ssfd_cifar10.yaml" in listed
+    assert "(starts from pretrain)" in listed and "aft - pgd-at: pgd_acc not below" in listed
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def tiny_results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("repro")
     data = image_folder(folder / "cifar10", {"train": 30, "test": 4})
     argv = ["repro", "--tiny", "--data-root", str(data), "--runs-dir", str(folder / "runs"),
-            "--results", str(folder / "results"), "--device", "cpu", "--no-progress"]
+            "--results", str(folder / "results"), "--device", "cpu", "--no-progress", "--jobs", "2"]
     assert main(argv) == 0
     return folder, argv
 
@@ -39,6 +41,8 @@ def test_the_tiny_mode_runs_every_experiment_and_writes_its_entry(tiny_results):
     for entry in entries:
         assert set(entry) == ENTRY_KEYS
         assert entry["verdict"] == "not comparable" and entry["device"] == "CPU"
+        if isinstance(REPRODUCTIONS.get(entry["name"]), StudyExperiment):
+            continue
         assert {"clean_acc", "pgd", "autoattack"} <= set(entry["metrics"])
         assert all(0 <= entry["metrics"][m]["acc"] <= 1 for m in ("clean_acc", "pgd", "autoattack"))
         assert entry["metrics"]["clean_acc"]["images"] == 40
@@ -87,7 +91,7 @@ def test_a_verdict_is_met_only_when_every_target_is_reached():
 def test_the_page_says_what_was_checked_for_a_missed_target_only():
     def entry(verdict_of: str) -> dict:
         return {"name": "fast_at_cifar10", "device": "GPU", "commit": "abc1234", "wall_s": 1.0, "verdict": verdict_of,
-                "metrics": {"clean_acc": {"acc": 0.77, "protocol": "all test images"}},
+                "settings": {}, "metrics": {"clean_acc": {"acc": 0.77, "protocol": "all test images"}},
                 "target": [{"metric": "clean_acc", "protocol": "clean", "measured": 0.77, "band_95": 0.01,
                             "at_least": 0.83, "source": "paper", "met": verdict_of == "met"}]}
     checked = REPRODUCTIONS.get("fast_at_cifar10").checked
@@ -105,3 +109,50 @@ def test_render_rewrites_the_page_from_the_entries_without_running(tmp_path):
     assert REPRODUCTIONS.get("fast_at_cifar10").checked in (tmp_path / "reproductions.md").read_text()
     assert json.loads((tmp_path / "reproductions.json").read_text()) == [entry]
     assert "- pgd_at_cifar10_fastat_benchmark: PGD-AT" in (tmp_path / "reproductions.md").read_text()  # not run
+
+
+def test_a_method_against_baseline_experiment_trains_its_arms_in_order_and_judges_each_claim(tiny_results):
+    folder, _ = tiny_results
+    entries = {e["name"]: e for e in json.loads((folder / "results" / "reproductions.json").read_text())}
+    entry = entries["aft_vs_pgd_at"]
+    runs = folder / "runs" / "tiny" / "aft_vs_pgd_at-tiny"
+    # the fine-tuning run of each seed starts from the standard run of the same seed
+    for seed in (0, 1):
+        config = (runs / f"aft-s{seed}" / "config.yaml").read_text()
+        assert str(runs / f"pretrain-s{seed}") in config
+    assert set(entry["metrics"]) == {"pretrain", "aft", "pgd-at"}
+    for arm in entry["metrics"].values():
+        assert set(arm["clean_acc"]["per_seed"]) == {"0", "1"}
+    assert [(t["comparison"], t["metric"]) for t in entry["target"]] == [("aft - pgd-at", "pgd_acc"),
+                                                                         ("aft - pgd-at", "clean_acc")]
+    pgd = entry["metrics"]["aft"]["pgd_acc"]["per_seed"], entry["metrics"]["pgd-at"]["pgd_acc"]["per_seed"]
+    assert entry["target"][0]["measured"] == pytest.approx((pgd[0]["0"] - pgd[1]["0"] + pgd[0]["1"] - pgd[1]["1"]) / 2)
+    assert {"oat@lambda=0", "oat@lambda=1", "standard", "pgd-at"} == set(entries["oat_vs_dedicated"]["metrics"])
+
+
+@pytest.mark.parametrize(("expected", "verdicts_met"), [
+    ("above", {"above"}), ("below", {"below"}), ("not below", {"above", "within the noise"}),
+    ("not above", {"below", "within the noise"})])
+def test_a_claim_is_met_by_the_verdicts_its_expectation_allows(expected, verdicts_met):
+    claim = Claim("a - b", "pgd_acc", expected, "paper")
+    assert {v for v in ("above", "below", "within the noise") if claim.met(v)} == verdicts_met
+
+
+def test_a_method_against_baseline_verdict_is_met_only_when_every_claim_is(monkeypatch, tmp_path):
+    from robustrain.repro import run_study_experiment
+
+    experiment = REPRODUCTIONS.get("aft_vs_pgd_at")
+
+    def measured(pgd_differences, clean_differences):
+        def run(self, train, tiny, record, runs, extra, jobs):
+            comparison = {"seeds": [0, 1, 2]}
+            for metric, differences in (("pgd_acc", pgd_differences), ("clean_acc", clean_differences)):
+                comparison[metric] = {"mean": sum(differences) / 3, "ci95_half_width": 0.01,
+                                      "verdict": "below" if max(differences) < -0.01 else "within the noise"}
+            return {"settings": {}, "arms": {}, "comparisons": {"aft - pgd-at": comparison}}
+        monkeypatch.setattr(type(experiment.study), "run", run)
+        return run_study_experiment(experiment, tmp_path, "cpu", None, tiny=False, jobs=1)
+
+    assert measured((0.0, 0.01, -0.01), (0.0, 0.0, 0.0)).verdict == "met"
+    below = measured((-0.03, -0.04, -0.035), (0.0, 0.0, 0.0))
+    assert below.verdict == "missed" and [t["met"] for t in below.target] == [False, True]
