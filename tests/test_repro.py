@@ -128,6 +128,8 @@ def test_a_method_against_baseline_experiment_trains_its_arms_in_order_and_judge
     pgd = entry["metrics"]["aft"]["pgd_acc"]["per_seed"], entry["metrics"]["pgd-at"]["pgd_acc"]["per_seed"]
     assert entry["target"][0]["measured"] == pytest.approx((pgd[0]["0"] - pgd[1]["0"] + pgd[0]["1"] - pgd[1]["1"]) / 2)
     assert {"oat@lambda=0", "oat@lambda=1", "standard", "pgd-at"} == set(entries["oat_vs_dedicated"]["metrics"])
+    # a study with an evaluation suite: corruption error measured for every arm
+    assert all(0 <= arm["corruption_error"]["mean"] <= 1 for arm in entries["ews_vs_augmix"]["metrics"].values())
 
 
 @pytest.mark.parametrize(("expected", "verdicts_met"), [
