@@ -14,7 +14,9 @@ it measured. `--tiny` runs every stage on a CPU in a minute or two (the tests do
     python3 bench/lease.py ... --stages gpu_bench --bench-stages suite corrupt_files trainer \\
         --model-run /tmp/robustrain-lease/departures/dawnbench-code-s1 --deadline-s 500
     # a third call then ran `--stages hot_path gpu_bench --bench-stages compile` (108 s); still
-    # unmeasured: on the reference H100, every stage at the current code
+    # unmeasured: on the reference H100, every stage at the current code. The seed methods' GPU
+    # tests (not run yet), one or two per call, then `robustrain repro --render` here on the entries:
+    python3 bench/lease.py ... --stages studies --deadline-s 570
     # back here: the pages (--page gpu-speed-h200 for an H200; --before only from the same device)
     python bench/gpu_report.py OUT1/gpu-speed.json OUT2/gpu-speed.json --before docs/results/gpu-speed.json
     python scripts/fast_at_departures.py --render docs/results/fast-at-departures.json OUT1/fast-at-departures-call.json
@@ -31,8 +33,11 @@ tool brings back at most 8 files):
   departures  scripts/fast_at_departures.py's dawnbench-full arm (train_cifar.py's initialisation
               and padding added) beside a second seed of dawnbench-code
               (OUT/fast-at-departures-call.json);
-  decode      bench/decode.py with 1, 4 and 16 workers (does a many-core host keep a GPU fed?).
-All of it takes about 18 minutes on an H100: more than one lease's 15, so a lease picks.
+  decode      bench/decode.py with 1, 4 and 16 workers (does a many-core host keep a GPU fed?);
+  studies     `robustrain repro` of the seed methods against their baselines (STUDIES, 3 runs at a time),
+              those that fit the stage's time by their expected cost, each entry into OUT/reproductions.json
+              as soon as it is done (about 7-10 minutes each by estimate: one or two per call).
+All of it takes about 30 minutes on an H100: more than one lease's 15, so a lease picks.
 """
 
 from __future__ import annotations
@@ -46,9 +51,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMITS_S = {"hot_path": 90, "repro": 420, "gpu_bench": 560, "departures": 420, "decode": 90}
+LIMITS_S = {"hot_path": 90, "repro": 420, "gpu_bench": 560, "departures": 420, "decode": 90, "studies": 560}
 STAGES = tuple(LIMITS_S)
 DEPARTURE_ARMS = ("dawnbench-full:0", "dawnbench-code:1")
+# robustrain repro's method-against-baseline experiments, in the order the studies stage tries them
+# (the tiny mode runs the first only: the repro tests run all of them tiny)
+STUDIES = ("aft_vs_pgd_at", "oat_vs_dedicated", "auxiliary_vs_standard", "ews_vs_augmix")
+STUDY_JOBS = 3  # runs side by side on the GPU: one launch-bound run keeps it about half busy
 MARGIN_S = 10  # left at the deadline for the last stage's files to be written and the call to return
 
 
@@ -145,11 +154,17 @@ def main() -> None:
         "departures": [sys.executable, "scripts/fast_at_departures.py", "--data-root", str(data), "--device", device,
                        "--runs", *DEPARTURE_ARMS, "--runs-dir", str(args.scratch / "departures"),
                        "--commit", args.commit, "--record", str(args.out / "fast-at-departures-call.json"), *tiny],
+        "studies": [sys.executable, "-m", "robustrain", "repro", *(STUDIES[:1] if args.tiny else STUDIES),
+                    "--device", device, "--data-root", str(data), "--runs-dir", str(runs), "--results", str(args.out),
+                    "--jobs", str(STUDY_JOBS), "--no-progress", *tiny],
         "decode": [sys.executable, "bench/decode.py", "--root", str(data), "--rounds", "1",
                    "--workers", *(["1", "2"] if args.tiny else ["1", "4", "16"])],
     }
     for name in args.stages:
-        stage(name, commands[name], args.out / "lease.log", env, stage_limit(name, deadline))
+        limit = stage_limit(name, deadline)
+        # the studies that fit what is left of the stage (by their expected cost), each entry written when done
+        budget = ["--budget", str(max(limit - MARGIN_S, 1.0))] if name == "studies" else []
+        stage(name, commands[name] + budget, args.out / "lease.log", env, limit)
 
 if __name__ == "__main__":
     main()

@@ -68,11 +68,12 @@ def test_the_lease_script_runs_every_stage_in_the_tiny_mode(tmp_path):
                    cwd=ROOT, check=True, capture_output=True)
     log = (out / "lease.log").read_text()
     sections = {name: log.split(f"===== {name}: ")[1] for name in ("hot_path", "repro", "gpu_bench", "departures",
-                                                                   "decode")}  # in the default order
+                                                                   "decode", "studies")}  # in the default order
     assert "passed" in sections["hot_path"]
     assert "cache:" in sections["decode"] and "stream:" in sections["decode"] and "| 2 |" in sections["decode"]
-    [entry] = json.loads((out / "reproductions.json").read_text())
-    assert entry["name"] == "fast_at_cifar10" and entry["verdict"] == "not comparable"
+    entries = json.loads((out / "reproductions.json").read_text())
+    assert [e["name"] for e in entries] == ["fast_at_cifar10", "aft_vs_pgd_at"]  # the studies stage's beside repro's
+    assert {e["verdict"] for e in entries} == {"not comparable"}
     speed = json.loads((out / "gpu-speed.json").read_text())
     assert speed["commit"] == "abc1234"
     suite = [row for row in speed["rows"] if row["stage"] == "suite"]  # on the model the repro stage trained
@@ -82,6 +83,13 @@ def test_the_lease_script_runs_every_stage_in_the_tiny_mode(tmp_path):
     planned = {(arm, int(seed)) for arm, _, seed in (a.partition(":") for a in arms)}
     assert {(run["arm"], run["seed"]) for run in departures["runs"]} == planned
     assert len(list(out.iterdir())) <= 8  # what the device tool brings back
+
+
+def test_the_lease_names_every_method_against_baseline_experiment_of_the_registry():
+    from robustrain.repro import REPRODUCTIONS, StudyExperiment
+
+    studies = [e.name for e in REPRODUCTIONS.values() if isinstance(e, StudyExperiment)]
+    assert sorted(load_bench_script("lease").STUDIES) == sorted(studies)
 
 
 def speed_record(rows: list[dict]) -> dict:
