@@ -158,3 +158,24 @@ def test_a_method_against_baseline_verdict_is_met_only_when_every_claim_is(monke
     assert measured((0.0, 0.01, -0.01), (0.0, 0.0, 0.0)).verdict == "met"
     below = measured((-0.03, -0.04, -0.035), (0.0, 0.0, 0.0))
     assert below.verdict == "missed" and [t["met"] for t in below.target] == [False, True]
+
+
+@pytest.mark.parametrize("name", [e.name for e in REPRODUCTIONS.values() if isinstance(e, StudyExperiment)])
+def test_every_arm_of_a_method_against_baseline_experiment_builds_at_full_size(name):
+    """The tiny mode swaps in a ResNet-20: the arms' own settings (PreAct-ResNet-18, all images, bf16)
+    are only checked here."""
+    from robustrain.config import from_dict, load_yaml, set_dotted
+    from robustrain.data import DatasetInfo
+    from robustrain.methods import method_from_section
+    from robustrain.study import PROJECT
+    from robustrain.train import RunConfig, build_model
+
+    info = DatasetInfo(name="cifar10", num_classes=10, channels=3, image_size=(32, 32), mean=(0.5, 0.5, 0.5),
+                       std=(0.25, 0.25, 0.25))
+    for arm in REPRODUCTIONS.get(name).study.arms.values():
+        settings = load_yaml(PROJECT / arm.config)
+        for assignment in arm.overrides:
+            set_dotted(settings, assignment)
+        config = from_dict(RunConfig, settings)
+        assert config.model["name"] == "preact_resnet18" and config.data.train_limit is None
+        method_from_section(config.method, config.threat).attach(build_model(config, info))
