@@ -278,6 +278,7 @@ for _experiment in (
 ):
     REPRODUCTIONS.add(_experiment.name, _experiment)
 
+
 def find(names: list[str]) -> list[Experiment | StudyExperiment]:
     """The named experiments (all when none is named); an unknown name is one sentence."""
     return [REPRODUCTIONS.get(name) for name in names] if names else list(REPRODUCTIONS.values())
