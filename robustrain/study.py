@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import RobustrainError
 from .results import RunResults
 from .runs import RunFolder
 
@@ -51,7 +52,10 @@ def robustrain(argv: list[str], threads: int | None = None) -> None:
     (default: torch's, every core)."""
     print("$ robustrain", " ".join(argv), flush=True)
     env = {**os.environ, **({} if threads is None else {"OMP_NUM_THREADS": str(threads)})}
-    subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=PROJECT, check=True, env=env)
+    status = subprocess.run([sys.executable, "-m", "robustrain", *argv], cwd=PROJECT, env=env).returncode
+    if status != 0:
+        raise RobustrainError(f"robustrain {' '.join(argv[:3])} ... exited with status {status}; its own message "
+                              "above says why (run it again: it resumes).")
 
 
 def threads_per_job(jobs: int) -> int | None:

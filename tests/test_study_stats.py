@@ -100,3 +100,11 @@ def test_an_arm_not_run_yet_has_a_row_as_wide_as_the_header():
     header, _, ran, not_run = s.tables({"arms": {"a": records}, "comparisons": {}})[:4]
     assert "not run yet" in not_run
     assert header.count("|") == ran.count("|") == not_run.count("|")
+
+
+def test_a_run_that_fails_is_one_sentence_naming_the_command_and_its_status(tmp_path):
+    from robustrain.errors import RobustrainError
+
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(RobustrainError, match=r"robustrain train --config .* exited with status 2; its own message"):
+        study.ensure_run(str(missing), str(tmp_path / "run"))
