@@ -128,6 +128,31 @@ def _epoch_measured(row: dict) -> str:
     return "one epoch (the first, warm-up included)"
 
 
+def cuda_graphs(now: dict[str, dict]) -> list[str]:
+    """What CUDA graphs (`compile_mode: reduce-overhead`) cost and change, where measured: the peak memory
+    of the compile stage's first step (compiling, capturing, the graph pool), and a fast AT run trained
+    under them against the same run in eager mode (same seed): test accuracy after 2 epochs, the larger
+    of the two epochs' peak memory."""
+    lines = []
+    step = "pgd10_at preact_resnet18 b512 bf16 cl robustrain --compile"
+    peaks = [(mode, now[step + suffix].get("first_step_peak_memory_mb")) for mode, suffix in
+             (("default", ""), ("reduce-overhead", " reduce-overhead")) if step + suffix in now]
+    if any(peak for _, peak in peaks):
+        lines.append("Peak memory from compiling to the end of the first step (the graph pool included): "
+                     + ", ".join(f"{mode} {peak:.0f} MiB" for mode, peak in peaks if peak) + ".")
+    run = "fast_at preact_resnet18 b128 bf16 cl robustrain train"
+    graphs, eager = now.get(run + " compile reduce-overhead"), now.get(run)
+    if graphs and eager and "test_acc" in graphs and "test_acc" in eager:
+        peak = {name: max(row["peak_memory_mb"], row["first_epoch_peak_memory_mb"])
+                for name, row in (("graphs", graphs), ("eager", eager))}
+        lines.append(f"Fast AT trained under CUDA graphs, 2 epochs: test accuracy {100 * graphs['test_acc']:.2f}% "
+                     f"against {100 * eager['test_acc']:.2f}% eager (same seed and data order: they differ by GPU "
+                     f"non-determinism and by what CUDA graphs change); {graphs['seconds_per_epoch']:.1f} s against "
+                     f"{eager['seconds_per_epoch']:.1f} s for the second epoch; peak memory {peak['graphs']:.0f} "
+                     f"against {peak['eager']:.0f} MiB.")
+    return ["## CUDA graphs", "", *lines, ""] if lines else []
+
+
 def render(study: dict, page: str = "gpu-speed") -> str:
     now = by_what(study["rows"])
     before = by_what(study["before"]["rows"]) if study.get("before") else {}
@@ -171,6 +196,7 @@ def render(study: dict, page: str = "gpu-speed") -> str:
         "`robustrain train` rows are one real epoch of the trainer (data, augmentation, the step, metrics). "
         "\"peer's time / ours\" above 1 means robustrain is faster.", "",
         *lines, "", *profiled, "",
+        *cuda_graphs(now),
         "## Goals (issue 18)", "", *verdicts, "",
         *(["## Corruptions on the device", "",
            "Each corruption at its 5 severities on the first 2,000 CIFAR-10 test images, as `robustrain corrupt` "

@@ -51,7 +51,8 @@ def test_every_stage_runs_in_the_tiny_mode_and_writes_its_rows(tmp_path):
     assert rows["pgd10_at resnet20 b4 fp32 cl robustrain --compile reduce-overhead"]["first_step_s"] > 0
     assert [row["what"] for row in record["rows"] if row["stage"] == "trainer"] == [
         "pgd10_at resnet20 b32 fp32 cl robustrain train", "fast_at resnet20 b32 fp32 cl robustrain train",
-        "fast_at resnet20 b32 fp32 cl robustrain train streamed"]
+        "fast_at resnet20 b32 fp32 cl robustrain train streamed"]  # nothing compiled in the tiny mode
+    assert all(0 <= row["test_acc"] <= 1 for row in record["rows"] if row["stage"] == "trainer")
     profile = (out / "gpu-profile.txt").read_text()
     assert profile.count("Self CPU time total") == 2 and "plain loop: 1 steps" in profile
     assert [row["host_syncs_per_step"] for row in record["rows"] if row["stage"] == "profile"] == [None, None]
@@ -216,3 +217,20 @@ def test_an_earlier_measurement_on_another_device_is_not_a_before():
     assert report.same_device(before, "GPU") is before
     with pytest.raises(SystemExit, match="measured on GPU, this measurement on NVIDIA H200"):
         report.same_device(before, "NVIDIA H200")
+
+
+def test_the_cuda_graphs_section_compares_the_graph_run_with_the_eager_one_at_its_larger_peak():
+    report = load_bench_script("gpu_report")
+    run = "fast_at preact_resnet18 b128 bf16 cl robustrain train"
+    step = "pgd10_at preact_resnet18 b512 bf16 cl robustrain --compile"
+    now = {run: {"test_acc": 0.5012, "seconds_per_epoch": 9.0, "peak_memory_mb": 900.0,
+                 "first_epoch_peak_memory_mb": 1000.0},
+           run + " compile reduce-overhead": {"test_acc": 0.4987, "seconds_per_epoch": 6.0, "peak_memory_mb": 2500.0,
+                                              "first_epoch_peak_memory_mb": 2000.0},
+           step: {"first_step_peak_memory_mb": 1500.0},
+           step + " reduce-overhead": {"first_step_peak_memory_mb": 3100.0}}
+    text = "\n".join(report.cuda_graphs(now))
+    assert "default 1500 MiB, reduce-overhead 3100 MiB" in text
+    assert "test accuracy 49.87% against 50.12% eager" in text and "6.0 s against 9.0 s" in text
+    assert "peak memory 2500 against 1000 MiB" in text  # each run's larger epoch
+    assert report.cuda_graphs({}) == []  # not measured: no section
