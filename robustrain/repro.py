@@ -404,10 +404,13 @@ def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: st
         if comparison is None:
             continue
         difference = comparison[claim.metric]
+        # what each side cost, so that the page shows whether the comparison is at the same budget
+        budgets = [statistics.fmean(r["budget_passes"] for r in measured["arms"][arm].values())
+                   for arm in claim.comparison.split(" - ")]
         judged.append({"comparison": claim.comparison, "metric": claim.metric, "expected": claim.expected,
-                       "source": claim.source, "seeds": comparison["seeds"], "measured": difference["mean"],
-                       "band_95": difference["ci95_half_width"], "verdict": difference["verdict"],
-                       "met": claim.met(difference["verdict"])})
+                       "source": claim.source, "seeds": comparison["seeds"], "budget_passes": budgets,
+                       "measured": difference["mean"], "band_95": difference["ci95_half_width"],
+                       "verdict": difference["verdict"], "met": claim.met(difference["verdict"])})
     if tiny or not experiment.comparable:
         judged_verdict = "not comparable"
     else:
@@ -492,7 +495,9 @@ def _target_cells(target: dict) -> str:
     """The metric, measured and target cells of one target: a published number, or a claim about a
     method against its baseline."""
     if "comparison" in target:
-        return (f"Δ {target['metric']}: {target['comparison']} ({len(target['seeds'])} seeds) | "
+        method, baseline = target["budget_passes"]
+        return (f"Δ {target['metric']}: {target['comparison']} ({len(target['seeds'])} seeds; {method:.1f} against "
+                f"{baseline:.1f} passes per image) | "
                 f"{100 * target['measured']:+.2f} ± {100 * target['band_95']:.2f} ({target['verdict']}) | "
                 f"{target['expected']}")
     return (f"{target['metric']} ({target['protocol']}) | {100 * target['measured']:.2f} ± "

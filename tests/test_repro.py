@@ -151,13 +151,19 @@ def test_a_method_against_baseline_verdict_is_met_only_when_every_claim_is(monke
             for metric, differences in (("pgd_acc", pgd_differences), ("clean_acc", clean_differences)):
                 comparison[metric] = {"mean": sum(differences) / 3, "ci95_half_width": 0.01,
                                       "verdict": "below" if max(differences) < -0.01 else "within the noise"}
-            return {"settings": {}, "arms": {}, "comparisons": {"aft - pgd-at": comparison}}
+            arms = {arm: {seed: {"budget_passes": passes, "clean_acc": 0.5, "pgd_acc": 0.3} for seed in (0, 1, 2)}
+                    for arm, passes in
+                    (("aft", 22.0), ("pgd-at", 22.0))}
+            return {"settings": {}, "arms": arms, "comparisons": {"aft - pgd-at": comparison}}
         monkeypatch.setattr(type(experiment.study), "run", run)
         return run_study_experiment(experiment, tmp_path, "cpu", None, tiny=False, jobs=1)
 
     assert measured((0.0, 0.01, -0.01), (0.0, 0.0, 0.0)).verdict == "met"
     below = measured((-0.03, -0.04, -0.035), (0.0, 0.0, 0.0))
     assert below.verdict == "missed" and [t["met"] for t in below.target] == [False, True]
+    assert below.target[0]["budget_passes"] == [22.0, 22.0]
+    page = render([{**vars(below), "settings": {"study": {}}}])
+    assert "Δ pgd_acc: aft - pgd-at (3 seeds; 22.0 against 22.0 passes per image) | -3.50 ± 1.00 (below) |" in page
 
 
 @pytest.mark.parametrize("name", [e.name for e in REPRODUCTIONS.values() if isinstance(e, StudyExperiment)])
