@@ -33,7 +33,8 @@ from .errors import ConfigError
 from .io import atomic_write_text
 from .registry import Registry
 from .runs import RunFolder
-from .study import PROJECT, PROTOCOLS, Arm, Study, commit
+from .provenance import PROJECT, commit, device_name
+from .study import PROTOCOLS, Arm, Study
 
 Metric = Literal["clean_acc", "pgd", "autoattack"]
 # Tiny mode: every experiment on a few hundred images, in seconds on a CPU (the tests run it).
@@ -379,9 +380,8 @@ def run_experiment(experiment: Experiment, runs_dir: Path, device: str, data_roo
     # training (with its clean and PGD evaluation) plus AutoAttack, whichever calls they ran in
     wall_s = (provenance["train_s"] + metrics.get("autoattack", {}).get("seconds", 0.0) if "train_s" in provenance
               else time.perf_counter() - started)
-    resolved = resolve_device(device)
     return Entry(
-        name=experiment.name, device=torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else "CPU",
+        name=experiment.name, device=device_name(resolve_device(device)),
         torch=torch.__version__, commit=provenance["commit"],
         settings={"config": experiment.config, "overrides": [*experiment.overrides, *(TINY if tiny else ())],
                   "data_root": config.data.root, "run": str(run)},
@@ -419,10 +419,11 @@ def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: st
                               "per_seed": {str(seed): r[metric] for seed, r in seeds.items()}}
                      for metric in (*experiment.study.metrics, "budget_passes")}
                for arm, seeds in measured["arms"].items()}
-    resolved = resolve_device(device)
+    # the code that trained the runs (a run finished by an earlier call keeps that call's commit)
+    trained = {c for seeds in measured["arms"].values() for r in seeds.values() for c in RunFolder(r["run"]).commits()}
     return Entry(
-        name=experiment.name, device=torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else "CPU",
-        torch=torch.__version__, commit=commit(),
+        name=experiment.name, device=device_name(resolve_device(device)),
+        torch=torch.__version__, commit=", ".join(sorted(trained)) or commit(),
         settings={"study": measured["settings"], "extra_overrides": list(extra), "runs": runs,
                   "protocols": {m: PROTOCOLS[m] for m in (*experiment.study.metrics, "budget_passes", "verdict")}},
         metrics=metrics, target=judged, verdict=judged_verdict, wall_s=time.perf_counter() - started)

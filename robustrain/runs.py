@@ -2,6 +2,7 @@
 
     <run>/config.yaml                 the resolved configuration (what --resume reads)
     <run>/metrics.jsonl               one JSON record per epoch
+    <run>/provenance.jsonl            one JSON record per training process: commit, torch, device, from epoch
     <run>/checkpoints/                epoch-NNNN.safetensors + .json sidecars, latest.json (train/checkpoint.py)
     <run>/results.json                the end-of-training measurements and costs
     <run>/eval/<suite>.json           one file per evaluation suite (or --out name)
@@ -27,6 +28,7 @@ from .io import atomic_write_text
 from .results import RunResults
 
 CONFIG_FILE, METRICS_FILE, RESULTS_FILE = "config.yaml", "metrics.jsonl", "results.json"
+PROVENANCE_FILE = "provenance.jsonl"
 CHECKPOINTS_DIR, EVALUATIONS_DIR = "checkpoints", "eval"
 
 
@@ -93,6 +95,20 @@ class RunFolder:
 
     def append_metrics(self, record: dict) -> None:
         with open(self.metrics_file, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def provenance(self) -> list[dict]:
+        """What trained the run, a record per process that started or resumed it (none for runs made
+        before runs recorded it)."""
+        path = self.path / PROVENANCE_FILE
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+    def commits(self) -> list[str]:
+        """The commits of the code that trained the run, in the order its processes ran (each once)."""
+        return list(dict.fromkeys(record["commit"] for record in self.provenance()))
+
+    def append_provenance(self, record: dict) -> None:
+        with open(self.path / PROVENANCE_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def keep_metrics_before(self, epoch: int) -> None:

@@ -23,11 +23,10 @@ from pathlib import Path
 import torch
 
 from .errors import RobustrainError
+from .provenance import PROJECT, commit
 from .results import RunResults
 from .runs import RunFolder
 
-# The project root: run folders and config paths of a study are relative to it, and its runs start there.
-PROJECT = Path(__file__).resolve().parents[1]
 
 
 def ensure_run(config: str, run: str, *overrides: str, train: bool = True,
@@ -159,23 +158,19 @@ def read_metrics(run: str) -> list[dict]:
     return RunFolder(PROJECT / run).metrics()
 
 
-def provenance() -> str:
-    """One line naming the code and the machine a results page was made with."""
-    return (f"Code: commit {commit()}. Machine: {platform.machine()}, "
-            f"{os.cpu_count()} cores, torch {torch.__version__}.")
-
-
-def commit() -> str:
-    """The commit of the code that runs: ROBUSTRAIN_COMMIT where the sender set it (a copy of the
-    tree sent to a GPU machine may carry a stale .git: one lease reported the session's first
-    commit, not the one sent), else the checkout's, else "unknown"."""
-    if os.environ.get("ROBUSTRAIN_COMMIT"):
-        return os.environ["ROBUSTRAIN_COMMIT"]
-    try:
-        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True)
-    except OSError:  # no git on the machine
-        found = None
-    return (found.stdout.strip() if found else "") or "unknown"
+def provenance(trained_at: list[list[str]] | None = None) -> str:
+    """One line naming the code and the machine a results page was made with; with `trained_at` (per
+    run, the commits its provenance.jsonl names), also the code that trained the runs."""
+    machine = f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}."
+    if trained_at is None:
+        return f"Code: commit {commit()}. {machine}"
+    commits = sorted({c for run in trained_at for c in run})
+    unrecorded = sum(not run for run in trained_at)
+    trained = (f"runs trained at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}" if commits else "")
+    if unrecorded:
+        trained += ("; " if trained else "") + (f"{unrecorded} of {len(trained_at)} runs trained before runs "
+                                                "recorded their commit")
+    return f"Code: {trained}; this page made at commit {commit()}. {machine}"
 
 
 PROTOCOLS = {"clean_acc": "all 10,000 test images of cifar10-jpeg",
@@ -290,7 +285,9 @@ class Study:
                                             "starts_from": a.starts_from, "seeds": list(self.arm_seeds(arm, tiny))}
                                       for arm, a in self.arms.items()},
                              "seeds": list(self.seeds), "suite": suite, "metrics": list(self.metrics)},
-                "protocols": PROTOCOLS, "arms": arms, "comparisons": self.compare(arms), "provenance": provenance()}
+                "protocols": PROTOCOLS, "arms": arms, "comparisons": self.compare(arms),
+                "provenance": provenance([RunFolder(PROJECT / s.run).commits() for s in specs.values()
+                                          if s.run in evaluated])}
 
     def compare(self, arms: dict[str, dict[int, dict]]) -> dict:
         comparisons = {}

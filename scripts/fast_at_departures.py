@@ -44,6 +44,7 @@ from pathlib import Path
 
 import torch
 
+from robustrain.provenance import device_name
 from robustrain.runs import RunFolder
 from robustrain.study import PROJECT, ensure_runs, RunSpec, write_study
 
@@ -144,10 +145,6 @@ def study_of(calls: list[dict], earlier: list[dict] = ()) -> dict:
     return {"published": PUBLISHED, "runs": sorted(runs, key=lambda r: (order.index(r["arm"]), r["seed"]))}
 
 
-def device_name(device: str) -> str:
-    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
-
-
 def render(study: dict) -> str:
     rows = [f"| {a['arm']} | {a['seed']} | {a['description']} | {100 * a['clean_acc']:.2f} | "
             f"{100 * a['pgd_acc']:.2f} | "
@@ -221,7 +218,8 @@ def main() -> None:
     for split in ("train", "test"):  # decode once into the cache before the arms start together
         load_dataset("cifar10", args.data_root, split)
     ensure_runs([spec(arm, seed, runs_dir, args) for arm, seed in runs], train=True, jobs=len(runs))
-    call = call_record(PROJECT / runs_dir, runs, device_name("cpu" if args.tiny else args.device), args.commit)
+    device = device_name(torch.device("cpu" if args.tiny else args.device))
+    call = call_record(PROJECT / runs_dir, runs, device, args.commit)
     record = args.record or PROJECT / runs_dir / f"study-{args.commit or 'unknown'}.json"
     record.write_text(json.dumps(call, indent=1) + "\n")
     print(render(study_of([call])))

@@ -108,3 +108,12 @@ def test_a_run_that_fails_is_one_sentence_naming_the_command_and_its_status(tmp_
     missing = tmp_path / "missing.yaml"
     with pytest.raises(RobustrainError, match=r"robustrain train --config .* exited with status 2; its own message"):
         study.ensure_run(str(missing), str(tmp_path / "run"))
+
+
+def test_a_study_page_names_the_commits_that_trained_its_runs_and_the_runs_that_did_not_say(monkeypatch):
+    monkeypatch.setenv("ROBUSTRAIN_COMMIT", "page123")
+    line = study.provenance([["abc1234"], ["abc1234", "def5678"], []])
+    assert line.startswith("Code: runs trained at commits abc1234, def5678; 1 of 3 runs trained before runs "
+                           "recorded their commit; this page made at commit page123. Machine: ")
+    assert study.provenance([["abc1234"]]).startswith("Code: runs trained at commit abc1234; this page made at")
+    assert study.provenance().startswith("Code: commit page123. Machine: ")

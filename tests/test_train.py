@@ -332,6 +332,12 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(reference_run, tmp_
     reference = final_tensors(reference_run)
     assert all(torch.equal(reference[k], v) for k, v in final_tensors(run).items())
     assert not list(run.rglob("*.tmp"))
+    # each process that trained the run said what it was: the first from epoch 0, the resumed one later
+    started, resumed_at = (json.loads(line) for line in (run / "provenance.jsonl").read_text().splitlines())
+    assert started["from_epoch"] == 0 and resumed_at["from_epoch"] >= 1 and started["device"] == "CPU"
+    checkout = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    assert started["commit"] == resumed_at["commit"] == (os.environ.get("ROBUSTRAIN_COMMIT") or checkout)
 
 
 def test_gradient_clipping_bounds_how_far_weights_move(tmp_path):

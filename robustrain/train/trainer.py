@@ -22,6 +22,7 @@ from ..data import DatasetInfo, DeviceLoader, FileImages, ImageDataset, StreamLo
 from ..errors import ConfigError, RobustrainError
 from ..evaluate import accuracy
 from ..methods import Method, StepContext, method_from_section
+from ..provenance import process_record
 from ..results import Cost, RunResults
 from ..runs import RunFolder
 from .checkpoint import load_latest, newest_readable_epoch, pack_state, save_checkpoint, unpack_state
@@ -128,6 +129,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         if not resume:
             folder.write_config(config)
         folder.keep_metrics_before(start.epoch)
+        folder.append_provenance(process_record(device, start.epoch))
     counter = PassCounter(start.cost.forward_backward, start.cost.forward_only)
     train_set_used, totals = _prepare(config, folder, state, train_set, start.epoch_start_cost, counter, device,
                                       cluster)
