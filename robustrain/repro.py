@@ -420,7 +420,7 @@ def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: st
                      for metric in (*experiment.study.metrics, "budget_passes")}
                for arm, seeds in measured["arms"].items()}
     # the code that trained the runs (a run finished by an earlier call keeps that call's commit)
-    trained = {c for seeds in measured["arms"].values() for r in seeds.values() for c in RunFolder(r["run"]).commits()}
+    trained = {c for seeds in measured["arms"].values() for r in seeds.values() for c in r["trained_at"]}
     return Entry(
         name=experiment.name, device=device_name(resolve_device(device)),
         torch=torch.__version__, commit=", ".join(sorted(trained)) or commit(),

@@ -286,8 +286,8 @@ class Study:
                                       for arm, a in self.arms.items()},
                              "seeds": list(self.seeds), "suite": suite, "metrics": list(self.metrics)},
                 "protocols": PROTOCOLS, "arms": arms, "comparisons": self.compare(arms),
-                "provenance": provenance([RunFolder(PROJECT / s.run).commits() for s in specs.values()
-                                          if s.run in evaluated])}
+                "provenance": provenance(list({r["run"]: r["trained_at"] for seeds in arms.values()
+                                               for r in seeds.values()}.values()))}  # once per run, not per λ
 
     def compare(self, arms: dict[str, dict[int, dict]]) -> dict:
         comparisons = {}
@@ -364,7 +364,7 @@ class Study:
 def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
     """What every study keeps of a finished run at one test-time setting: clean accuracy (the suite's
     when evaluated, else the run's own), the suite's corruption error, the final PGD-20 accuracy, the
-    cost and the per-epoch train loss."""
+    cost, the per-epoch train loss and the commits that trained it."""
     metrics = read_metrics(run)
     epochs = len(metrics)
     own = results.measurements[setting]
@@ -372,7 +372,7 @@ def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
             "train_loss_per_epoch": [m["train_loss"] for m in metrics],
             "passes_per_image": results.cost.forward_backward_per_image,
             "budget_passes": results.total_cost.forward_backward / (results.cost.images / epochs),
-            "train_time_s": results.cost.train_time_s}
+            "train_time_s": results.cost.train_time_s, "trained_at": RunFolder(PROJECT / run).commits()}
     if "corruption_error" in summary:
         kept["corruption_error"] = summary["corruption_error"]
     return kept

@@ -153,8 +153,8 @@ def test_a_method_against_baseline_verdict_is_met_only_when_every_claim_is(monke
             for metric, differences in (("pgd_acc", pgd_differences), ("clean_acc", clean_differences)):
                 comparison[metric] = {"mean": sum(differences) / 3, "ci95_half_width": 0.01,
                                       "verdict": "below" if max(differences) < -0.01 else "within the noise"}
-            arms = {arm: {seed: {"run": str(tmp_path / f"{arm}-s{seed}"), "budget_passes": 22.0, "clean_acc": 0.5,
-                                 "pgd_acc": 0.3} for seed in (0, 1, 2)} for arm in ("aft", "pgd-at")}
+            arms = {arm: {seed: {"trained_at": [], "budget_passes": 22.0, "clean_acc": 0.5, "pgd_acc": 0.3}
+                          for seed in (0, 1, 2)} for arm in ("aft", "pgd-at")}
             return {"settings": {}, "arms": arms, "comparisons": {"aft - pgd-at": comparison}}
         monkeypatch.setattr(type(experiment.study), "run", run)
         return run_study_experiment(experiment, tmp_path, "cpu", None, tiny=False, jobs=1)
