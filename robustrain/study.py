@@ -28,7 +28,6 @@ from .results import RunResults
 from .runs import RunFolder
 
 
-
 def ensure_run(config: str, run: str, *overrides: str, train: bool = True,
                threads: int | None = None) -> RunResults | None:
     """Train `config` into `run` unless it has finished; resume it if it was stopped. Returns its
