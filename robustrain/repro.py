@@ -97,8 +97,9 @@ class Claim:
     source: str
 
     def met(self, verdict: str) -> bool:
-        negated = self.expected.removeprefix("not ")
-        return verdict != negated if negated != self.expected else verdict == self.expected
+        if self.expected.startswith("not "):
+            return verdict != self.expected.removeprefix("not ")
+        return verdict == self.expected
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,6 @@ class StudyExperiment(Priced):
     the paper's `claims` about its comparisons. Met when every claim's verdict is what the paper
     expects; the band is the seeds' (paired differences, 95% t interval)."""
 
-    name: str
     summary: str
     study: Study
     claims: tuple[Claim, ...]
@@ -116,6 +116,11 @@ class StudyExperiment(Priced):
     cpu_s: float = math.inf
     comparable: bool = True
     checked: str = ""
+
+    @property
+    def name(self) -> str:
+        """The study's name: its runs' folder and its entry's."""
+        return self.study.name
 
 
 @dataclass
@@ -191,7 +196,6 @@ GUO_2022 = ("Guo, Stutz & Schiele 2022 (ECCV) abstract: EWS greatly improves bot
             "images and accuracy on clean data")
 for _experiment in (
     StudyExperiment(
-        name="aft_vs_pgd_at",
         summary="adversarial fine-tuning (11 standard epochs, then 1 epoch of PGD-10 AT, slow start fast decay) "
                 "against PGD-AT from scratch at the same 22 passes per image (2 epochs), PreAct-ResNet-18, 3 seeds",
         study=Study(
@@ -209,7 +213,6 @@ for _experiment in (
         # epoch, 15 s to start a run): 3 runs at a time
         gpu_s=400, cpu_s=60 * 3600),
     StudyExperiment(
-        name="oat_vs_dedicated",
         summary="OAT at Λ = {0, 1} (12 epochs: each λ gets its dedicated model's data) against standard training "
                 "and PGD-AT (6 epochs each), PreAct-ResNet-18, 3 seeds",
         study=Study(
@@ -230,7 +233,6 @@ for _experiment in (
         # estimates as above, PGD-7 at about 18 s per epoch: OAT's 12 epochs cost about 7 of PGD-AT's
         gpu_s=500, cpu_s=60 * 3600),
     StudyExperiment(
-        name="auxiliary_vs_standard",
         summary="Auxiliary Training (the official schedule's shape: merging after the last lr drop, 7 epochs) "
                 "against standard training for the same epochs and its 4 views as plain augmentation for the same "
                 "passes (35 epochs), PreAct-ResNet-18, 3 seeds, corruption error on the corruptions suite",
@@ -254,7 +256,6 @@ for _experiment in (
         # estimates as above: Auxiliary Training's 5 passes per image make its 7 epochs about 35 standard ones
         gpu_s=500, cpu_s=60 * 3600),
     StudyExperiment(
-        name="ews_vs_augmix",
         summary="EWS on AugMix (one controller update per step at lr 3e-3: 1,560 in 4 epochs, the setting "
                 "docs/results/ews-controller.md finds acting) against AugMix for the same passes (8 epochs) and "
                 "the same distillation into random subnets, PreAct-ResNet-18, 3 seeds, corruption error on the "
@@ -398,6 +399,10 @@ def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: st
     extra = (f"device={device}", *((f"data.root={data_root}",) if data_root is not None else ()))
     runs = str(runs_dir.resolve())
     measured = experiment.study.run(True, tiny, lambda *_: {}, runs=runs, extra=extra, jobs=jobs)
+    metrics = {arm: {metric: {"mean": statistics.fmean(r[metric] for r in seeds.values()),
+                              "per_seed": {str(seed): r[metric] for seed, r in seeds.items()}}
+                     for metric in (*experiment.study.metrics, "budget_passes")}
+               for arm, seeds in measured["arms"].items()}
     judged = []
     for claim in experiment.claims:
         comparison = measured["comparisons"].get(claim.comparison)
@@ -405,8 +410,7 @@ def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: st
             continue
         difference = comparison[claim.metric]
         # what each side cost, so that the page shows whether the comparison is at the same budget
-        budgets = [statistics.fmean(r["budget_passes"] for r in measured["arms"][arm].values())
-                   for arm in claim.comparison.split(" - ")]
+        budgets = [metrics[arm]["budget_passes"]["mean"] for arm in claim.comparison.split(" - ")]
         judged.append({"comparison": claim.comparison, "metric": claim.metric, "expected": claim.expected,
                        "source": claim.source, "seeds": comparison["seeds"], "budget_passes": budgets,
                        "measured": difference["mean"], "band_95": difference["ci95_half_width"],
@@ -415,10 +419,6 @@ def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: st
         judged_verdict = "not comparable"
     else:
         judged_verdict = "met" if len(judged) == len(experiment.claims) and all(t["met"] for t in judged) else "missed"
-    metrics = {arm: {metric: {"mean": statistics.fmean(r[metric] for r in seeds.values()),
-                              "per_seed": {str(seed): r[metric] for seed, r in seeds.items()}}
-                     for metric in (*experiment.study.metrics, "budget_passes")}
-               for arm, seeds in measured["arms"].items()}
     # the code that trained the runs (a run finished by an earlier call keeps that call's commit)
     trained = {c for seeds in measured["arms"].values() for r in seeds.values() for c in r["trained_at"]}
     return Entry(

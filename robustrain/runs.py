@@ -89,27 +89,22 @@ class RunFolder:
 
     def metrics(self) -> list[dict]:
         """The per-epoch records, in order (none before the first epoch ends)."""
-        if not self.metrics_file.is_file():
-            return []
-        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+        return _read_lines(self.metrics_file)
 
     def append_metrics(self, record: dict) -> None:
-        with open(self.metrics_file, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        _append_line(self.metrics_file, record)
 
     def provenance(self) -> list[dict]:
         """What trained the run, a record per process that started or resumed it (none for runs made
         before runs recorded it)."""
-        path = self.path / PROVENANCE_FILE
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+        return _read_lines(self.path / PROVENANCE_FILE)
 
     def commits(self) -> list[str]:
         """The commits of the code that trained the run, in the order its processes ran (each once)."""
         return list(dict.fromkeys(record["commit"] for record in self.provenance()))
 
     def append_provenance(self, record: dict) -> None:
-        with open(self.path / PROVENANCE_FILE, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        _append_line(self.path / PROVENANCE_FILE, record)
 
     def keep_metrics_before(self, epoch: int) -> None:
         """Drop the records of epochs from `epoch` on (those a resumed checkpoint does not include),
@@ -149,3 +144,13 @@ class RunFolder:
         if path.suffix == ".safetensors" and path.parent.name == CHECKPOINTS_DIR:
             return RunFolder(path.parent.parent)
         return None
+
+
+def _read_lines(path: Path) -> list[dict]:
+    """The JSON records of a JSON-lines file, in order (none when it does not exist)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _append_line(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
