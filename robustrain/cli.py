@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import from_dict, load_yaml, set_dotted
 from .corruptions.tables import TABLES
@@ -15,6 +16,9 @@ from .results import RunResults
 from .evaluate import SUITES
 from .runs import RunFolder
 from .train.schedules import SCHEDULES
+
+if TYPE_CHECKING:
+    from .train import RunConfig
 
 SEVERITY_TABLES = tuple(TABLES)
 
@@ -217,6 +221,14 @@ def _settings(args: argparse.Namespace) -> dict:
     for assignment in args.set:
         set_dotted(data, assignment)
     return data
+
+
+def train_config(argv: list[str]) -> RunConfig:
+    """The configuration `robustrain train ARGV` would train (ARGV without --resume), typed and checked
+    as the command checks it, without training."""
+    from .train import RunConfig
+
+    return from_dict(RunConfig, _settings(build_parser().parse_args(["train", *argv])))
 
 
 def _train(args: argparse.Namespace) -> None:

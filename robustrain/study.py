@@ -4,10 +4,17 @@ of the study's metrics: clean accuracy with corruption error (measured by a suit
 accuracy (the run's own final evaluation). Each run is its own `python -m robustrain` process, `jobs`
 at a time with an equal share of the cores (one process per core trains the most small runs per hour
 on a 2-core CPU). The scripts/ studies (auxiliary, ews, aft, oat) and `robustrain repro`'s
-method-against-baseline experiments are such studies."""
+method-against-baseline experiments are such studies.
+
+A study's JSON source keeps every finished run's record (its measurements, cost, the commits that
+trained it and the fingerprint of its resolved configuration). A run whose folder is gone (a new
+checkout, another machine) is taken from that record instead of trained again, as long as the run
+would train the same configuration now: so a study longer than one session on this machine is
+completed over several, each committing the runs it finished."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,10 +29,12 @@ from pathlib import Path
 
 import torch
 
+from .config import to_dict
 from .errors import RobustrainError
 from .provenance import PROJECT, commit
 from .results import RunResults
 from .runs import RunFolder
+from .train.run_config import read_run_config
 
 
 def ensure_run(config: str, run: str, *overrides: str, train: bool = True,
@@ -70,6 +79,18 @@ class RunSpec:
     run: str
     overrides: tuple[str, ...] = ()
     after: str | None = None
+
+    def fingerprint(self) -> str:
+        """The fingerprint of the configuration this run trains (what its folder's config.yaml will hold)."""
+        from .cli import train_config
+
+        return fingerprint(train_config(["--config", self.config, "--out", self.run, *self.overrides]))
+
+
+def fingerprint(config) -> str:
+    """A short hash of a resolved run configuration (a RunConfig): equal exactly when two runs train
+    with the same settings, the seed, data, epochs and starting point included."""
+    return hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1) -> dict[str, RunResults | None]:
@@ -250,28 +271,38 @@ class Study:
         """The command line of a study script: train, evaluate and write the page and its JSON;
         --no-train renders what has finished; --tiny runs every stage tiny and prints the page."""
         flags = sys.argv[1:]
-        tiny = "--tiny" in flags
-        study = self.run("--no-train" not in flags, tiny, record)
+        tiny, train = "--tiny" in flags, "--no-train" not in flags
+        kept = json.loads(source.read_text())["arms"] if source.is_file() and not tiny else {}
+        study = self.run(train, tiny, record, kept=kept)
         if tiny:
             print(render(study))
-        else:
-            write_study(study, render, doc, source)
+            return
+        lost = runs_of(kept) - runs_of(study["arms"])
+        if lost and not train:
+            sys.exit(f"{len(lost)} runs that {source.name} holds are neither finished in runs/ nor "
+                     "taken from their records (recorded without a configuration fingerprint, or their arm's settings "
+                     f"changed), so {doc.name} is not rewritten without them: train them again (drop --no-train).")
+        write_study(study, render, doc, source)
 
     def run(self, train: bool, tiny: bool, record: Callable[[str, RunResults, dict], dict], runs: str = "runs",
-            extra: tuple[str, ...] = (), jobs: int | None = None) -> dict:
+            extra: tuple[str, ...] = (), jobs: int | None = None, kept: dict | None = None) -> dict:
         """Train and evaluate what `train` allows; returns {"arms": {arm: {seed: record}}, "comparisons":
         ...}. record(run, results, evaluation summary or {}) -> what the study keeps of a finished run
         besides the study's own measurements. runs, extra: see `spec`; jobs: processes at a time (default
-        the study's)."""
+        the study's); kept: the "arms" of the study's earlier JSON source, whose records stand for runs
+        whose folders are gone (see `reusable`)."""
         suite = ("quick" if tiny else self.suite) if self.suite else None
         jobs = jobs or self.jobs
         specs = {(arm, seed): self.spec(arm, seed, tiny, runs, extra) for wave in self.waves() for arm in wave
                  for seed in self.arm_seeds(arm, tiny)}
-        results = ensure_runs(list(specs.values()), train, jobs)
-        finished = [s.run for s in specs.values() if results[s.run] is not None]
+        reused = reusable(list(specs.values()), kept or {})
+        results = ensure_runs([spec for spec in specs.values() if spec.run not in reused], train, jobs)
+        finished = [run for run, result in results.items() if result is not None]
         evaluated = ensure_evaluations(finished, suite, train, jobs) if suite else set(finished)
         arms: dict[str, dict[int, dict]] = {}
         for (arm, seed), spec in specs.items():
+            for key, record_kept in reused.get(spec.run, {}).items():
+                arms.setdefault(key, {})[seed] = record_kept
             if spec.run not in evaluated:
                 continue
             summaries = RunFolder(PROJECT / spec.run).evaluation(suite)["summary"] if suite else {}
@@ -363,18 +394,45 @@ class Study:
 def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
     """What every study keeps of a finished run at one test-time setting: clean accuracy (the suite's
     when evaluated, else the run's own), the suite's corruption error, the final PGD-20 accuracy, the
-    cost, the per-epoch train loss and the commits that trained it."""
-    metrics = read_metrics(run)
+    cost, the per-epoch train loss, the commits that trained it and its configuration's fingerprint."""
+    folder = RunFolder(PROJECT / run)
+    metrics = folder.metrics()
     epochs = len(metrics)
     own = results.measurements[setting]
     kept = {"clean_acc": summary.get("clean_accuracy", own.clean_acc), "pgd_acc": own.pgd.acc,
             "train_loss_per_epoch": [m["train_loss"] for m in metrics],
             "passes_per_image": results.cost.forward_backward_per_image,
             "budget_passes": results.total_cost.forward_backward / (results.cost.images / epochs),
-            "train_time_s": results.cost.train_time_s, "trained_at": RunFolder(PROJECT / run).commits()}
+            "train_time_s": results.cost.train_time_s, "trained_at": folder.commits(),
+            "config_sha256": fingerprint(read_run_config(folder))}
     if "corruption_error" in summary:
         kept["corruption_error"] = summary["corruption_error"]
     return kept
+
+
+def reusable(specs: list[RunSpec], kept: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """Of the records in `kept` ({arm or arm@setting: {seed: record}}, as a study's JSON source holds
+    them), those that stand for runs not to be trained again: {run folder: {arm or arm@setting: record}}.
+    A run's records stand for it when its folder holds no finished run and every record of it carries
+    the fingerprint of the configuration the spec trains now; a chain of runs (one starting from
+    another) is taken whole or trained whole: a run trained again changes the runs that start from it,
+    and training one needs its starting run's folder."""
+    by_run: dict[str, dict[str, dict]] = {}
+    for key, seeds in kept.items():
+        for record in seeds.values():
+            by_run.setdefault(record["run"], {})[key] = record
+    taken = {spec.run for spec in specs if spec.run in by_run and RunFolder(PROJECT / spec.run).results() is None
+             and all(r.get("config_sha256") == spec.fingerprint() for r in by_run[spec.run].values())}
+    while broken := {spec.run for spec in specs if spec.run in taken and (
+            (spec.after is not None and spec.after not in taken)
+            or any(other.after == spec.run and other.run not in taken for other in specs))}:
+        taken -= broken
+    return {run: by_run[run] for run in taken}
+
+
+def runs_of(arms: dict[str, dict]) -> set[str]:
+    """The run folders of a study's records ({arm or arm@setting: {seed: record}})."""
+    return {record["run"] for seeds in arms.values() for record in seeds.values()}
 
 
 def verdict_rule(seed_counts: list[int]) -> list[str]:

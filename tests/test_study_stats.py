@@ -59,6 +59,49 @@ def test_ensure_runs_starts_a_dependent_run_only_after_its_start_finished(monkey
         study.ensure_runs([study.RunSpec("c", "tuned", after="base")], train=True)
 
 
+def test_a_run_folders_saved_configuration_has_the_fingerprint_of_the_spec_that_trained_it(tmp_path):
+    from robustrain.cli import train_config
+    from robustrain.runs import RunFolder
+    from robustrain.train.run_config import read_run_config
+
+    config = str(study.PROJECT / "configs/cpu/oat_resnet20.yaml")  # fractions (8/255) and lists pass through YAML
+    spec = study.RunSpec(config, str(tmp_path / "run"), ("--seed", "2", "--set", "epochs=3"))
+    folder = RunFolder(tmp_path / "run")
+    folder.write_config(train_config(["--config", config, "--out", spec.run, *spec.overrides]))  # as train saves it
+    assert study.fingerprint(read_run_config(folder)) == spec.fingerprint()
+    for changed in (("--seed", "1", "--set", "epochs=3"), ("--seed", "2", "--set", "epochs=4"),
+                    ("--seed", "2", "--set", "epochs=3", "--init", "runs/other")):
+        assert study.RunSpec(config, spec.run, changed).fingerprint() != spec.fingerprint()
+
+
+def test_a_study_takes_a_run_whose_folder_is_gone_from_its_record_while_it_would_train_the_same(monkeypatch):
+    config = str(study.PROJECT / "configs/cpu/pgd_at_lambda_resnet20.yaml")
+    s = study.Study("no-such-study", {"kept": study.Arm("K", config), "changed": study.Arm("C", config, ("epochs=2",)),
+                                      "tuned": study.Arm("T", config, starts_from="changed"),
+                                      "new": study.Arm("N", config, ("epochs=3",))},
+                    (), (), seeds=(0,), suite=None, metrics=("clean_acc",))
+
+    def record(arm: str, trained_as: str | None = None) -> dict:
+        return {"run": s.spec(arm, 0).run, "clean_acc": 0.5, "trained_at": ["abc1234"],
+                "config_sha256": s.spec(trained_as or arm, 0).fingerprint()}
+
+    kept = {"kept@lambda=0": {"0": record("kept")}, "kept@lambda=1": {"0": record("kept")},
+            "changed": {"0": record("changed", trained_as="kept")},  # recorded before its epochs changed
+            "tuned": {"0": record("tuned")}}  # its own settings unchanged, but it started from the old run
+    trained = []
+
+    def ensure_runs(specs, train, jobs):
+        trained.extend(spec.run for spec in specs)
+        return {spec.run: None for spec in specs}
+
+    monkeypatch.setattr(study, "ensure_runs", ensure_runs)
+    result = s.run(train=True, tiny=False, record=lambda *args: {}, kept=kept)
+    assert trained == [s.spec(arm, 0).run for arm in ("changed", "new", "tuned")]
+    assert result["arms"] == {"kept@lambda=0": {0: kept["kept@lambda=0"]["0"]},
+                              "kept@lambda=1": {0: kept["kept@lambda=1"]["0"]}}
+    assert "runs trained at commit abc1234;" in result["provenance"]
+
+
 def test_conditioned_arms_compare_per_setting_with_paired_differences():
     s = study.Study("demo", {"oat": study.Arm("OAT", "o.yaml"), "standard": study.Arm("standard", "s.yaml")},
                     (("oat@lambda=0", "standard"),), (), suite=None, metrics=("clean_acc", "pgd_acc"))
@@ -117,3 +160,18 @@ def test_a_study_page_names_the_commits_that_trained_its_runs_and_the_runs_that_
                            "recorded their commit; this page made at commit page123. Machine: ")
     assert study.provenance([["abc1234"]]).startswith("Code: runs trained at commit abc1234; this page made at")
     assert study.provenance().startswith("Code: commit page123. Machine: ")
+
+
+def test_rendering_without_training_never_drops_runs_the_committed_json_holds(monkeypatch, tmp_path):
+    s = study.Study("no-such-study", {"a": study.Arm("A", "a.yaml")}, (), (), suite=None, metrics=("clean_acc",))
+    source, doc = tmp_path / "study.json", tmp_path / "study.md"
+    source.write_text('{"arms": {"a": {"0": {"run": "runs/x/a-s0"}}}}')
+    monkeypatch.setattr(study.Study, "run", lambda *args, **kwargs: {"arms": {}})
+    monkeypatch.setattr(study, "write_study", lambda *args: doc.write_text("rendered"))
+    monkeypatch.setattr("sys.argv", ["script", "--no-train"])
+    with pytest.raises(SystemExit, match="1 runs that study.json holds are neither finished"):
+        s.main(lambda *args: {}, str, doc, source)
+    assert not doc.exists()
+    monkeypatch.setattr("sys.argv", ["script"])  # training: the runs were trained again or left the study
+    s.main(lambda *args: {}, str, doc, source)
+    assert doc.read_text() == "rendered"
