@@ -399,15 +399,15 @@ def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
     metrics = folder.metrics()
     epochs = len(metrics)
     own = results.measurements[setting]
-    kept = {"clean_acc": summary.get("clean_accuracy", own.clean_acc), "pgd_acc": own.pgd.acc,
+    measured = {"clean_acc": summary.get("clean_accuracy", own.clean_acc), "pgd_acc": own.pgd.acc,
             "train_loss_per_epoch": [m["train_loss"] for m in metrics],
             "passes_per_image": results.cost.forward_backward_per_image,
             "budget_passes": results.total_cost.forward_backward / (results.cost.images / epochs),
             "train_time_s": results.cost.train_time_s, "trained_at": folder.commits(),
             "config_sha256": fingerprint(read_run_config(folder))}
     if "corruption_error" in summary:
-        kept["corruption_error"] = summary["corruption_error"]
-    return kept
+        measured["corruption_error"] = summary["corruption_error"]
+    return measured
 
 
 def reusable(specs: list[RunSpec], kept: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
