@@ -103,6 +103,10 @@ class RunFolder:
         """The commits of the code that trained the run, in the order its processes ran (each once)."""
         return list(dict.fromkeys(record["commit"] for record in self.provenance()))
 
+    def devices(self) -> list[str]:
+        """The devices that trained the run ("CPU", a GPU's name), each once."""
+        return sorted({record["device"] for record in self.provenance()})
+
     def append_provenance(self, record: dict) -> None:
         _append_line(self.path / PROVENANCE_FILE, record)
 

@@ -22,6 +22,7 @@ import platform
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,11 +94,14 @@ def fingerprint(config) -> str:
     return hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1) -> dict[str, RunResults | None]:
+def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1, suite: str | None = None
+                ) -> dict[str, RunResults | None]:
     """ensure_run for every spec, `jobs` processes at a time, each with an equal share of the cores
     (one process per core is how this 2-core machine trains the most small runs per hour); a spec
-    with `after` starts when that run has finished (and not at all if it did not). Returns {run
-    folder: results, or None for one that has not finished with train=False}."""
+    with `after` starts when that run has finished (and not at all if it did not). With `suite`, each
+    run is evaluated with it as soon as it has finished (ensure_evaluation), so that a study cut off
+    keeps every run it finished. Returns {run folder: results, or None for one that has not finished
+    with train=False}."""
     threads = threads_per_job(jobs)
     futures: dict[str, Future] = {}
 
@@ -105,7 +109,10 @@ def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1) -> dict[str, R
         # The pool starts tasks in submission order, so `after` is running or done: waiting cannot deadlock.
         if spec.after is not None and futures[spec.after].result() is None:
             return None
-        return ensure_run(spec.config, spec.run, *spec.overrides, train=train, threads=threads)
+        results = ensure_run(spec.config, spec.run, *spec.overrides, train=train, threads=threads)
+        if results is not None and suite is not None and train:
+            ensure_evaluation(spec.run, suite, threads=threads)
+        return results
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for spec in specs:
@@ -113,15 +120,6 @@ def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1) -> dict[str, R
                 raise ValueError(f"run {spec.run} starts from {spec.after}, which is not listed before it.")
             futures[spec.run] = pool.submit(ensure, spec)
         return {run: future.result() for run, future in futures.items()}
-
-
-def ensure_evaluations(runs: list[str], suite: str, evaluate: bool, jobs: int = 1) -> set[str]:
-    """ensure_evaluation for every run, `jobs` at a time, each process with an equal share of the
-    cores; returns the runs whose evaluation has finished."""
-    threads = threads_per_job(jobs)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        done = dict(zip(runs, pool.map(lambda run: ensure_evaluation(run, suite, evaluate, threads), runs)))
-    return {run for run, finished in done.items() if finished}
 
 
 @dataclass(frozen=True)
@@ -178,15 +176,21 @@ def read_metrics(run: str) -> list[dict]:
     return RunFolder(PROJECT / run).metrics()
 
 
-def provenance(trained_at: list[list[str]] | None = None) -> str:
+def provenance(trained_at: list[list[str]] | None = None, trained_on: list[list[str]] | None = None) -> str:
     """One line naming the code and the machine a results page was made with; with `trained_at` (per
-    run, the commits its provenance.jsonl names), also the code that trained the runs."""
+    run, the commits its provenance.jsonl names), also the code that trained the runs, and with
+    `trained_on` (per run, its devices) the devices, with how many runs each trained where there are
+    several."""
     machine = f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}."
     if trained_at is None:
         return f"Code: commit {commit()}. {machine}"
     commits = sorted({c for run in trained_at for c in run})
     unrecorded = sum(not run for run in trained_at)
     trained = (f"runs trained at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}" if commits else "")
+    devices = Counter(device for run in trained_on or [] for device in run)
+    if devices:
+        trained += " on " + (" and ".join(f"{device} ({n} runs)" for device, n in sorted(devices.items()))
+                             if len(devices) > 1 else next(iter(devices)))
     if unrecorded:
         trained += ("; " if trained else "") + (f"{unrecorded} of {len(trained_at)} runs trained before runs "
                                                 "recorded their commit")
@@ -296,9 +300,9 @@ class Study:
         specs = {(arm, seed): self.spec(arm, seed, tiny, runs, extra) for wave in self.waves() for arm in wave
                  for seed in self.arm_seeds(arm, tiny)}
         reused = reusable(list(specs.values()), kept or {})
-        results = ensure_runs([spec for spec in specs.values() if spec.run not in reused], train, jobs)
-        finished = [run for run, result in results.items() if result is not None]
-        evaluated = ensure_evaluations(finished, suite, train, jobs) if suite else set(finished)
+        results = ensure_runs([spec for spec in specs.values() if spec.run not in reused], train, jobs, suite)
+        evaluated = {run for run, result in results.items()
+                     if result is not None and (suite is None or ensure_evaluation(run, suite, evaluate=False))}
         arms: dict[str, dict[int, dict]] = {}
         for (arm, seed), spec in specs.items():
             for key, record_kept in reused.get(spec.run, {}).items():
@@ -311,13 +315,14 @@ class Study:
                 arms.setdefault(f"{arm}@{setting}" if setting else arm, {})[seed] = {
                     "run": spec.run, **measure(spec.run, results[spec.run], setting, summary),
                     **record(spec.run, results[spec.run], summary)}
+        records = {r["run"]: r for seeds in arms.values() for r in seeds.values()}  # once per run, not per λ
         return {"settings": {"arms": {arm: {"label": a.label, "config": a.config, "overrides": list(a.overrides),
                                             "starts_from": a.starts_from, "seeds": list(self.arm_seeds(arm, tiny))}
                                       for arm, a in self.arms.items()},
                              "seeds": list(self.seeds), "suite": suite, "metrics": list(self.metrics)},
                 "protocols": PROTOCOLS, "arms": arms, "comparisons": self.compare(arms),
-                "provenance": provenance(list({r["run"]: r["trained_at"] for seeds in arms.values()
-                                               for r in seeds.values()}.values()))}  # once per run, not per λ
+                "provenance": provenance([r["trained_at"] for r in records.values()],
+                                         [r.get("trained_on", []) for r in records.values()])}
 
     def compare(self, arms: dict[str, dict[int, dict]]) -> dict:
         comparisons = {}
@@ -394,7 +399,8 @@ class Study:
 def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
     """What every study keeps of a finished run at one test-time setting: clean accuracy (the suite's
     when evaluated, else the run's own), the suite's corruption error, the final PGD-20 accuracy, the
-    cost, the per-epoch train loss, the commits that trained it and its configuration's fingerprint."""
+    cost, the per-epoch train loss, the commits and devices that trained it and its configuration's
+    fingerprint."""
     folder = RunFolder(PROJECT / run)
     metrics = folder.metrics()
     epochs = len(metrics)
@@ -403,7 +409,7 @@ def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
             "train_loss_per_epoch": [m["train_loss"] for m in metrics],
             "passes_per_image": results.cost.forward_backward_per_image,
             "budget_passes": results.total_cost.forward_backward / (results.cost.images / epochs),
-            "train_time_s": results.cost.train_time_s, "trained_at": folder.commits(),
+            "train_time_s": results.cost.train_time_s, "trained_at": folder.commits(), "trained_on": folder.devices(),
             "config_sha256": fingerprint(read_run_config(folder))}
     if "corruption_error" in summary:
         measured["corruption_error"] = summary["corruption_error"]

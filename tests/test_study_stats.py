@@ -59,6 +59,18 @@ def test_ensure_runs_starts_a_dependent_run_only_after_its_start_finished(monkey
         study.ensure_runs([study.RunSpec("c", "tuned", after="base")], train=True)
 
 
+def test_each_run_is_evaluated_as_soon_as_it_finishes_so_a_study_cut_off_keeps_it(monkeypatch):
+    events = []
+    monkeypatch.setattr(study, "ensure_run", lambda config, run, *overrides, train, threads:
+                        events.append(("trained", run)) or (None if run == "stopped" else {"run": run}))
+    monkeypatch.setattr(study, "ensure_evaluation", lambda run, suite, evaluate=True, threads=None:
+                        events.append(("evaluated", run, suite)))
+    study.ensure_runs([study.RunSpec("c", "a"), study.RunSpec("c", "stopped"), study.RunSpec("c", "b")],
+                      train=True, jobs=1, suite="corruptions")
+    assert events == [("trained", "a"), ("evaluated", "a", "corruptions"), ("trained", "stopped"), ("trained", "b"),
+                      ("evaluated", "b", "corruptions")]
+
+
 def test_a_run_folders_saved_configuration_has_the_fingerprint_of_the_spec_that_trained_it(tmp_path):
     from robustrain.cli import train_config
     from robustrain.runs import RunFolder
@@ -90,7 +102,7 @@ def test_a_study_takes_a_run_whose_folder_is_gone_from_its_record_while_it_would
             "tuned": {"0": record("tuned")}}  # its own settings unchanged, but it started from the old run
     trained = []
 
-    def ensure_runs(specs, train, jobs):
+    def ensure_runs(specs, train, jobs, suite):
         trained.extend(spec.run for spec in specs)
         return {spec.run: None for spec in specs}
 
@@ -160,6 +172,9 @@ def test_a_study_page_names_the_commits_that_trained_its_runs_and_the_runs_that_
                            "recorded their commit; this page made at commit page123. Machine: ")
     assert study.provenance([["abc1234"]]).startswith("Code: runs trained at commit abc1234; this page made at")
     assert study.provenance().startswith("Code: commit page123. Machine: ")
+    assert study.provenance([["abc1234"]] * 2, [["CPU"]] * 2).startswith("Code: runs trained at commit abc1234 on CPU;")
+    mixed = study.provenance([["abc1234"]] * 3, [["CPU"], ["NVIDIA H100"], ["NVIDIA H100"]])
+    assert mixed.startswith("Code: runs trained at commit abc1234 on CPU (1 runs) and NVIDIA H100 (2 runs);")
 
 
 def test_rendering_without_training_never_drops_runs_the_committed_json_holds(monkeypatch, tmp_path):
