@@ -37,7 +37,12 @@ tool brings back at most 8 files):
   studies     `robustrain repro` of the seed methods against their baselines (STUDIES, 3 runs at a time),
               those that fit the stage's time by their expected cost, each entry into OUT/reproductions.json
               as soon as it is done (about 7-10 minutes each by estimate: one or two per call).
-All of it takes about 30 minutes on an H100: more than one lease's 15, so a lease picks.
+  cpu_studies bench/cpu_studies.py: the CPU-sized OAT and EWS studies (issue 15; 5 h and 12 h on the 2-core
+              CPU) side by side on the GPU, their runs that finish in the stage's time recorded in
+              OUT/oat.json and OUT/ews.json, which the checkout then takes instead of training those runs.
+All of it takes about 30 minutes on an H100: more than one lease's 15, so a lease picks. While issue 15
+is open, the first call is `--stages cpu_studies --deadline-s 570` (then, back here, the two commands of
+bench/cpu_studies.py's docstring).
 """
 
 from __future__ import annotations
@@ -51,13 +56,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMITS_S = {"hot_path": 90, "repro": 420, "gpu_bench": 560, "departures": 420, "decode": 90, "studies": 560}
+LIMITS_S = {"hot_path": 90, "repro": 420, "gpu_bench": 560, "departures": 420, "decode": 90, "studies": 560,
+            "cpu_studies": 560}
 STAGES = tuple(LIMITS_S)
 DEPARTURE_ARMS = ("dawnbench-full:0", "dawnbench-code:1")
 # robustrain repro's method-against-baseline experiments, in the order the studies stage tries them
 # (the tiny mode runs the first only: the repro tests run all of them tiny)
 STUDIES = ("aft_vs_pgd_at", "oat_vs_dedicated", "auxiliary_vs_standard", "ews_vs_augmix")
 STUDY_JOBS = 3  # runs side by side on the GPU: one launch-bound run keeps it about half busy
+# the tiny check of cpu_studies: its training is stopped part-way (the path a real lease takes), then rendered
+TINY_CPU_STUDIES_S = 75
 MARGIN_S = 10  # left at the deadline for the last stage's files to be written and the call to return
 
 
@@ -157,13 +165,19 @@ def main() -> None:
         "studies": [sys.executable, "-m", "robustrain", "repro", *(STUDIES[:1] if args.tiny else STUDIES),
                     "--device", device, "--data-root", str(data), "--runs-dir", str(runs), "--results", str(args.out),
                     "--jobs", str(STUDY_JOBS), "--no-progress", *tiny],
+        "cpu_studies": [sys.executable, "bench/cpu_studies.py", "--out", str(args.out), "--data-root", str(data),
+                        *tiny],
         "decode": [sys.executable, "bench/decode.py", "--root", str(data), "--rounds", "1",
                    "--workers", *(["1", "2"] if args.tiny else ["1", "4", "16"])],
     }
     for name in args.stages:
         limit = stage_limit(name, deadline)
-        # the studies that fit what is left of the stage (by their expected cost), each entry written when done
-        budget = ["--budget", str(max(limit - MARGIN_S, 1.0))] if name == "studies" else []
+        # the studies that fit what is left of the stage (by their expected cost), each entry written when
+        # done; the CPU studies' runs that finish in it
+        seconds = max(limit - MARGIN_S, 1.0)
+        if name == "cpu_studies" and args.tiny:
+            seconds = min(seconds, TINY_CPU_STUDIES_S)
+        budget = ["--budget", str(seconds)] if name in ("studies", "cpu_studies") else []
         stage(name, commands[name] + budget, args.out / "lease.log", env, limit)
 
 if __name__ == "__main__":

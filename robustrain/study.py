@@ -14,6 +14,7 @@ completed over several, each committing the runs it finished."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -90,8 +91,11 @@ class RunSpec:
 
 def fingerprint(config) -> str:
     """A short hash of a resolved run configuration (a RunConfig): equal exactly when two runs train
-    with the same settings, the seed, data, epochs and starting point included."""
-    return hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:16]
+    with the same settings, the seed, data, epochs and starting point included, but not the folder the
+    data is read from (the same dataset on another machine trains the same run)."""
+    settings = to_dict(config)
+    settings["data"] = {key: value for key, value in settings["data"].items() if key != "root"}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1, suite: str | None = None
@@ -182,7 +186,7 @@ def provenance(trained_at: list[list[str]] | None = None, trained_on: list[list[
     `trained_on` (per run, its devices) the devices, with how many runs each trained where there are
     several."""
     machine = f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}."
-    if trained_at is None:
+    if not trained_at:  # no runs (yet)
         return f"Code: commit {commit()}. {machine}"
     commits = sorted({c for run in trained_at for c in run})
     unrecorded = sum(not run for run in trained_at)
@@ -273,11 +277,21 @@ class Study:
     def main(self, record: Callable[[str, dict, dict], dict], render: Callable[[dict], str], doc: Path,
              source: Path) -> None:
         """The command line of a study script: train, evaluate and write the page and its JSON;
-        --no-train renders what has finished; --tiny runs every stage tiny and prints the page."""
-        flags = sys.argv[1:]
-        tiny, train = "--tiny" in flags, "--no-train" not in flags
+        --no-train renders what has finished; --tiny runs every stage tiny and prints the page; --jobs
+        sets the runs at a time, --data-root where the data lies."""
+        parser = argparse.ArgumentParser(description=f"the {self.name} study: train what is missing, write "
+                                         f"{doc.name} and {source.name}")
+        parser.add_argument("--no-train", dest="train", action="store_false", help="only render what has finished")
+        parser.add_argument("--tiny", action="store_true", help="every stage tiny, the page printed (a check)")
+        parser.add_argument("--jobs", type=int, default=self.jobs,
+                            help=f"runs at a time, each its own process (default {self.jobs})")
+        parser.add_argument("--data-root", metavar="DIR",
+                            help="read the data from DIR instead of the configs' folder (e.g. on another machine)")
+        args = parser.parse_args()
+        train, tiny = args.train, args.tiny
         kept = json.loads(source.read_text())["arms"] if source.is_file() and not tiny else {}
-        study = self.run(train, tiny, record, kept=kept)
+        extra = (f"data.root={args.data_root}",) if args.data_root else ()
+        study = self.run(train, tiny, record, extra=extra, jobs=args.jobs, kept=kept)
         if tiny:
             print(render(study))
             return

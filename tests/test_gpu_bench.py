@@ -69,8 +69,11 @@ def test_the_lease_script_runs_every_stage_in_the_tiny_mode(tmp_path):
                    cwd=ROOT, check=True, capture_output=True)
     log = (out / "lease.log").read_text()
     sections = {name: log.split(f"===== {name}: ")[1] for name in ("hot_path", "repro", "gpu_bench", "departures",
-                                                                   "decode", "studies")}  # in the default order
+                                                                   "decode", "studies", "cpu_studies")}  # in order
     assert "passed" in sections["hot_path"]
+    # the CPU studies: training stopped at the tiny budget (as a lease's would be), then what finished rendered
+    assert "oat: training exit" in sections["cpu_studies"] and "oat: render exit 0" in sections["cpu_studies"]
+    assert "# OAT at CPU size on CIFAR-10" in sections["cpu_studies"]
     assert "cache:" in sections["decode"] and "stream:" in sections["decode"] and "| 2 |" in sections["decode"]
     entries = json.loads((out / "reproductions.json").read_text())
     assert [e["name"] for e in entries] == ["fast_at_cifar10", "aft_vs_pgd_at"]  # the studies stage's beside repro's

@@ -82,8 +82,11 @@ def test_a_run_folders_saved_configuration_has_the_fingerprint_of_the_spec_that_
     folder.write_config(train_config(["--config", config, "--out", spec.run, *spec.overrides]))  # as train saves it
     assert study.fingerprint(read_run_config(folder)) == spec.fingerprint()
     for changed in (("--seed", "1", "--set", "epochs=3"), ("--seed", "2", "--set", "epochs=4"),
-                    ("--seed", "2", "--set", "epochs=3", "--init", "runs/other")):
+                    ("--seed", "2", "--set", "epochs=3", "--init", "runs/other"),
+                    ("--seed", "2", "--set", "epochs=3", "--set", "data.train_limit=500")):
         assert study.RunSpec(config, spec.run, changed).fingerprint() != spec.fingerprint()
+    elsewhere = ("--seed", "2", "--set", "epochs=3", "--set", "data.root=/elsewhere/cifar10-jpeg")
+    assert study.RunSpec(config, spec.run, elsewhere).fingerprint() == spec.fingerprint()  # where, not what
 
 
 def test_a_study_takes_a_run_whose_folder_is_gone_from_its_record_while_it_would_train_the_same(monkeypatch):
