@@ -14,6 +14,7 @@ and stopped ones are resumed.
 
 from __future__ import annotations
 
+import statistics
 
 from robustrain.results import RunResults
 from robustrain.study import PROJECT, Arm, read_metrics, stated, Study
@@ -65,11 +66,14 @@ def render(study: dict) -> str:
         "mode) on the other half. Dedicated models: plain ResNet-20s on (1 − λ) CE(clean) + λ CE(PGD-7) with",
         "the same attack, 6 epochs. OAT for 12 epochs gives each λ the images its dedicated model sees (and",
         "costs about what the two dedicated models cost together); OAT for 6 epochs is the paper's comparison",
-        "(the same epochs), where each λ sees half. The earlier page trained a 72k-parameter CNN without skip",
-        "connections with 6 values of λ for 5 epochs: each λ got about a sixth of its dedicated model's data.",
+        "(the same epochs), where each λ sees half. The first design (`oat-first-design.md`) trained a",
+        "72k-parameter CNN without skip connections with 6 values of λ for 5 epochs: each λ got about a sixth",
+        "of its dedicated model's data.",
         "`oat-residual` starts FiLM's scale at 1 (1 + Δ) instead of the official Δ near 0. Three seeds per",
         "arm. Clean accuracy on all 10,000 test images; PGD-20 (L-inf, eps 8/255, step 2/255, one random",
-        "start) on a fixed random 1,000.",
+        "start) on a fixed random 1,000. The whole study takes about 5 h of this 2-core CPU (two runs at a",
+        "time, one core each), so it is finished over several sessions; arms not run yet are marked so.",
+        f"Training time per run on the CPU, one core each (mean): {run_minutes(study)}.",
         "",
         study["provenance"],
         "",
@@ -81,6 +85,18 @@ def render(study: dict) -> str:
         "OATS (the slimmable OAT over widths, `configs/cpu/oats_cifar10.yaml`) is not part of this study.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def run_minutes(study: dict) -> str:
+    """Each arm's mean training time over its runs trained on the CPU, in minutes (a conditioned
+    arm's run once, not once per λ)."""
+    parts = []
+    for arm, a in STUDY.arms.items():
+        runs = {r["run"]: r["train_time_s"] for key, seeds in study["arms"].items() if key.partition("@")[0] == arm
+                for r in seeds.values() if r.get("trained_on") == ["CPU"]}
+        if runs:
+            parts.append(f"{a.label}: {statistics.fmean(runs.values()) / 60:.0f} min ({len(runs)} runs)")
+    return "; ".join(parts) or "none finished yet"
 
 
 def reading(study: dict) -> list[str]:
