@@ -404,6 +404,17 @@ class Study:
                   + "." for key, what in described.items() if key in study["comparisons"]),
                 *limits]
 
+    def training_minutes(self, study: dict) -> str:
+        """Each arm's mean training time over its runs trained on the CPU, in minutes, in words (a
+        conditioned arm's run counted once, not once per setting)."""
+        parts = []
+        for arm, a in self.arms.items():
+            seconds = {r["run"]: r["train_time_s"] for key, seeds in study["arms"].items()
+                       if key.partition("@")[0] == arm for r in seeds.values() if r.get("trained_on") == ["CPU"]}
+            if seconds:
+                parts.append(f"{a.label}: {statistics.fmean(seconds.values()) / 60:.0f} min ({len(seconds)} runs)")
+        return "; ".join(parts) or "none finished yet"
+
     def label(self, key: str) -> str:
         """An arm's label; `arm@lambda=0.5`, one setting of a conditioned arm, as "<label> at λ = 0.5"."""
         arm, _, setting = key.partition("@")

@@ -14,8 +14,6 @@ and stopped ones are resumed.
 
 from __future__ import annotations
 
-import statistics
-
 from robustrain.results import RunResults
 from robustrain.study import PROJECT, Arm, read_metrics, stated, Study
 
@@ -73,7 +71,7 @@ def render(study: dict) -> str:
         "arm. Clean accuracy on all 10,000 test images; PGD-20 (L-inf, eps 8/255, step 2/255, one random",
         "start) on a fixed random 1,000. The whole study takes about 5 h of this 2-core CPU (two runs at a",
         "time, one core each), so it is finished over several sessions; arms not run yet are marked so.",
-        f"Training time per run on the CPU, one core each (mean): {run_minutes(study)}.",
+        f"Training time per run on the CPU, one core each (mean): {STUDY.training_minutes(study)}.",
         "",
         study["provenance"],
         "",
@@ -85,18 +83,6 @@ def render(study: dict) -> str:
         "OATS (the slimmable OAT over widths, `configs/cpu/oats_cifar10.yaml`) is not part of this study.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def run_minutes(study: dict) -> str:
-    """Each arm's mean training time over its runs trained on the CPU, in minutes (a conditioned
-    arm's run once, not once per λ)."""
-    parts = []
-    for arm, a in STUDY.arms.items():
-        runs = {r["run"]: r["train_time_s"] for key, seeds in study["arms"].items() if key.partition("@")[0] == arm
-                for r in seeds.values() if r.get("trained_on") == ["CPU"]}
-        if runs:
-            parts.append(f"{a.label}: {statistics.fmean(runs.values()) / 60:.0f} min ({len(runs)} runs)")
-    return "; ".join(parts) or "none finished yet"
 
 
 def reading(study: dict) -> list[str]:

@@ -193,3 +193,15 @@ def test_rendering_without_training_never_drops_runs_the_committed_json_holds(mo
     monkeypatch.setattr("sys.argv", ["script"])  # training: the runs were trained again or left the study
     s.main(lambda *args: {}, str, doc, source)
     assert doc.read_text() == "rendered"
+
+
+def test_training_minutes_count_each_cpu_run_once_and_leave_out_runs_a_gpu_trained():
+    s = study.Study("demo", {"oat": study.Arm("OAT", "o.yaml"), "pgd": study.Arm("PGD-AT", "p.yaml"),
+                             "new": study.Arm("new", "n.yaml")}, (), ())
+    cpu = {"trained_on": ["CPU"]}
+    oat = {0: {"run": "oat-s0", "train_time_s": 600, **cpu}, 1: {"run": "oat-s1", "train_time_s": 1200, **cpu}}
+    arms = {"oat@lambda=0": oat, "oat@lambda=1": oat,  # one run, two settings
+            "pgd": {0: {"run": "pgd-s0", "train_time_s": 120, **cpu},
+                    1: {"run": "pgd-s1", "train_time_s": 6, "trained_on": ["NVIDIA H100"]}}}
+    assert s.training_minutes({"arms": arms}) == "OAT: 15 min (2 runs); PGD-AT: 2 min (1 runs)"
+    assert s.training_minutes({"arms": {}}) == "none finished yet"
