@@ -8,7 +8,8 @@ say which device trained how many runs. bench/lease.py's cpu_studies stage runs 
     cp OUT/oat.json OUT/ews.json docs/results/
     python scripts/oat.py --no-train && python scripts/ews.py --no-train
 
-Runs the JSON already holds are not trained again; a run cut off by the budget is lost. --tiny runs
+Runs the JSON already holds are not trained again; a run expected (from its arm's recorded runs on
+this device) to end after the budget is not started, and one cut off by the budget is lost. --tiny runs
 the first study's tiny mode on a CPU and prints its page (nothing copied).
 """
 
@@ -54,7 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     studies = STUDIES[:1] if args.tiny else STUDIES
     flags = ["--data-root", str(args.data_root.resolve()), "--jobs", str(args.jobs), *(["--tiny"] if args.tiny else [])]
-    train_for(studies, flags, args.budget - RENDER_S * len(studies))
+    seconds = args.budget - RENDER_S * len(studies)
+    train_for(studies, [*flags, "--hours", str(seconds / 3600)], seconds)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in studies:  # the JSON only: the page is rendered again here, from the records
         rendered = subprocess.run([sys.executable, f"scripts/{name}.py", "--no-train", *flags], cwd=ROOT)

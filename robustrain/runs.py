@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -102,6 +103,16 @@ class RunFolder:
     def commits(self) -> list[str]:
         """The commits of the code that trained the run, in the order its processes ran (each once)."""
         return list(dict.fromkeys(record["commit"] for record in self.provenance()))
+
+    def wall_time_s(self) -> float | None:
+        """Seconds from the run's first training process's start to its results (data loading, the
+        per-epoch evaluation, the final measurements and any pause included); None before it has
+        finished or for a run that did not record its start."""
+        records = self.provenance()
+        if not (records and self.results_file.is_file()):
+            return None
+        started = datetime.strptime(records[0]["started"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return self.results_file.stat().st_mtime - started.timestamp()
 
     def devices(self) -> list[str]:
         """The devices that trained the run ("CPU", a GPU's name), each once."""

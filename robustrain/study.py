@@ -23,6 +23,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +34,7 @@ import torch
 
 from .config import to_dict
 from .errors import RobustrainError
-from .provenance import PROJECT, commit
+from .provenance import PROJECT, commit, device_name
 from .results import RunResults
 from .runs import RunFolder
 from .train.run_config import read_run_config
@@ -98,20 +99,29 @@ def fingerprint(config) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1, suite: str | None = None
+def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1, suite: str | None = None,
+                deadline: float | None = None, expected_s: dict[str, float] | None = None
                 ) -> dict[str, RunResults | None]:
     """ensure_run for every spec, `jobs` processes at a time, each with an equal share of the cores
     (one process per core is how this 2-core machine trains the most small runs per hour); a spec
     with `after` starts when that run has finished (and not at all if it did not). With `suite`, each
     run is evaluated with it as soon as it has finished (ensure_evaluation), so that a study cut off
-    keeps every run it finished. Returns {run folder: results, or None for one that has not finished
-    with train=False}."""
+    keeps every run it finished. With `deadline` (a time.monotonic() value), a run that has not
+    finished is not started when its expected seconds (`expected_s`, by run folder; 0 where unknown)
+    would take it past the deadline, so that the time left goes to runs that can finish in it.
+    Returns {run folder: results, or None for one that has not finished (or was not started)}."""
     threads = threads_per_job(jobs)
     futures: dict[str, Future] = {}
 
     def ensure(spec: RunSpec) -> RunResults | None:
         # The pool starts tasks in submission order, so `after` is running or done: waiting cannot deadlock.
         if spec.after is not None and futures[spec.after].result() is None:
+            return None
+        expected = (expected_s or {}).get(spec.run, 0.0)
+        if (train and deadline is not None and time.monotonic() + expected > deadline
+                and RunFolder(PROJECT / spec.run).results() is None):
+            print(f"{spec.run}: not started: expected to take {expected / 60:.0f} min, "
+                  f"{max(deadline - time.monotonic(), 0) / 60:.0f} min left before the deadline", flush=True)
             return None
         results = ensure_run(spec.config, spec.run, *spec.overrides, train=train, threads=threads)
         if results is not None and suite is not None and train:
@@ -287,11 +297,15 @@ class Study:
                             help=f"runs at a time, each its own process (default {self.jobs})")
         parser.add_argument("--data-root", metavar="DIR",
                             help="read the data from DIR instead of the configs' folder (e.g. on another machine)")
+        parser.add_argument("--hours", type=float, help="start no run that would not finish within HOURS from now, by "
+                            "the time its arm's recorded runs took on this device (the rest of the time goes to runs "
+                            "that fit)")
         args = parser.parse_args()
         train, tiny = args.train, args.tiny
         kept = json.loads(source.read_text())["arms"] if source.is_file() and not tiny else {}
         extra = (f"data.root={args.data_root}",) if args.data_root else ()
-        study = self.run(train, tiny, record, extra=extra, jobs=args.jobs, kept=kept)
+        deadline = None if args.hours is None else time.monotonic() + 3600 * args.hours
+        study = self.run(train, tiny, record, extra=extra, jobs=args.jobs, kept=kept, deadline=deadline)
         if tiny:
             print(render(study))
             return
@@ -303,18 +317,22 @@ class Study:
         write_study(study, render, doc, source)
 
     def run(self, train: bool, tiny: bool, record: Callable[[str, RunResults, dict], dict], runs: str = "runs",
-            extra: tuple[str, ...] = (), jobs: int | None = None, kept: dict | None = None) -> dict:
+            extra: tuple[str, ...] = (), jobs: int | None = None, kept: dict | None = None,
+            deadline: float | None = None) -> dict:
         """Train and evaluate what `train` allows; returns {"arms": {arm: {seed: record}}, "comparisons":
         ...}. record(run, results, evaluation summary or {}) -> what the study keeps of a finished run
         besides the study's own measurements. runs, extra: see `spec`; jobs: processes at a time (default
         the study's); kept: the "arms" of the study's earlier JSON source, whose records stand for runs
-        whose folders are gone (see `reusable`)."""
+        whose folders are gone (see `reusable`) and tell how long each arm's runs take; deadline (a
+        time.monotonic() value): start no run expected to end after it (see `ensure_runs`)."""
         suite = ("quick" if tiny else self.suite) if self.suite else None
         jobs = jobs or self.jobs
         specs = {(arm, seed): self.spec(arm, seed, tiny, runs, extra) for wave in self.waves() for arm in wave
                  for seed in self.arm_seeds(arm, tiny)}
         reused = reusable(list(specs.values()), kept or {})
-        results = ensure_runs([spec for spec in specs.values() if spec.run not in reused], train, jobs, suite)
+        expected = expected_wall_s(kept or {}, training_device())
+        results = ensure_runs([spec for spec in specs.values() if spec.run not in reused], train, jobs, suite, deadline,
+                              {spec.run: expected[arm] for (arm, _), spec in specs.items() if arm in expected})
         evaluated = {run for run, result in results.items()
                      if result is not None and (suite is None or ensure_evaluation(run, suite, evaluate=False))}
         arms: dict[str, dict[int, dict]] = {}
@@ -407,13 +425,9 @@ class Study:
     def training_minutes(self, study: dict) -> str:
         """Each arm's mean training time over its runs trained on the CPU, in minutes, in words (a
         conditioned arm's run counted once, not once per setting)."""
-        parts = []
-        for arm, a in self.arms.items():
-            seconds = {r["run"]: r["train_time_s"] for key, seeds in study["arms"].items()
-                       if key.partition("@")[0] == arm for r in seeds.values() if r.get("trained_on") == ["CPU"]}
-            if seconds:
-                parts.append(f"{a.label}: {statistics.fmean(seconds.values()) / 60:.0f} min ({len(seconds)} runs)")
-        return "; ".join(parts) or "none finished yet"
+        seconds = per_run(study["arms"], "train_time_s", "CPU")
+        return "; ".join(f"{a.label}: {statistics.fmean(seconds[arm].values()) / 60:.0f} min ({len(seconds[arm])} runs)"
+                         for arm, a in self.arms.items() if arm in seconds) or "none finished yet"
 
     def label(self, key: str) -> str:
         """An arm's label; `arm@lambda=0.5`, one setting of a conditioned arm, as "<label> at λ = 0.5"."""
@@ -434,7 +448,8 @@ def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
             "train_loss_per_epoch": [m["train_loss"] for m in metrics],
             "passes_per_image": results.cost.forward_backward_per_image,
             "budget_passes": results.total_cost.forward_backward / (results.cost.images / epochs),
-            "train_time_s": results.cost.train_time_s, "trained_at": folder.commits(), "trained_on": folder.devices(),
+            "train_time_s": results.cost.train_time_s, "wall_time_s": folder.wall_time_s(),
+            "trained_at": folder.commits(), "trained_on": folder.devices(),
             "config_sha256": fingerprint(read_run_config(folder))}
     if "corruption_error" in summary:
         measured["corruption_error"] = summary["corruption_error"]
@@ -459,6 +474,28 @@ def reusable(specs: list[RunSpec], kept: dict[str, dict[str, dict]]) -> dict[str
             or any(other.after == spec.run and other.run not in taken for other in specs))}:
         taken -= broken
     return {run: by_run[run] for run in taken}
+
+
+def per_run(arms: dict[str, dict], field: str, device: str) -> dict[str, dict[str, float]]:
+    """{arm: {run folder: record[field]}} over a study's records ({arm or arm@setting: {seed: record}})
+    of the runs that `device` alone trained and that have the field (a conditioned run once)."""
+    values: dict[str, dict[str, float]] = {}
+    for key, seeds in arms.items():
+        for record in seeds.values():
+            if record.get(field) is not None and record.get("trained_on") == [device]:
+                values.setdefault(key.partition("@")[0], {})[record["run"]] = record[field]
+    return values
+
+
+def expected_wall_s(kept: dict[str, dict], device: str) -> dict[str, float]:
+    """{arm: the mean wall time of its recorded runs that `device` trained}; arms with none left out."""
+    return {arm: statistics.fmean(runs.values()) for arm, runs in per_run(kept, "wall_time_s", device).items()}
+
+
+def training_device() -> str:
+    """The device a study's runs train on here, named as their provenance names it (the configs leave
+    the device to `auto`: the GPU where there is one)."""
+    return device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def runs_of(arms: dict[str, dict]) -> set[str]:

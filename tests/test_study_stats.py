@@ -105,7 +105,7 @@ def test_a_study_takes_a_run_whose_folder_is_gone_from_its_record_while_it_would
             "tuned": {"0": record("tuned")}}  # its own settings unchanged, but it started from the old run
     trained = []
 
-    def ensure_runs(specs, train, jobs, suite):
+    def ensure_runs(specs, *args):
         trained.extend(spec.run for spec in specs)
         return {spec.run: None for spec in specs}
 
@@ -205,3 +205,43 @@ def test_training_minutes_count_each_cpu_run_once_and_leave_out_runs_a_gpu_train
                     1: {"run": "pgd-s1", "train_time_s": 6, "trained_on": ["NVIDIA H100"]}}}
     assert s.training_minutes({"arms": arms}) == "OAT: 15 min (2 runs); PGD-AT: 2 min (1 runs)"
     assert s.training_minutes({"arms": {}}) == "none finished yet"
+
+
+def test_with_a_deadline_only_runs_expected_to_finish_before_it_start(monkeypatch, capsys):
+    started = []
+    monkeypatch.setattr(study, "ensure_run", lambda config, run, *overrides, train, threads:
+                        started.append(run) or {"run": run})
+    specs = [study.RunSpec("c", "runs/no-such-study/long"), study.RunSpec("c", "runs/no-such-study/short"),
+             study.RunSpec("c", "runs/no-such-study/unknown")]
+    expected = {"runs/no-such-study/long": 3600.0, "runs/no-such-study/short": 60.0}
+    results = study.ensure_runs(specs, True, 1, None, time.monotonic() + 600, expected)
+    assert started == ["runs/no-such-study/short", "runs/no-such-study/unknown"]
+    assert results["runs/no-such-study/long"] is None
+    assert "runs/no-such-study/long: not started: expected to take 60 min, 10 min left" in capsys.readouterr().out
+    started.clear()
+    study.ensure_runs(specs, True, 1, None, time.monotonic() - 1, expected)  # past it: nothing starts
+    assert started == []
+
+
+def test_a_runs_expected_time_is_the_mean_wall_time_of_its_arms_runs_on_the_same_device():
+    cpu, gpu = {"trained_on": ["CPU"]}, {"trained_on": ["NVIDIA H100"]}
+    oat = {0: {"run": "oat-s0", "wall_time_s": 100.0, **cpu}, 1: {"run": "oat-s1", "wall_time_s": 300.0, **cpu},
+           2: {"run": "oat-s2", "wall_time_s": 9.0, **gpu}}
+    kept = {"oat@lambda=0": oat, "oat@lambda=1": oat, "pgd": {0: {"run": "pgd-s0", "wall_time_s": 5.0, **gpu}},
+            "old": {0: {"run": "old-s0", **cpu}}}  # recorded before runs kept their wall time
+    assert study.expected_wall_s(kept, "CPU") == {"oat": 200.0}
+    assert study.expected_wall_s(kept, "NVIDIA H100") == {"oat": 9.0, "pgd": 5.0}
+
+
+def test_a_runs_wall_time_runs_from_its_first_process_start_to_its_results(tmp_path):
+    import os
+
+    from robustrain.runs import RunFolder
+
+    folder = RunFolder(tmp_path)
+    assert folder.wall_time_s() is None
+    folder.append_provenance({"started": "2026-11-27T10:00:00Z"})
+    folder.append_provenance({"started": "2026-11-27T10:30:00Z"})  # a resume
+    folder.results_file.write_text("{}")
+    os.utime(folder.results_file, (0, 1795773600.0 + 1234.5))  # 2026-11-27T10:00:00Z + 1234.5 s
+    assert folder.wall_time_s() == pytest.approx(1234.5)
