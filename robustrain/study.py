@@ -288,7 +288,7 @@ class Study:
              source: Path) -> None:
         """The command line of a study script: train, evaluate and write the page and its JSON;
         --no-train renders what has finished; --tiny runs every stage tiny and prints the page; --jobs
-        sets the runs at a time, --data-root where the data lies."""
+        sets the runs at a time, --data-root where the data lies, --hours when to start no more runs."""
         parser = argparse.ArgumentParser(description=f"the {self.name} study: train what is missing, write "
                                          f"{doc.name} and {source.name}")
         parser.add_argument("--no-train", dest="train", action="store_false", help="only render what has finished")
