@@ -159,7 +159,7 @@ def render(study: dict) -> str:
         f"    robustrain train --config {CONFIG} --out {RUN}",
         "",
         "**Question.** EWS distils the full network into the weak subnets its controller finds. The CPU EWS",
-        "runs (`ews.md`) gave the controller 47 updates at Adam 3e-4. Does the controller find subnets",
+        "runs (`ews-first-design.md`) gave the controller 47 updates at Adam 3e-4. Does the controller find subnets",
         "weaker than random ones of the same width at all, and after how many updates?",
         "",
         "**Design.** The controller is trained alone, exactly as in EWS training (`EWS.update_controller`),",
@@ -209,8 +209,9 @@ def render(study: dict) -> str:
     official = next((r for r in study["gaps"] if r["controller_lr"] == 3e-4 and r["updates"] == 47), None)
     if official is not None and PairedDifference(tuple(official["gap_per_seed"])).verdict != "below":
         lines += ["",
-                  "What this means for the CPU EWS runs (`ews.md`): after the 47 controller updates they gave it at",
-                  "the official learning rate, the controller's subnets were no weaker than random ones, so those",
+                  "What this means for the first CPU EWS runs (`ews-first-design.md`): after the 47 controller",
+                  "updates they gave it at the official learning rate, the controller's subnets were no weaker than",
+                  "random ones, so those",
                   "runs measured distillation into random subnets (what `subnets: random` now does on purpose)",
                   "rather than EWS. An EWS study that can answer its question needs a controller shown to find",
                   "weaker subnets at the settings it trains with."]
