@@ -37,7 +37,7 @@ tool brings back at most 8 files):
   studies     `robustrain repro` of the seed methods against their baselines (STUDIES, 3 runs at a time),
               those that fit the stage's time by their expected cost, each entry into OUT/reproductions.json
               as soon as it is done (about 7-10 minutes each by estimate: one or two per call).
-  cpu_studies bench/cpu_studies.py: the CPU-sized OAT and EWS studies (issue 15; 5 h and 12 h on the 2-core
+  cpu_studies bench/cpu_studies.py: the CPU-sized OAT and EWS studies (issue 15; 8 h and 12 h on the 2-core
               CPU) side by side on the GPU, their runs that finish in the stage's time recorded in
               OUT/oat.json and OUT/ews.json, which the checkout then takes instead of training those runs.
 All of it takes about 30 minutes on an H100: more than one lease's 15, so a lease picks. While issue 15
