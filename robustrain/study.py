@@ -468,7 +468,7 @@ def reusable(specs: list[RunSpec], kept: dict[str, dict[str, dict]]) -> dict[str
         for record in seeds.values():
             by_run.setdefault(record["run"], {})[key] = record
     taken = {spec.run for spec in specs if spec.run in by_run and RunFolder(PROJECT / spec.run).results() is None
-             and all(r.get("config_sha256") == spec.fingerprint() for r in by_run[spec.run].values())}
+             and {r.get("config_sha256") for r in by_run[spec.run].values()} == {spec.fingerprint()}}
     while broken := {spec.run for spec in specs if spec.run in taken and (
             (spec.after is not None and spec.after not in taken)
             or any(other.after == spec.run and other.run not in taken for other in specs))}:
