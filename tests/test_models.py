@@ -91,6 +91,38 @@ def test_per_sample_routing_equals_each_group_run_alone():
         assert torch.allclose(bn.branches[r].running_var, reference[r].running_var)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_per_sample_routing_with_film_has_each_group_alone_gradients(training):
+    """Routes and the FiLM modulation are computed in one pass over the batch: values and gradients
+    (input, BN and FiLM parameters) must be those of plain BatchNorm2d layers and FiLM applied to
+    each group alone."""
+    torch.manual_seed(0)
+    bn = RoutedBatchNorm2d(3, num_routes=2, film_dim=4).train(training)
+    with torch.no_grad():
+        for branch in bn.branches:
+            branch.weight.uniform_(0.5, 2), branch.bias.uniform_(-1, 1)
+            branch.running_mean.uniform_(-1, 1), branch.running_var.uniform_(0.5, 2)
+    x = (torch.randn(6, 3, 4, 4) * torch.tensor([1, 5, 1, 5, 1, 5]).view(6, 1, 1, 1)).requires_grad_()
+    route, code = torch.tensor([0, 1, 0, 1, 0, 0]), torch.randn(6, 4)
+    upstream = torch.randn(6, 3, 4, 4)
+    parameters = [x, *bn.parameters()]
+    mixed = torch.autograd.grad((bn(x, Condition(route=route, code=code)) * upstream).sum(), parameters)
+    reference = [torch.nn.BatchNorm2d(3).train(training) for _ in range(2)]
+    for r, ref in enumerate(reference):
+        ref.load_state_dict(bn.branches[r].state_dict())
+    groups = [(route == r).nonzero().squeeze(1) for r in range(2)]
+    total = sum((bn.film(reference[r](x[rows]), code[rows]) * upstream[rows]).sum() for r, rows in enumerate(groups))
+    expected = torch.autograd.grad(total, [x, *bn.film.parameters(), *reference[0].parameters(),
+                                           *reference[1].parameters()])
+    by_name = dict(zip([name for name, _ in bn.named_parameters()], mixed[1:]))
+    assert torch.allclose(mixed[0], expected[0], atol=1e-5)
+    assert all(torch.allclose(by_name[f"film.{name}"], grad, atol=1e-5)
+               for (name, _), grad in zip(bn.film.named_parameters(), expected[1:5]))
+    for r in range(2):
+        for (name, _), grad in zip(reference[r].named_parameters(), expected[5 + 2 * r:7 + 2 * r]):
+            assert torch.allclose(by_name[f"branches.{r}.{name}"], grad, atol=1e-5)
+
+
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_a_route_without_rows_leaves_its_branch_untouched(momentum):
     bn = RoutedBatchNorm2d(3, num_routes=2, momentum=momentum).train()

@@ -25,34 +25,68 @@ def _normalize(bn: nn.BatchNorm2d, x: torch.Tensor, update_stats: bool, group=No
     return bn(x)
 
 
-def _normalize_rows(bn: nn.BatchNorm2d, x: torch.Tensor, rows: torch.Tensor, update_stats: bool) -> torch.Tensor:
-    """`bn` applied to the images `rows` selects, as `bn(x[rows])` would (its batch statistics are
-    those rows' alone, and so is its running-statistics update), computed over the whole batch
-    with 0/1 weights so that no shape depends on the data (no host synchronisation); the other
-    rows' values are meaningless."""
-    if not bn.training:
-        return bn(x)
-    weight = rows.to(torch.float32).view(-1, 1, 1, 1)
+def _route_statistics(values: torch.Tensor, route: torch.Tensor, num_routes: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per route r, over the images of `values` (float, N x C x H x W) whose `route` is r: the
+    channels' mean and biased variance (num_routes x C, differentiable, 0 for a route without
+    images), the pixels counted, and `values` minus each image's route mean. One pass over the
+    batch for every route, with 0/1 weights, so that no shape depends on the data (no host
+    synchronisation)."""
+    member = F.one_hot(route, num_routes).to(values.dtype)  # N x R
+    pixels = values.shape[2] * values.shape[3]
+    count = member.sum(0) * pixels
+    mean = (member.t() @ values.sum((2, 3))) / count.clamp_min(1).unsqueeze(1)
+    centred = values - mean[route].view(*values.shape[:2], 1, 1)
+    var = (member.t() @ (centred * centred).sum((2, 3))) / count.clamp_min(1).unsqueeze(1)
+    return mean, var, count, centred
+
+
+def _update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> None:
+    """BatchNorm's running-statistics update from one batch's mean and biased variance over `count`
+    pixels, left out where the count is 0 (a route without images in this batch)."""
+    with torch.no_grad():
+        present = count > 0
+        # momentum None: BatchNorm's cumulative average over the batches seen
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / (bn.num_batches_tracked + 1).float()
+        unbiased = var * count / (count - 1).clamp_min(1)
+        bn.running_mean.copy_(torch.where(present, (1 - momentum) * bn.running_mean + momentum * mean,
+                                          bn.running_mean))
+        bn.running_var.copy_(torch.where(present, (1 - momentum) * bn.running_var + momentum * unbiased,
+                                         bn.running_var))
+        bn.num_batches_tracked.add_(present.to(bn.num_batches_tracked.dtype))
+
+
+def _normalize_routes(branches: list[nn.BatchNorm2d], x: torch.Tensor, route: torch.Tensor, update_stats: bool,
+                      modulation: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Each image of `x` through the branch its `route` names, as `branches[r](x[route == r])`
+    would do it (in train mode: each route's batch statistics and running-statistics update are
+    those of its images alone). Every route at once: per-route means, variances, scales and
+    shifts are gathered per image, so the batch is gone over a fixed number of times whatever
+    the number of routes (one pass per route and a select cost OAT's training twice as much).
+    modulation: a FiLM's (factor, offset) per image, (N, C) or (1, C), folded into the same pass."""
+    first = branches[0]
     values = x.float()
-    count = weight.sum() * x.shape[2] * x.shape[3]
-    mean = (values * weight).sum((0, 2, 3)) / count.clamp_min(1)
-    centred = values - mean.view(1, -1, 1, 1)
-    var = (centred * centred * weight).sum((0, 2, 3)) / count.clamp_min(1)
-    out = centred * torch.rsqrt(var + bn.eps).view(1, -1, 1, 1)
-    if bn.affine:
-        out = out * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
-    if update_stats and bn.track_running_stats:
-        with torch.no_grad():
-            present = count > 0
-            # momentum None: BatchNorm's cumulative average over the batches seen
-            momentum = bn.momentum if bn.momentum is not None else 1.0 / (bn.num_batches_tracked + 1).float()
-            unbiased = var * count / (count - 1).clamp_min(1)
-            bn.running_mean.copy_(torch.where(present, (1 - momentum) * bn.running_mean + momentum * mean,
-                                              bn.running_mean))
-            bn.running_var.copy_(torch.where(present, (1 - momentum) * bn.running_var + momentum * unbiased,
-                                             bn.running_var))
-            bn.num_batches_tracked.add_(present.to(bn.num_batches_tracked.dtype))
-    return out.to(x.dtype)
+    if first.training or first.running_mean is None:
+        mean, var, count, values = _route_statistics(values, route, len(branches))
+        if update_stats and first.track_running_stats:
+            for r, bn in enumerate(branches):
+                _update_running(bn, mean[r].detach(), var[r].detach(), count[r])
+        subtracted = torch.zeros_like(mean)  # the values are centred already
+    else:
+        subtracted = torch.stack([bn.running_mean for bn in branches])
+        var = torch.stack([bn.running_var for bn in branches])
+    # y = (x - mean) / sqrt(var + eps) * weight + bias = x * scale + shift, per route and channel
+    scale = torch.rsqrt(var + first.eps)
+    shift = -subtracted * scale
+    if first.affine:
+        scale = scale * torch.stack([bn.weight for bn in branches])
+        shift = shift * torch.stack([bn.weight for bn in branches]) + torch.stack([bn.bias for bn in branches])
+    scale, shift = scale[route], shift[route]
+    if modulation is not None:
+        factor, offset = modulation
+        scale, shift = scale * factor, shift * factor + offset
+    shape = (*x.shape[:2], 1, 1)
+    return torch.addcmul(shift.view(shape), values, scale.view(shape)).to(x.dtype)
 
 
 def _synchronised(bn: nn.BatchNorm2d, x: torch.Tensor, update_stats: bool, group) -> torch.Tensor:
@@ -111,24 +145,21 @@ class RoutedBatchNorm2d(nn.Module):
         if isinstance(route, int):
             out = _normalize(self.branches[first + self._check_route(route)], x, cond.update_bn_stats,
                              self.sync_group)
-        else:
-            out = self._per_sample(x, route, first, cond.update_bn_stats)
+        elif self.sync_group is not None and self.training:
+            out = self._per_sample_synchronised(x, self._checked(route, x), first, cond.update_bn_stats)
+        else:  # FiLM folded into the normalisation: one pass over the batch instead of three
+            modulation = self.film.coefficients(cond.code, x.shape[1], x) if self.film is not None else None
+            return _normalize_routes(list(self.branches[first:first + self.num_routes]), x, self._checked(route, x),
+                                     cond.update_bn_stats, modulation)
         return self.film(out, cond.code) if self.film is not None else out
 
-    def _per_sample(self, x: torch.Tensor, route: torch.Tensor, first: int, update_stats: bool) -> torch.Tensor:
+    def _checked(self, route: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if route.shape != (x.shape[0],):
             raise ValueError(f"route must have shape ({x.shape[0]},) for this batch, got {tuple(route.shape)}.")
         # Checked on the device: asking the host would stall a GPU at every layer.
         torch._assert_async(((route >= 0) & (route < self.num_routes)).all(),
                             f"route values must lie in 0..{self.num_routes - 1}")
-        if self.sync_group is not None and self.training:
-            return self._per_sample_synchronised(x, route, first, update_stats)
-        out = None
-        for r in range(self.num_routes):
-            rows = route == r
-            normalised = _normalize_rows(self.branches[first + r], x, rows, update_stats)
-            out = normalised if out is None else torch.where(rows.view(-1, 1, 1, 1), normalised, out)
-        return out
+        return route
 
     def _per_sample_synchronised(self, x, route, first, update_stats):
         """Each route's rows through its branch with the global batch's statistics: every process

@@ -32,23 +32,31 @@ class FiLM(nn.Module):
         self.out = nn.Linear(2 * channels, 2 * channels)
 
     def forward(self, x: torch.Tensor, code: torch.Tensor | None) -> torch.Tensor:
+        factor, offset = self.coefficients(code, x.shape[1], x)
+        return x * factor.view(*factor.shape, 1, 1) + offset.view(*offset.shape, 1, 1)
+
+    def coefficients(self, code: torch.Tensor | None, channels: int, like: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The modulation h <- h * factor + offset for `channels` channels: factor and offset of shape
+        (N, channels), one row per row of `code` (one row for a single code), on `like`'s device and
+        in its dtype."""
         if code is None:
             raise ValueError("this layer is conditioned (FiLM) but the call carries no code: bind the model to a "
                              "setting first (model.bind(lam=...)) or pass Condition(code=...).")
         if code.shape[-1] != self.code_dim:
             raise ValueError(f"the FiLM code has {code.shape[-1]} dimensions; this model expects {self.code_dim}.")
-        c = x.shape[1]
+        c = channels
         if c > self.channels:
             raise ValueError(f"FiLM built for {self.channels} channels got {c}.")
-        code = code.reshape(-1, self.code_dim).to(x.device, x.dtype)
+        code = code.reshape(-1, self.code_dim).to(like.device, like.dtype)
         hidden = F.leaky_relu(F.linear(code, self.hidden.weight[:2 * c], self.hidden.bias[:2 * c]))
         rows = slice(0, c), slice(self.channels, self.channels + c)
         weight = torch.cat([self.out.weight[r, :2 * c] for r in rows])
         bias = torch.cat([self.out.bias[r] for r in rows])
-        scale, shift = F.linear(hidden, weight, bias).view(-1, 2, c, 1, 1).unbind(1)
+        scale, shift = F.linear(hidden, weight, bias).view(-1, 2, c).unbind(1)
         if self.residual:
-            return x * (1 + scale) + shift
-        return x * F.leaky_relu(scale) + F.leaky_relu(shift)
+            return 1 + scale, shift
+        return F.leaky_relu(scale), F.leaky_relu(shift)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, code_dim={self.code_dim}, residual={self.residual}"
