@@ -56,7 +56,9 @@ def main() -> None:
     studies = STUDIES[:1] if args.tiny else STUDIES
     flags = ["--data-root", str(args.data_root.resolve()), "--jobs", str(args.jobs), *(["--tiny"] if args.tiny else [])]
     seconds = args.budget - RENDER_S * len(studies)
-    train_for(studies, [*flags, "--hours", str(seconds / 3600)], seconds)
+    # the studies side by side share the cores: each run an equal share of them
+    threads = max(1, (os.cpu_count() or 1) // (args.jobs * len(studies)))
+    train_for(studies, [*flags, "--hours", str(seconds / 3600), "--threads", str(threads)], seconds)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in studies:  # the JSON only: the page is rendered again here, from the records
         rendered = subprocess.run([sys.executable, f"scripts/{name}.py", "--no-train", *flags], cwd=ROOT)

@@ -100,17 +100,18 @@ def fingerprint(config) -> str:
 
 
 def ensure_runs(specs: list[RunSpec], train: bool, jobs: int = 1, suite: str | None = None,
-                deadline: float | None = None, expected_s: dict[str, float] | None = None
-                ) -> dict[str, RunResults | None]:
-    """ensure_run for every spec, `jobs` processes at a time, each with an equal share of the cores
-    (one process per core is how this 2-core machine trains the most small runs per hour); a spec
+                deadline: float | None = None, expected_s: dict[str, float] | None = None,
+                threads: int | None = None) -> dict[str, RunResults | None]:
+    """ensure_run for every spec, `jobs` processes at a time, each with `threads` torch threads (by
+    default an equal share of the cores: one process per core is how this 2-core machine trains the
+    most small runs per hour; give fewer when other processes share the machine); a spec
     with `after` starts when that run has finished (and not at all if it did not). With `suite`, each
     run is evaluated with it as soon as it has finished (ensure_evaluation), so that a study cut off
     keeps every run it finished. With `deadline` (a time.monotonic() value), a run that has not
     finished is not started when its expected seconds (`expected_s`, by run folder; 0 where unknown)
     would take it past the deadline, so that the time left goes to runs that can finish in it.
     Returns {run folder: results, or None for one that has not finished (or was not started)}."""
-    threads = threads_per_job(jobs)
+    threads = threads or threads_per_job(jobs)
     futures: dict[str, Future] = {}
 
     def ensure(spec: RunSpec) -> RunResults | None:
@@ -288,13 +289,16 @@ class Study:
              source: Path) -> None:
         """The command line of a study script: train, evaluate and write the page and its JSON;
         --no-train renders what has finished; --tiny runs every stage tiny and prints the page; --jobs
-        sets the runs at a time, --data-root where the data lies, --hours when to start no more runs."""
+        sets the runs at a time and --threads each one's torch threads, --data-root where the data lies,
+        --hours when to start no more runs."""
         parser = argparse.ArgumentParser(description=f"the {self.name} study: train what is missing, write "
                                          f"{doc.name} and {source.name}")
         parser.add_argument("--no-train", dest="train", action="store_false", help="only render what has finished")
         parser.add_argument("--tiny", action="store_true", help="every stage tiny, the page printed (a check)")
         parser.add_argument("--jobs", type=int, default=self.jobs,
                             help=f"runs at a time, each its own process (default {self.jobs})")
+        parser.add_argument("--threads", type=int, help="torch threads per run (default: the cores shared equally "
+                            "among the --jobs runs; give 1 for each of two studies run side by side on two cores)")
         parser.add_argument("--data-root", metavar="DIR",
                             help="read the data from DIR instead of the configs' folder (e.g. on another machine)")
         parser.add_argument("--hours", type=float, help="start no run that would not finish within HOURS from now, by "
@@ -305,7 +309,8 @@ class Study:
         kept = json.loads(source.read_text())["arms"] if source.is_file() and not tiny else {}
         extra = (f"data.root={args.data_root}",) if args.data_root else ()
         deadline = None if args.hours is None else time.monotonic() + 3600 * args.hours
-        study = self.run(train, tiny, record, extra=extra, jobs=args.jobs, kept=kept, deadline=deadline)
+        study = self.run(train, tiny, record, extra=extra, jobs=args.jobs, kept=kept, deadline=deadline,
+                         threads=args.threads)
         if tiny:
             print(render(study))
             return
@@ -318,13 +323,14 @@ class Study:
 
     def run(self, train: bool, tiny: bool, record: Callable[[str, RunResults, dict], dict], runs: str = "runs",
             extra: tuple[str, ...] = (), jobs: int | None = None, kept: dict | None = None,
-            deadline: float | None = None) -> dict:
+            deadline: float | None = None, threads: int | None = None) -> dict:
         """Train and evaluate what `train` allows; returns {"arms": {arm: {seed: record}}, "comparisons":
         ...}. record(run, results, evaluation summary or {}) -> what the study keeps of a finished run
         besides the study's own measurements. runs, extra: see `spec`; jobs: processes at a time (default
         the study's); kept: the "arms" of the study's earlier JSON source, whose records stand for runs
         whose folders are gone (see `reusable`) and tell how long each arm's runs take; deadline (a
-        time.monotonic() value): start no run expected to end after it (see `ensure_runs`)."""
+        time.monotonic() value): start no run expected to end after it; threads: torch threads per run
+        (see `ensure_runs`)."""
         suite = ("quick" if tiny else self.suite) if self.suite else None
         jobs = jobs or self.jobs
         specs = {(arm, seed): self.spec(arm, seed, tiny, runs, extra) for wave in self.waves() for arm in wave
@@ -332,7 +338,8 @@ class Study:
         reused = reusable(list(specs.values()), kept or {})
         expected = expected_wall_s(kept or {}, training_device())
         results = ensure_runs([spec for spec in specs.values() if spec.run not in reused], train, jobs, suite, deadline,
-                              {spec.run: expected[arm] for (arm, _), spec in specs.items() if arm in expected})
+                              {spec.run: expected[arm] for (arm, _), spec in specs.items() if arm in expected},
+                              threads)
         evaluated = {run for run, result in results.items()
                      if result is not None and (suite is None or ensure_evaluation(run, suite, evaluate=False))}
         arms: dict[str, dict[int, dict]] = {}

@@ -71,6 +71,19 @@ def test_each_run_is_evaluated_as_soon_as_it_finishes_so_a_study_cut_off_keeps_i
                       ("evaluated", "b", "corruptions")]
 
 
+@pytest.mark.parametrize("threads, expected", [(None, 1), (3, 3)])  # None: 2 cores shared by 2 jobs
+def test_every_run_and_evaluation_gets_the_threads_asked_for_or_a_share_of_the_cores(monkeypatch, threads, expected):
+    seen = []
+    monkeypatch.setattr(study.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(study, "ensure_run", lambda config, run, *overrides, train, threads:
+                        seen.append(threads) or {"run": run})
+    monkeypatch.setattr(study, "ensure_evaluation", lambda run, suite, evaluate=True, threads=None:
+                        seen.append(threads))
+    study.ensure_runs([study.RunSpec("c", "a"), study.RunSpec("c", "b")], train=True, jobs=2, suite="quick",
+                      threads=threads)
+    assert seen == [expected] * 4
+
+
 def test_a_run_folders_saved_configuration_has_the_fingerprint_of_the_spec_that_trained_it(tmp_path):
     from robustrain.cli import train_config
     from robustrain.runs import RunFolder
