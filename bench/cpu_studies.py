@@ -1,4 +1,4 @@
-"""The CPU-sized method studies that take many hours here (scripts/oat.py about 8 h, scripts/ews.py
+"""The CPU-sized method studies that take many hours here (scripts/oat.py about 5.5 h, scripts/ews.py
 about 12 h) trained on a lent GPU, side by side, for at most --budget seconds; then each study renders
 what has finished (`--no-train`) and its JSON source goes into OUT. The JSON holds one record
 per finished run with its configuration's fingerprint, which leaves out only where the data lies, so

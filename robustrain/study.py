@@ -68,6 +68,11 @@ def robustrain(argv: list[str], threads: int | None = None) -> None:
                               "above says why (run it again: it resumes).")
 
 
+def count_of(n: int, noun: str) -> str:
+    """"1 run", "3 runs"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def threads_per_job(jobs: int) -> int | None:
     """An equal share of the cores for each of `jobs` processes (None, torch's default, for one)."""
     return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
@@ -204,7 +209,7 @@ def provenance(trained_at: list[list[str]] | None = None, trained_on: list[list[
     trained = (f"runs trained at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}" if commits else "")
     devices = Counter(device for run in trained_on or [] for device in run)
     if devices:
-        trained += " on " + (" and ".join(f"{device} ({n} runs)" for device, n in sorted(devices.items()))
+        trained += " on " + (" and ".join(f"{device} ({count_of(n, 'run')})" for device, n in sorted(devices.items()))
                              if len(devices) > 1 else next(iter(devices)))
     if unrecorded:
         trained += ("; " if trained else "") + (f"{unrecorded} of {len(trained_at)} runs trained before runs "
@@ -433,7 +438,8 @@ class Study:
         """Each arm's mean training time over its runs trained on the CPU, in minutes, in words (a
         conditioned arm's run counted once, not once per setting)."""
         seconds = per_run(study["arms"], "train_time_s", "CPU")
-        return "; ".join(f"{a.label}: {statistics.fmean(seconds[arm].values()) / 60:.0f} min ({len(seconds[arm])} runs)"
+        return "; ".join(f"{a.label}: {statistics.fmean(seconds[arm].values()) / 60:.0f} min "
+                         f"({count_of(len(seconds[arm]), 'run')})"
                          for arm, a in self.arms.items() if arm in seconds) or "none finished yet"
 
     def label(self, key: str) -> str:

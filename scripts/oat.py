@@ -1,7 +1,7 @@
 """OAT against dedicated models with the same data per λ, on ResNet-20 with Λ = {0, 1}, over 3 seeds;
 write docs/results/oat.md and docs/results/oat.json.
 
-    python scripts/oat.py            # from the project root, in the project's venv (about 8 h here)
+    python scripts/oat.py            # from the project root, in the project's venv (about 5.5 h here)
     python scripts/oat.py --no-train # only render the runs that have finished
     python scripts/oat.py --tiny     # every stage on 256 images, 2 epochs, 2 seeds (no page)
 
@@ -69,9 +69,11 @@ def render(study: dict) -> str:
         "of its dedicated model's data.",
         "`oat-residual` starts FiLM's scale at 1 (1 + Δ) instead of the official Δ near 0. Three seeds per",
         "arm. Clean accuracy on all 10,000 test images; PGD-20 (L-inf, eps 8/255, step 2/255, one random",
-        "start) on a fixed random 1,000. The whole study takes about 8 h of this 2-core CPU (two runs at a",
-        "time, one core each; OAT trains at about 24 images/s on one core, 7 minutes an epoch, against PGD-AT's",
-        "34), so it is finished over several sessions; arms not run yet are marked so.",
+        "start) on a fixed random 1,000. The whole study takes about 11 core-hours of this CPU, 5.5 h at two",
+        "runs at a time (one core each; OAT trains at about 36 images/s on one core, 5 minutes an epoch, since",
+        "commit 98f8752 computed dual BN's routes in one pass, 24 before it; PGD-AT at 34), so it is finished",
+        "over several sessions; arms not run yet are marked so. (The first OAT run, seed 0 at 12 epochs, trained",
+        "its first epoch before that commit and two more at half speed beside another study: its time is high.)",
         f"Training time per run on the CPU, one core each (mean): {STUDY.training_minutes(study)}.",
         "",
         study["provenance"],

@@ -190,7 +190,7 @@ def test_a_study_page_names_the_commits_that_trained_its_runs_and_the_runs_that_
     assert study.provenance().startswith("Code: commit page123. Machine: ")
     assert study.provenance([["abc1234"]] * 2, [["CPU"]] * 2).startswith("Code: runs trained at commit abc1234 on CPU;")
     mixed = study.provenance([["abc1234"]] * 3, [["CPU"], ["NVIDIA H100"], ["NVIDIA H100"]])
-    assert mixed.startswith("Code: runs trained at commit abc1234 on CPU (1 runs) and NVIDIA H100 (2 runs);")
+    assert mixed.startswith("Code: runs trained at commit abc1234 on CPU (1 run) and NVIDIA H100 (2 runs);")
 
 
 def test_rendering_without_training_never_drops_runs_the_committed_json_holds(monkeypatch, tmp_path):
@@ -216,7 +216,7 @@ def test_training_minutes_count_each_cpu_run_once_and_leave_out_runs_a_gpu_train
     arms = {"oat@lambda=0": oat, "oat@lambda=1": oat,  # one run, two settings
             "pgd": {0: {"run": "pgd-s0", "train_time_s": 120, **cpu},
                     1: {"run": "pgd-s1", "train_time_s": 6, "trained_on": ["NVIDIA H100"]}}}
-    assert s.training_minutes({"arms": arms}) == "OAT: 15 min (2 runs); PGD-AT: 2 min (1 runs)"
+    assert s.training_minutes({"arms": arms}) == "OAT: 15 min (2 runs); PGD-AT: 2 min (1 run)"
     assert s.training_minutes({"arms": {}}) == "none finished yet"
 
 
