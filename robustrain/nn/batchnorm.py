@@ -79,8 +79,8 @@ def _normalize_routes(branches: list[nn.BatchNorm2d], x: torch.Tensor, route: to
     scale = torch.rsqrt(var + first.eps)
     shift = -subtracted * scale
     if first.affine:
-        scale = scale * torch.stack([bn.weight for bn in branches])
-        shift = shift * torch.stack([bn.weight for bn in branches]) + torch.stack([bn.bias for bn in branches])
+        weight = torch.stack([bn.weight for bn in branches])
+        scale, shift = scale * weight, shift * weight + torch.stack([bn.bias for bn in branches])
     scale, shift = scale[route], shift[route]
     if modulation is not None:
         factor, offset = modulation
