@@ -18,13 +18,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from process_group import start, wait_or_stop  # noqa: E402
+
 STUDIES = ("oat", "ews")  # in the order of issue 15's remaining work
 RENDER_S = 45  # kept at the end for each study's --no-train render
 
@@ -33,16 +36,10 @@ def train_for(studies: tuple[str, ...], flags: list[str], seconds: float) -> Non
     """Run the study scripts side by side, each in its own process group, and stop what is still
     running after `seconds` (its training processes included)."""
     deadline = time.monotonic() + seconds
-    processes = {name: subprocess.Popen([sys.executable, f"scripts/{name}.py", *flags], cwd=ROOT,
-                                        start_new_session=True) for name in studies}
+    processes = {name: start([sys.executable, f"scripts/{name}.py", *flags], cwd=ROOT) for name in studies}
     for name, process in processes.items():
-        try:
-            code = process.wait(timeout=max(deadline - time.monotonic(), 0.0))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            code = "stopped at the budget"
-        print(f"{name}: training exit {code}", flush=True)
+        code = wait_or_stop(process, deadline - time.monotonic())
+        print(f"{name}: training exit {'stopped at the budget' if code is None else code}", flush=True)
 
 
 def main() -> None:

@@ -49,13 +49,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from process_group import start, wait_or_stop  # noqa: E402
+
 LIMITS_S = {"hot_path": 90, "repro": 420, "gpu_bench": 560, "departures": 420, "decode": 90, "studies": 560,
             "cpu_studies": 560}
 STAGES = tuple(LIMITS_S)
@@ -110,16 +113,8 @@ def stage(name: str, command: list[str], log: Path, env: dict, limit: float) -> 
     with open(log, "a") as out:
         out.write(f"\n===== {name}: {' '.join(command)}\n")
         out.flush()
-        # its own process group, so that a timeout also stops the processes it started (bench/gpu.py's
-        # stage processes, data loader workers), which would otherwise hold the GPU into the next stage
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            code = process.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            code = f"stopped at its {limit:.0f} s limit"
+        code = wait_or_stop(start(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT), limit)
+        code = f"stopped at its {limit:.0f} s limit" if code is None else code
         out.write(f"===== {name}: exit {code}\n")
     print(f"{name}: {time.perf_counter() - started:.0f} s, exit {code} (log {log.name})", flush=True)
 

@@ -1,10 +1,12 @@
 """The GPU benchmark's tooling, checked on a CPU: bench/gpu.py runs every stage in its tiny mode
 and writes its rows; bench/gpu_report.py states the issue's goals from rows as their thresholds
-say; bench/folder_archive.py gives back the same files."""
+say; bench/folder_archive.py gives back the same files; bench/process_group.py stops a stage with
+the processes it started."""
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +239,29 @@ def test_the_cuda_graphs_section_compares_the_graph_run_with_the_eager_one_at_it
     assert "test accuracy 49.87% against 50.12% eager" in text and "6.0 s against 9.0 s" in text
     assert "peak memory 2500 against 1000 MiB" in text  # each run's larger epoch
     assert report.cuda_graphs({}) == []  # not measured: no section
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_process_stopped_at_its_limit_takes_the_processes_it_started_with_it():
+    groups = load_bench_script("process_group")
+    spawner = ("import subprocess, sys, time\n"
+               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+               "print(child.pid, flush=True)\n"
+               "time.sleep(60)")
+    process = groups.start([sys.executable, "-c", spawner], stdout=subprocess.PIPE, text=True)
+    child = int(process.stdout.readline())
+    assert alive(child)
+    assert groups.wait_or_stop(process, 0.5) is None
+    stopped = time.monotonic() + 5
+    while alive(child) and time.monotonic() < stopped:
+        time.sleep(0.05)
+    assert not alive(child)  # killing only the stage would leave its child running for a minute
+    assert groups.wait_or_stop(groups.start([sys.executable, "-c", "raise SystemExit(3)"]), 10) == 3
