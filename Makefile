@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/robustrain demo
 
+# The tests run on every core, one torch thread each (pytest-xdist; whole modules per worker, slow
+# modules first: tests/conftest.py), and the 10 slowest are listed so that the suite's time stays watched.
 test: $(STAMP)
 	$(VENV)/bin/ruff check --quiet robustrain tests scripts bench examples
-	$(VENV)/bin/python -m pytest -q
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=10
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[bench]'

@@ -68,7 +68,7 @@ DEPARTURE_ARMS = ("dawnbench-full:0", "dawnbench-code:1")
 STUDIES = ("aft_vs_pgd_at", "oat_vs_dedicated", "auxiliary_vs_standard", "ews_vs_augmix")
 STUDY_JOBS = 3  # runs side by side on the GPU: one launch-bound run keeps it about half busy
 # the tiny check of cpu_studies: its training is stopped part-way (the path a real lease takes), then rendered
-TINY_CPU_STUDIES_S = 75
+TINY_CPU_STUDIES_S = 30
 MARGIN_S = 10  # left at the deadline for the last stage's files to be written and the call to return
 
 

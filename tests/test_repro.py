@@ -34,6 +34,7 @@ def tiny_results(tmp_path_factory):
     return folder, argv
 
 
+@pytest.mark.slow  # the tiny mode of every experiment: minutes
 def test_the_tiny_mode_runs_every_experiment_and_writes_its_entry(tiny_results):
     folder, _ = tiny_results
     entries = json.loads((folder / "results" / "reproductions.json").read_text())
@@ -50,6 +51,7 @@ def test_the_tiny_mode_runs_every_experiment_and_writes_its_entry(tiny_results):
     assert all(name in page for name in REPRODUCTIONS)
 
 
+@pytest.mark.slow  # the tiny mode of every experiment: minutes
 def test_a_second_call_reuses_finished_runs_and_keeps_other_entries(tiny_results, capsys):
     folder, argv = tiny_results
     first = {e["name"]: e for e in json.loads((folder / "results" / "reproductions.json").read_text())}
@@ -111,6 +113,7 @@ def test_render_rewrites_the_page_from_the_entries_without_running(tmp_path):
     assert "- pgd_at_cifar10_fastat_benchmark: PGD-AT" in (tmp_path / "reproductions.md").read_text()  # not run
 
 
+@pytest.mark.slow  # the tiny mode of every experiment: minutes
 def test_a_method_against_baseline_experiment_trains_its_arms_in_order_and_judges_each_claim(tiny_results):
     folder, _ = tiny_results
     entries = {e["name"]: e for e in json.loads((folder / "results" / "reproductions.json").read_text())}
