@@ -73,7 +73,9 @@ def render(study: dict) -> str:
         "runs at a time (one core each; OAT trains at about 36 images/s on one core, 5 minutes an epoch, since",
         "commit 98f8752 computed dual BN's routes in one pass, 24 before it; PGD-AT at 34), so it is finished",
         "over several sessions; arms not run yet are marked so. (The first OAT run, seed 0 at 12 epochs, trained",
-        "its first epoch before that commit and two more at half speed beside another study: its time is high.)",
+        "its first epoch before that commit and two more at half speed beside another study: its time is high.",
+        "The seed-1 runs at 12 and 6 epochs trained their first epochs at less than half that speed beside the",
+        "test suite, and were paused for 17 minutes during another of its runs: their times are high too.)",
         f"Training time per run on the CPU, one core each (mean): {STUDY.training_minutes(study)}.",
         "",
         study["provenance"],
@@ -88,6 +90,13 @@ def render(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def provisional(study: dict, arm: str, *compared: dict) -> str:
+    """The sentence " Provisional: 2 of 3 seeds." while the comparisons of `arm` have fewer seeds than the study
+    plans for it, else nothing."""
+    seeds, planned = min(len(c["seeds"]) for c in compared), len(study["settings"]["arms"][arm]["seeds"])
+    return f" Provisional: {seeds} of {planned} seeds." if seeds < planned else ""
+
+
 def reading(study: dict) -> list[str]:
     """The mechanism, and whether OAT matches its dedicated models, from the comparisons' verdicts."""
     comparisons = study["comparisons"]
@@ -99,7 +108,7 @@ def reading(study: dict) -> list[str]:
                      f"and {stated(c['pgd_acc'])} in PGD-20 accuracy: "
                      + ("λ moves the model along the trade-off, beyond the noise." if acts else
                         "λ does not move the model along the trade-off beyond the noise, so the comparisons below "
-                        "test a conditioning that barely acts."))
+                        "test a conditioning that barely acts.") + provisional(study, "oat", c))
     for arm, what in (("oat", "with the same data per λ"), ("oat-same-epochs", "with the same epochs")):
         pairs = [(lam, comparisons.get(f"{arm}@lambda={lam} - {base}"))
                  for lam, base in ((0, "standard"), (1, "pgd-at"))]
@@ -110,11 +119,14 @@ def reading(study: dict) -> list[str]:
         matched = all(c[m]["verdict"] != "below" for _, c in pairs for m in ("clean_acc", "pgd_acc"))
         lines.append(f"- OAT against the dedicated models {what}: " + "; ".join(parts) + ". "
                      + ("Nowhere below them beyond the noise: consistent with the claim, to within the intervals "
-                        "above." if matched else "Below them beyond the noise: the claim does not hold here."))
+                        "above." if matched else "Below them beyond the noise: the claim does not hold here.")
+                     + provisional(study, arm, *(c for _, c in pairs)))
     if "oat-residual@lambda=1 - oat@lambda=1" in comparisons:
+        residual = [comparisons[f"oat-residual@lambda={lam} - oat@lambda={lam}"] for lam in (0, 1)]
         parts = [f"at λ = {lam} {stated(c['clean_acc'])} in clean and {stated(c['pgd_acc'])} in PGD-20 accuracy"
-                 for lam in (0, 1) for c in [comparisons[f"oat-residual@lambda={lam} - oat@lambda={lam}"]]]
-        lines.append("- FiLM as 1 + Δ against the official initialisation: " + "; ".join(parts) + ".")
+                 for lam, c in enumerate(residual)]
+        lines.append("- FiLM as 1 + Δ against the official initialisation: " + "; ".join(parts) + "."
+                     + provisional(study, "oat-residual", *residual))
     return ["", "## Reading", "", *lines] if lines else []
 
 
