@@ -423,15 +423,16 @@ class Study:
 
     def reading(self, study: dict, described: dict[str, str], limits: list[str]) -> list[str]:
         """A page's Reading section: one bullet per comparison that has run ("arm - baseline" keys,
-        described in words) with each metric's mean difference, 95% band and verdict, then the study's
-        limits; nothing until the first described comparison has run."""
+        described in words) with each metric's mean difference, 95% band and verdict (provisional while
+        it has fewer seeds than planned), then the study's limits; nothing until the first described
+        comparison has run."""
         if next(iter(described)) not in study["comparisons"]:
             return []
         better = ", ".join(f"{LABELS[m]}: {'higher' if m.endswith('_acc') else 'lower'} is better"
                            for m in self.metrics)
         return ["", "## Reading", "", f"Mean paired differences with their 95% bands ({better}).", "",
                 *(f"- {what}: " + ", ".join(f"{LABELS[m]} {stated(study['comparisons'][key][m])}" for m in self.metrics)
-                  + "." for key, what in described.items() if key in study["comparisons"]),
+                  + "." + provisional(study, key) for key, what in described.items() if key in study["comparisons"]),
                 *limits]
 
     def training_minutes(self, study: dict) -> str:
@@ -523,6 +524,15 @@ def verdict_rule(seed_counts: list[int]) -> list[str]:
     quantiles = ", ".join(f"t = {T_975[n - 1]:.2f} with {n} seeds" for n in seed_counts)
     return ["", "Each comparison pairs the two arms' runs of the same seed; the verdict is above or below where "
             f"the two-sided 95% t interval of the mean difference ({quantiles}) excludes 0, else within the noise."]
+
+
+def provisional(study: dict, *keys: str) -> str:
+    """The sentence " Provisional: 2 of 3 seeds." while the comparisons `keys` ("arm - baseline", an arm
+    possibly "arm@lambda=0") pair fewer seeds than the study plans for their arms, else nothing."""
+    planned = study["settings"]["arms"]
+    seeds = min(len(study["comparisons"][key]["seeds"]) for key in keys)
+    wanted = min(len(planned[name.partition("@")[0]]["seeds"]) for key in keys for name in key.split(" - "))
+    return f" Provisional: {seeds} of {wanted} seeds." if seeds < wanted else ""
 
 
 def stated(difference: dict) -> str:

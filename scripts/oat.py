@@ -15,7 +15,7 @@ and stopped ones are resumed.
 from __future__ import annotations
 
 from robustrain.results import RunResults
-from robustrain.study import PROJECT, Arm, read_metrics, stated, Study
+from robustrain.study import PROJECT, Arm, provisional, read_metrics, stated, Study
 
 DOC, SOURCE = PROJECT / "docs/results/oat.md", PROJECT / "docs/results/oat.json"
 OAT, DEDICATED = "configs/cpu/oat_resnet20.yaml", "configs/cpu/pgd_at_lambda_resnet20.yaml"
@@ -90,13 +90,6 @@ def render(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provisional(study: dict, arm: str, *compared: dict) -> str:
-    """The sentence " Provisional: 2 of 3 seeds." while the comparisons of `arm` have fewer seeds than the study
-    plans for it, else nothing."""
-    seeds, planned = min(len(c["seeds"]) for c in compared), len(study["settings"]["arms"][arm]["seeds"])
-    return f" Provisional: {seeds} of {planned} seeds." if seeds < planned else ""
-
-
 def reading(study: dict) -> list[str]:
     """The mechanism, and whether OAT matches its dedicated models, from the comparisons' verdicts."""
     comparisons = study["comparisons"]
@@ -108,10 +101,10 @@ def reading(study: dict) -> list[str]:
                      f"and {stated(c['pgd_acc'])} in PGD-20 accuracy: "
                      + ("λ moves the model along the trade-off, beyond the noise." if acts else
                         "λ does not move the model along the trade-off beyond the noise, so the comparisons below "
-                        "test a conditioning that barely acts.") + provisional(study, "oat", c))
+                        "test a conditioning that barely acts.") + provisional(study, "oat@lambda=0 - oat@lambda=1"))
     for arm, what in (("oat", "with the same data per λ"), ("oat-same-epochs", "with the same epochs")):
-        pairs = [(lam, comparisons.get(f"{arm}@lambda={lam} - {base}"))
-                 for lam, base in ((0, "standard"), (1, "pgd-at"))]
+        bases = ((0, "standard"), (1, "pgd-at"))
+        pairs = [(lam, comparisons.get(f"{arm}@lambda={lam} - {base}")) for lam, base in bases]
         if not all(c for _, c in pairs):
             continue
         parts = [f"at λ = {lam} {stated(c['clean_acc'])} in clean and {stated(c['pgd_acc'])} in PGD-20 accuracy"
@@ -120,13 +113,13 @@ def reading(study: dict) -> list[str]:
         lines.append(f"- OAT against the dedicated models {what}: " + "; ".join(parts) + ". "
                      + ("Nowhere below them beyond the noise: consistent with the claim, to within the intervals "
                         "above." if matched else "Below them beyond the noise: the claim does not hold here.")
-                     + provisional(study, arm, *(c for _, c in pairs)))
+                     + provisional(study, *(f"{arm}@lambda={lam} - {base}" for lam, base in bases)))
     if "oat-residual@lambda=1 - oat@lambda=1" in comparisons:
-        residual = [comparisons[f"oat-residual@lambda={lam} - oat@lambda={lam}"] for lam in (0, 1)]
+        residual = [f"oat-residual@lambda={lam} - oat@lambda={lam}" for lam in (0, 1)]
         parts = [f"at λ = {lam} {stated(c['clean_acc'])} in clean and {stated(c['pgd_acc'])} in PGD-20 accuracy"
-                 for lam, c in enumerate(residual)]
+                 for lam, c in enumerate(comparisons[key] for key in residual)]
         lines.append("- FiLM as 1 + Δ against the official initialisation: " + "; ".join(parts) + "."
-                     + provisional(study, "oat-residual", *residual))
+                     + provisional(study, *residual))
     return ["", "## Reading", "", *lines] if lines else []
 
 

@@ -156,12 +156,17 @@ def test_the_reading_states_each_run_comparison_with_its_band_and_waits_for_the_
                     suite=None, metrics=("clean_acc",))
     arms = {"a": {0: {"clean_acc": 0.80}, 1: {"clean_acc": 0.82}, 2: {"clean_acc": 0.81}},
             "b": {0: {"clean_acc": 0.78}, 1: {"clean_acc": 0.79}, 2: {"clean_acc": 0.80}}}
-    page = {"comparisons": s.compare(arms)}
+    planned = {"arms": {"a": {"seeds": [0, 1, 2]}, "b": {"seeds": [0, 1, 2]}}}
+    page = {"settings": planned, "comparisons": s.compare(arms)}
     lines = s.reading(page, {"a - b": "A − B", "b - a": "never run"}, ["- Limits."])
     # differences 2, 3, 1 points: mean 2, half-width 4.303 * 1 / sqrt(3) = 2.48
     assert "- A − B: clean acc +2.00 ± 2.48 points (within the noise)." in lines
     assert not any("never run" in line for line in lines) and lines[-1] == "- Limits."
     assert s.reading(page, {"b - a": "never run", "a - b": "A − B"}, []) == []
+    two_seeds = {"settings": planned, "comparisons": s.compare({arm: {0: r[0], 1: r[1]} for arm, r in arms.items()})}
+    # differences 2, 3 points: mean 2.5, half-width 12.706 * 0.7071 / sqrt(2) = 6.35
+    assert ("- A − B: clean acc +2.50 ± 6.35 points (within the noise). Provisional: 2 of 3 seeds."
+            in s.reading(two_seeds, {"a - b": "A − B"}, []))
 
 
 def test_an_arm_not_run_yet_has_a_row_as_wide_as_the_header():
@@ -258,3 +263,15 @@ def test_a_runs_wall_time_runs_from_its_first_process_start_to_its_results(tmp_p
     folder.results_file.write_text("{}")
     os.utime(folder.results_file, (0, 1795773600.0 + 1234.5))  # 2026-11-27T10:00:00Z + 1234.5 s
     assert folder.wall_time_s() == pytest.approx(1234.5)
+
+
+def test_a_verdict_of_fewer_seeds_than_planned_is_called_provisional():
+    page = {"settings": {"arms": {"oat": {"seeds": [0, 1, 2]}, "standard": {"seeds": [0, 1, 2]},
+                                  "pilot": {"seeds": [0, 1]}}},
+            "comparisons": {"oat@lambda=0 - standard": {"seeds": [0, 1]},
+                            "oat@lambda=1 - standard": {"seeds": [0, 1, 2]}, "pilot - standard": {"seeds": [0, 1]}}}
+    assert study.provisional(page, "oat@lambda=0 - standard") == " Provisional: 2 of 3 seeds."
+    assert study.provisional(page, "oat@lambda=1 - standard") == ""
+    both = study.provisional(page, "oat@lambda=0 - standard", "oat@lambda=1 - standard")
+    assert both == " Provisional: 2 of 3 seeds."
+    assert study.provisional(page, "pilot - standard") == ""  # all the seeds its arm plans
