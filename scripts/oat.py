@@ -90,6 +90,12 @@ def render(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def at_each_lambda(comparisons: dict, keys: list[str]) -> str:
+    """The comparisons `keys`, at λ = 0 and λ = 1 in that order, in words."""
+    return "; ".join(f"at λ = {lam} {stated(comparisons[key]['clean_acc'])} in clean and "
+                     f"{stated(comparisons[key]['pgd_acc'])} in PGD-20 accuracy" for lam, key in enumerate(keys))
+
+
 def reading(study: dict) -> list[str]:
     """The mechanism, and whether OAT matches its dedicated models, from the comparisons' verdicts."""
     comparisons = study["comparisons"]
@@ -103,23 +109,18 @@ def reading(study: dict) -> list[str]:
                         "λ does not move the model along the trade-off beyond the noise, so the comparisons below "
                         "test a conditioning that barely acts.") + provisional(study, "oat@lambda=0 - oat@lambda=1"))
     for arm, what in (("oat", "with the same data per λ"), ("oat-same-epochs", "with the same epochs")):
-        bases = ((0, "standard"), (1, "pgd-at"))
-        pairs = [(lam, comparisons.get(f"{arm}@lambda={lam} - {base}")) for lam, base in bases]
-        if not all(c for _, c in pairs):
+        keys = [f"{arm}@lambda=0 - standard", f"{arm}@lambda=1 - pgd-at"]
+        if not all(key in comparisons for key in keys):
             continue
-        parts = [f"at λ = {lam} {stated(c['clean_acc'])} in clean and {stated(c['pgd_acc'])} in PGD-20 accuracy"
-                 for lam, c in pairs]
-        matched = all(c[m]["verdict"] != "below" for _, c in pairs for m in ("clean_acc", "pgd_acc"))
-        lines.append(f"- OAT against the dedicated models {what}: " + "; ".join(parts) + ". "
+        matched = all(comparisons[key][m]["verdict"] != "below" for key in keys for m in ("clean_acc", "pgd_acc"))
+        lines.append(f"- OAT against the dedicated models {what}: " + at_each_lambda(comparisons, keys) + ". "
                      + ("Nowhere below them beyond the noise: consistent with the claim, to within the intervals "
                         "above." if matched else "Below them beyond the noise: the claim does not hold here.")
-                     + provisional(study, *(f"{arm}@lambda={lam} - {base}" for lam, base in bases)))
-    if "oat-residual@lambda=1 - oat@lambda=1" in comparisons:
-        residual = [f"oat-residual@lambda={lam} - oat@lambda={lam}" for lam in (0, 1)]
-        parts = [f"at λ = {lam} {stated(c['clean_acc'])} in clean and {stated(c['pgd_acc'])} in PGD-20 accuracy"
-                 for lam, c in enumerate(comparisons[key] for key in residual)]
-        lines.append("- FiLM as 1 + Δ against the official initialisation: " + "; ".join(parts) + "."
-                     + provisional(study, *residual))
+                     + provisional(study, *keys))
+    residual = [f"oat-residual@lambda={lam} - oat@lambda={lam}" for lam in (0, 1)]
+    if all(key in comparisons for key in residual):
+        lines.append("- FiLM as 1 + Δ against the official initialisation: " + at_each_lambda(comparisons, residual)
+                     + "." + provisional(study, *residual))
     return ["", "## Reading", "", *lines] if lines else []
 
 
