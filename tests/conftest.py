@@ -17,8 +17,8 @@ def pytest_collection_modifyitems(items):
     """The modules with slow tests first (otherwise in their order): `make test` runs whole modules on
     every core (pytest-xdist, --dist loadfile, in this order), so the long ones start early and the
     short ones fill the end instead of one long module running alone."""
-    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture(autouse=True)
