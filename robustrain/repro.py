@@ -34,7 +34,7 @@ from .io import atomic_write_text
 from .registry import Registry
 from .runs import RunFolder
 from .provenance import PROJECT, commit, device_name
-from .study import PROTOCOLS, Arm, Study
+from .study import PROTOCOLS, Arm, compared, Study
 
 Metric = Literal["clean_acc", "pgd", "autoattack"]
 # Tiny mode: every experiment on a few hundred images, in seconds on a CPU (the tests run it).
@@ -410,7 +410,7 @@ def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: st
             continue
         difference = comparison[claim.metric]
         # what each side cost, so that the page shows whether the comparison is at the same budget
-        budgets = [metrics[arm]["budget_passes"]["mean"] for arm in claim.comparison.split(" - ")]
+        budgets = [metrics[arm]["budget_passes"]["mean"] for arm in compared(claim.comparison)]
         judged.append({"comparison": claim.comparison, "metric": claim.metric, "expected": claim.expected,
                        "source": claim.source, "seeds": comparison["seeds"], "budget_passes": budgets,
                        "measured": difference["mean"], "band_95": difference["ci95_half_width"],

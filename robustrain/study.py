@@ -169,6 +169,34 @@ class PairedDifference:
             return "within the noise"
         return "above" if self.mean > 0 else "below"
 
+    def summary(self) -> dict:
+        """As a study's JSON source holds a compared metric."""
+        return {"differences": list(self.differences), "mean": self.mean, "sd": self.spread,
+                "ci95_half_width": self.half_width, "verdict": self.verdict}
+
+
+def comparison_key(arm: str, baseline: str) -> str:
+    """How a study's JSON source names the comparison of `arm` with `baseline` (each an arm, or one
+    setting of a conditioned arm: `record_key`)."""
+    return f"{arm} - {baseline}"
+
+
+def compared(key: str) -> tuple[str, str]:
+    """The arm and the baseline of a `comparison_key`."""
+    arm, baseline = key.split(" - ")
+    return arm, baseline
+
+
+def record_key(arm: str, setting: str = "") -> str:
+    """How a study's JSON source names an arm's records: the arm, or `arm@lambda=0` for one test-time
+    setting of a conditioned arm."""
+    return f"{arm}@{setting}" if setting else arm
+
+
+def arm_of(key: str) -> str:
+    """The arm of a `record_key`."""
+    return key.partition("@")[0]
+
 
 # Two-sided 95% quantiles of Student's t with 1..10 degrees of freedom (index = degrees of freedom).
 T_975 = (math.nan, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
@@ -356,7 +384,7 @@ class Study:
             summaries = RunFolder(PROJECT / spec.run).evaluation(suite)["summary"] if suite else {}
             for setting in results[spec.run].measurements:  # a conditioned model: one entry per λ
                 summary = summaries.get(setting or "model", {})
-                arms.setdefault(f"{arm}@{setting}" if setting else arm, {})[seed] = {
+                arms.setdefault(record_key(arm, setting), {})[seed] = {
                     "run": spec.run, **measure(spec.run, results[spec.run], setting, summary),
                     **record(spec.run, results[spec.run], summary)}
         records = {r["run"]: r for seeds in arms.values() for r in seeds.values()}  # once per run, not per λ
@@ -376,10 +404,9 @@ class Study:
                 continue
             entry = {"seeds": seeds}
             for metric in self.metrics:
-                diff = PairedDifference(tuple(arms[arm][s][metric] - arms[baseline][s][metric] for s in seeds))
-                entry[metric] = {"differences": list(diff.differences), "mean": diff.mean, "sd": diff.spread,
-                                 "ci95_half_width": diff.half_width, "verdict": diff.verdict}
-            comparisons[f"{arm} - {baseline}"] = entry
+                entry[metric] = PairedDifference(tuple(arms[arm][s][metric] - arms[baseline][s][metric]
+                                                       for s in seeds)).summary()
+            comparisons[comparison_key(arm, baseline)] = entry
         return comparisons
 
     def commands(self) -> list[str]:
@@ -399,7 +426,7 @@ class Study:
         lines = ["| arm | " + " | ".join(f"{n} (mean ± sd)" for n in names) + " | budget | seeds |",
                  "|---|" + "---:|" * (len(names) + 2)]
         for arm in self.arms:
-            keys = [key for key in study["arms"] if key == arm or key.startswith(arm + "@")]
+            keys = [key for key in study["arms"] if arm_of(key) == arm]
             if not keys:
                 lines.append(f"| {self.label(arm)} | not run yet |" + " |" * len(names) + " 0 |")
             for key in keys:
@@ -412,7 +439,7 @@ class Study:
                   "", "| comparison | " + " | ".join(f"Δ {n} (points): per seed; mean ± 95% | verdict" for n in names)
                   + " |", "|---|" + "---|---|" * len(names)]
         for name, comp in study["comparisons"].items():
-            arm, baseline = name.split(" - ")
+            arm, baseline = compared(name)
             cells = []
             for metric in self.metrics:
                 m = comp[metric]
@@ -421,18 +448,23 @@ class Study:
             lines.append(f"| {self.label(arm)} − {self.label(baseline)} | " + " | ".join(cells) + " |")
         return lines + verdict_rule(sorted({len(c["seeds"]) for c in study["comparisons"].values()}))
 
-    def reading(self, study: dict, described: dict[str, str], limits: list[str]) -> list[str]:
-        """A page's Reading section: one bullet per comparison that has run ("arm - baseline" keys,
-        described in words) with each metric's mean difference, 95% band and verdict (provisional while
-        it has fewer seeds than planned), then the study's limits; nothing until the first described
-        comparison has run."""
-        if next(iter(described)) not in study["comparisons"]:
+    def reading(self, study: dict, described: dict[tuple[str, str], str], limits: list[str]) -> list[str]:
+        """A page's Reading section: one bullet per comparison that has run ((arm, baseline) pairs of the
+        study's comparisons, described in words) with each metric's mean difference, 95% band and verdict
+        (provisional while it has fewer seeds than planned), then the study's limits; nothing until the
+        first described comparison has run."""
+        unknown = [pair for pair in described if pair not in self.comparisons]
+        if unknown:
+            raise ValueError(f"study {self.name}: the described comparisons {unknown} are not among its comparisons "
+                             f"{list(self.comparisons)}.")
+        keys = {comparison_key(*pair): what for pair, what in described.items()}
+        if next(iter(keys)) not in study["comparisons"]:
             return []
         better = ", ".join(f"{LABELS[m]}: {'higher' if m.endswith('_acc') else 'lower'} is better"
                            for m in self.metrics)
         return ["", "## Reading", "", f"Mean paired differences with their 95% bands ({better}).", "",
                 *(f"- {what}: " + ", ".join(f"{LABELS[m]} {stated(study['comparisons'][key][m])}" for m in self.metrics)
-                  + "." + provisional(study, key) for key, what in described.items() if key in study["comparisons"]),
+                  + "." + provisional(study, key) for key, what in keys.items() if key in study["comparisons"]),
                 *limits]
 
     def training_minutes(self, study: dict) -> str:
@@ -497,7 +529,7 @@ def per_run(arms: dict[str, dict], field: str, device: str) -> dict[str, dict[st
     for key, seeds in arms.items():
         for record in seeds.values():
             if record.get(field) is not None and record.get("trained_on") == [device]:
-                values.setdefault(key.partition("@")[0], {})[record["run"]] = record[field]
+                values.setdefault(arm_of(key), {})[record["run"]] = record[field]
     return values
 
 
@@ -531,7 +563,7 @@ def provisional(study: dict, *keys: str) -> str:
     possibly "arm@lambda=0") pair fewer seeds than the study plans for their arms, else nothing."""
     planned = study["settings"]["arms"]
     seeds = min(len(study["comparisons"][key]["seeds"]) for key in keys)
-    wanted = min(len(planned[name.partition("@")[0]]["seeds"]) for key in keys for name in key.split(" - "))
+    wanted = min(len(planned[arm_of(name)]["seeds"]) for key in keys for name in compared(key))
     return f" Provisional: {seeds} of {wanted} seeds." if seeds < wanted else ""
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from robustrain.results import RunResults
-from robustrain.study import PROJECT, ensure_runs, PairedDifference, provenance, read_metrics, RunSpec, write_study
+from robustrain.study import (PROJECT, compared, comparison_key, ensure_runs, PairedDifference, provenance,
+                              read_metrics, RunSpec, write_study)
 
 DOC, SOURCE = PROJECT / "docs/results/adcorda.md", PROJECT / "docs/results/adcorda.json"
 RUNS = "runs/adcorda-study"
@@ -187,9 +188,7 @@ def summarise(starts: dict, results: dict, decisive: list[str], best: str | None
             if len(seeds) == len(SEEDS):
                 diff = PairedDifference(tuple(arms[arm][s]["clean_acc"] - arms[baseline][s]["clean_acc"]
                                               for s in seeds))
-                comparisons[f"{arm} - {baseline}"] = {"seeds": seeds, "differences": list(diff.differences),
-                                                      "mean": diff.mean, "sd": diff.spread,
-                                                      "ci95_half_width": diff.half_width, "verdict": diff.verdict}
+                comparisons[comparison_key(arm, baseline)] = {"seeds": seeds, **diff.summary()}
     return {
         "study": "AdCorDA readings against fine-tuning at equal cost",
         "settings": {"data": "cifar10-jpeg, all 50,000 training images, crop + flip",
@@ -302,7 +301,7 @@ def render(study: dict) -> str:
     lines += ["", "| comparison | per-seed differences (points) | mean | 95% interval | verdict |",
               "|---|---|---:|---:|---|"]
     for name, comp in study["comparisons"].items():
-        arm, baseline = name.split(" - ")
+        arm, baseline = compared(name)
         lines.append(f"| {arm_label(arm)} − {arm_label(baseline)} | "
                      + ", ".join(f"{100 * d:+.2f}" for d in comp["differences"])
                      + f" | {100 * comp['mean']:+.2f} | ±{100 * comp['ci95_half_width']:.2f} | {comp['verdict']} |")
@@ -342,12 +341,12 @@ def reading(study: dict) -> list[str]:
                "works "
                "as a regulariser on batch-to-batch noise, not as an adaptation between domains.")
     for name, comp in comparisons.items():
-        arm, baseline = name.split(" - ")
+        arm, baseline = compared(name)
         out.append(f"- {arm_label(arm)} against {arm_label(baseline)}: "
                    f"{100 * comp['mean']:+.2f} points (95% interval ±{100 * comp['ci95_half_width']:.2f}, 3 seeds): "
                    + {"above": "better, beyond the noise.", "below": "worse, beyond the noise.",
                       "within the noise": "no difference beyond the noise."}[comp["verdict"]])
-    wins = [name for name, comp in comparisons.items() if name.split(" - ")[1].startswith("finetune")
+    wins = [name for name, comp in comparisons.items() if compared(name)[1].startswith("finetune")
             and comp["verdict"] == "above"]
     out += ["", "**Verdict.** " + (
         "No reading of AdCorDA tested here beats fine-tuning the same model on the original training set, "
@@ -356,7 +355,7 @@ def reading(study: dict) -> list[str]:
         "settings) do not reproduce in this reading of the abstract at this scale."
         if not wins else "Beyond the noise: " + "; ".join(wins) + ".")]
     if best is not None:
-        versus = comparisons.get(f"{best} - {PAPER}")
+        versus = comparisons.get(comparison_key(best, PAPER))
         out.append(f"The best reading of the screen was '{READINGS[best].label}'"
                    + (f"; against the reading so far it is {100 * versus['mean']:+.2f} points (±"
                       f"{100 * versus['ci95_half_width']:.2f}), "

@@ -102,11 +102,12 @@ def render(study: dict) -> str:
 def reading(study: dict) -> list[str]:
     """The paper's claim (AFT as robust as PGD-AT at a fraction of its cost) against the comparisons' verdicts."""
     return STUDY.reading(study, {
-        "aft-ssfd - pgd-at-2": "AFT (slow start, fast decay) − PGD-AT at the same total passes (22 per image)",
-        "aft-ssfd - pgd-at-1": "AFT (slow start, fast decay) − PGD-AT at the same added passes (11 per image, the "
-                               "standard model given)",
-        "aft-ssfd - pgd-at-5": "AFT (slow start, fast decay) − PGD-AT at 2.5 times AFT's total passes (55 per image)",
-        "aft-ssfd - aft-step": "The slow-start-fast-decay schedule − the step schedule (same cost)",
+        ("aft-ssfd", "pgd-at-2"): "AFT (slow start, fast decay) − PGD-AT at the same total passes (22 per image)",
+        ("aft-ssfd", "pgd-at-1"): "AFT (slow start, fast decay) − PGD-AT at the same added passes (11 per image, the "
+                                  "standard model given)",
+        ("aft-ssfd", "pgd-at-5"): "AFT (slow start, fast decay) − PGD-AT at 2.5 times AFT's total passes (55 per "
+                                  "image)",
+        ("aft-ssfd", "aft-step"): "The slow-start-fast-decay schedule − the step schedule (same cost)",
     }, ["- Limits: a 72k-parameter network and budgets of 11-55 passes per image; the paper's claim",
         "  (equal or better robustness than PGD-AT at 8-10x less compute) is made for ResNets and WRNs",
         "  trained for tens of epochs; `configs/paper/aft_cifar10_resnet18.yaml` is that recipe, for a GPU."])

@@ -117,12 +117,12 @@ def reading(study: dict) -> list[str]:
     """The paper's claim (a more accurate primary classifier, less sensitive to corruptions) against the
     comparisons' verdicts."""
     return STUDY.reading(study, {
-        "auxiliary - standard": "Auxiliary Training − standard training (same epochs)",
-        "auxiliary - views": "Auxiliary Training − the views as augmentation (same epochs)",
-        "auxiliary - views-equal-cost": "Auxiliary Training − the views as augmentation (same passes)",
-        "no-merge - auxiliary": "Merging removed (γ = 0) − Auxiliary Training",
-        "no-distill - auxiliary": "Distillation removed (β = 0) − Auxiliary Training",
-        "no-merge - standard": "Auxiliary Training without merging − standard training (same epochs)",
+        ("auxiliary", "standard"): "Auxiliary Training − standard training (same epochs)",
+        ("auxiliary", "views"): "Auxiliary Training − the views as augmentation (same epochs)",
+        ("auxiliary", "views-equal-cost"): "Auxiliary Training − the views as augmentation (same passes)",
+        ("no-merge", "auxiliary"): "Merging removed (γ = 0) − Auxiliary Training",
+        ("no-distill", "auxiliary"): "Distillation removed (β = 0) − Auxiliary Training",
+        ("no-merge", "standard"): "Auxiliary Training without merging − standard training (same epochs)",
     }, ["- Limits: a 72k-parameter network, 20,000 images and 7 epochs; the paper's numbers are for",
         "  ResNets trained 210 epochs on all of CIFAR-10 (`configs/paper/` holds that recipe, for a GPU)."])
 

@@ -104,11 +104,11 @@ def render(study: dict) -> str:
 def reading(study: dict) -> list[str]:
     """The paper's claim (EWS lowers AugMix's corruption error) against the comparisons' verdicts."""
     return STUDY.reading(study, {
-        "ews - augmix": "EWS + AugMix − AugMix (same epochs)",
-        "ews - augmix-equal-cost": "EWS + AugMix − AugMix (same passes)",
-        "ews - random-subnets": "EWS + AugMix − the same distillation into random subnets",
-        "random-subnets - augmix": "Distillation into random subnets − AugMix (same epochs)",
-        "augmix - standard": "AugMix − standard training (same epochs)",
+        ("ews", "augmix"): "EWS + AugMix − AugMix (same epochs)",
+        ("ews", "augmix-equal-cost"): "EWS + AugMix − AugMix (same passes)",
+        ("ews", "random-subnets"): "EWS + AugMix − the same distillation into random subnets",
+        ("random-subnets", "augmix"): "Distillation into random subnets − AugMix (same epochs)",
+        ("augmix", "standard"): "AugMix − standard training (same epochs)",
     }, ["- Limits: ResNet-20, 20,000 images and 10 epochs; the official CIFAR recipe trains a ResNet-50",
         "  for 400 epochs on all of CIFAR-10 (methods-spec, EWS (c))."])
 

@@ -15,7 +15,7 @@ and stopped ones are resumed.
 from __future__ import annotations
 
 from robustrain.results import RunResults
-from robustrain.study import PROJECT, Arm, provisional, read_metrics, stated, Study
+from robustrain.study import PROJECT, Arm, comparison_key, provisional, read_metrics, stated, Study
 
 DOC, SOURCE = PROJECT / "docs/results/oat.md", PROJECT / "docs/results/oat.json"
 OAT, DEDICATED = "configs/cpu/oat_resnet20.yaml", "configs/cpu/pgd_at_lambda_resnet20.yaml"
@@ -100,16 +100,17 @@ def reading(study: dict) -> list[str]:
     """The mechanism, and whether OAT matches its dedicated models, from the comparisons' verdicts."""
     comparisons = study["comparisons"]
     lines = []
-    if "oat@lambda=0 - oat@lambda=1" in comparisons:
-        c = comparisons["oat@lambda=0 - oat@lambda=1"]
+    mechanism = comparison_key("oat@lambda=0", "oat@lambda=1")
+    if mechanism in comparisons:
+        c = comparisons[mechanism]
         acts = c["clean_acc"]["verdict"] == "above" and c["pgd_acc"]["verdict"] == "below"
         lines.append(f"- Mechanism: the same OAT weights at λ = 0 against λ = 1 are {stated(c['clean_acc'])} in clean "
                      f"and {stated(c['pgd_acc'])} in PGD-20 accuracy: "
                      + ("λ moves the model along the trade-off, beyond the noise." if acts else
                         "λ does not move the model along the trade-off beyond the noise, so the comparisons below "
-                        "test a conditioning that barely acts.") + provisional(study, "oat@lambda=0 - oat@lambda=1"))
+                        "test a conditioning that barely acts.") + provisional(study, mechanism))
     for arm, what in (("oat", "with the same data per λ"), ("oat-same-epochs", "with the same epochs")):
-        keys = [f"{arm}@lambda=0 - standard", f"{arm}@lambda=1 - pgd-at"]
+        keys = [comparison_key(f"{arm}@lambda=0", "standard"), comparison_key(f"{arm}@lambda=1", "pgd-at")]
         if not all(key in comparisons for key in keys):
             continue
         matched = all(comparisons[key][m]["verdict"] != "below" for key in keys for m in ("clean_acc", "pgd_acc"))
@@ -117,7 +118,7 @@ def reading(study: dict) -> list[str]:
                      + ("Nowhere below them beyond the noise: consistent with the claim, to within the intervals "
                         "above." if matched else "Below them beyond the noise: the claim does not hold here.")
                      + provisional(study, *keys))
-    residual = [f"oat-residual@lambda={lam} - oat@lambda={lam}" for lam in (0, 1)]
+    residual = [comparison_key(f"oat-residual@lambda={lam}", f"oat@lambda={lam}") for lam in (0, 1)]
     if all(key in comparisons for key in residual):
         lines.append("- FiLM as 1 + Δ against the official initialisation: " + at_each_lambda(comparisons, residual)
                      + "." + provisional(study, *residual))
