@@ -30,10 +30,12 @@ STUDY = Study(
     },
     # (arm, baseline): the mechanism (does λ move one model along the trade-off?); OAT at each λ against
     # its dedicated model with the same data per λ (12 epochs, half of each batch per λ) and with the same
-    # epochs (the paper's comparison); the FiLM initialisation.
+    # epochs (the paper's comparison); the FiLM initialisation, and OAT with FiLM as 1 + Δ against the
+    # dedicated models.
     comparisons=(("oat@lambda=0", "oat@lambda=1"), ("oat@lambda=0", "standard"), ("oat@lambda=1", "pgd-at"),
                  ("oat-same-epochs@lambda=0", "standard"), ("oat-same-epochs@lambda=1", "pgd-at"),
-                 ("oat-residual@lambda=0", "oat@lambda=0"), ("oat-residual@lambda=1", "oat@lambda=1")),
+                 ("oat-residual@lambda=0", "oat@lambda=0"), ("oat-residual@lambda=1", "oat@lambda=1"),
+                 ("oat-residual@lambda=0", "standard"), ("oat-residual@lambda=1", "pgd-at")),
     tiny=("data.train_limit=256", "epochs=2", "eval.pgd_limit=50"),
     suite=None,
     metrics=("clean_acc", "pgd_acc"),
@@ -111,7 +113,8 @@ def reading(study: dict) -> list[str]:
                      + ("λ moves the model along the trade-off, beyond the noise." if acts else
                         "λ does not move the model along the trade-off beyond the noise, so the comparisons below "
                         "test a conditioning that barely acts.") + provisional(study, mechanism))
-    for arm, what in (("oat", "with the same data per λ"), ("oat-same-epochs", "with the same epochs")):
+    for arm, what in (("oat", "with the same data per λ"), ("oat-same-epochs", "with the same epochs"),
+                      ("oat-residual", "with FiLM as 1 + Δ and the same data per λ")):
         keys = [comparison_key(f"{arm}@lambda=0", "standard"), comparison_key(f"{arm}@lambda=1", "pgd-at")]
         if not all(key in comparisons for key in keys):
             continue
