@@ -34,7 +34,7 @@ from .io import atomic_write_text
 from .registry import Registry
 from .runs import RunFolder
 from .provenance import PROJECT, commit, device_name
-from .study import PROTOCOLS, Arm, compared, Study
+from .study import PROTOCOLS, Arm, Study, comparison_key
 
 Metric = Literal["clean_acc", "pgd", "autoattack"]
 # Tiny mode: every experiment on a few hundred images, in seconds on a CPU (the tests run it).
@@ -87,14 +87,20 @@ Expectation = Literal["above", "below", "not above", "not below"]
 @dataclass(frozen=True)
 class Claim:
     """What a paper says of a method against its baseline, as one comparison of a study: `comparison`
-    ("arm - baseline"), the study metric differenced (clean_acc, pgd_acc, corruption_error), and the
-    verdict expected of their paired difference: "above" / "below" (its 95% interval excludes 0 on that
-    side) or "not below" / "not above" (it does not exclude 0 on the other side)."""
+    (an (arm, baseline) pair of the study's), the study metric differenced (clean_acc, pgd_acc,
+    corruption_error), and the verdict expected of their paired difference: "above" / "below" (its 95%
+    interval excludes 0 on that side) or "not below" / "not above" (it does not exclude 0 on the other
+    side)."""
 
-    comparison: str
+    comparison: tuple[str, str]
     metric: str
     expected: Expectation
     source: str
+
+    @property
+    def key(self) -> str:
+        """The comparison's name in the study's results and in reproductions.json ("arm - baseline")."""
+        return comparison_key(*self.comparison)
 
     def met(self, verdict: str) -> bool:
         if self.expected.startswith("not "):
@@ -116,6 +122,15 @@ class StudyExperiment(Priced):
     cpu_s: float = math.inf
     comparable: bool = True
     checked: str = ""
+
+    def __post_init__(self):
+        # a claim on a comparison the study does not make would never be judged: the entry would read
+        # "missed" for ever, with nothing to say why
+        for claim in self.claims:
+            if claim.comparison not in self.study.comparisons or claim.metric not in self.study.metrics:
+                raise ValueError(f"study {self.study.name}: the claim on {claim.key} ({claim.metric}) is not one of "
+                                 f"its comparisons {list(self.study.comparisons)} and metrics "
+                                 f"{list(self.study.metrics)}.")
 
     @property
     def name(self) -> str:
@@ -207,8 +222,8 @@ for _experiment in (
                   "pgd-at": Arm("PGD-AT from scratch, 2 epochs", "configs/cpu/pgd_at_cifar10.yaml",
                                 (PREACT, *AT_SCALE, "epochs=2"))},
             comparisons=(("aft", "pgd-at"),), tiny=STUDY_TINY, suite=None, metrics=("clean_acc", "pgd_acc")),
-        claims=(Claim("aft - pgd-at", "pgd_acc", "not below", JEDDI_2020),
-                Claim("aft - pgd-at", "clean_acc", "not below", JEDDI_2020)),
+        claims=(Claim(("aft", "pgd-at"), "pgd_acc", "not below", JEDDI_2020),
+                Claim(("aft", "pgd-at"), "clean_acc", "not below", JEDDI_2020)),
         # estimates from the H200's rates at batch 128 (about 5 s per standard epoch, 25 s per PGD-10
         # epoch, 15 s to start a run): 3 runs at a time
         gpu_s=400, cpu_s=60 * 3600),
@@ -227,9 +242,9 @@ for _experiment in (
                               *AT_SCALE))},
             comparisons=(("oat@lambda=0", "standard"), ("oat@lambda=1", "pgd-at")), tiny=STUDY_TINY, suite=None,
             metrics=("clean_acc", "pgd_acc")),
-        claims=(Claim("oat@lambda=0 - standard", "clean_acc", "not below", WANG_2020),
-                Claim("oat@lambda=1 - pgd-at", "pgd_acc", "not below", WANG_2020),
-                Claim("oat@lambda=1 - pgd-at", "clean_acc", "not below", WANG_2020)),
+        claims=(Claim(("oat@lambda=0", "standard"), "clean_acc", "not below", WANG_2020),
+                Claim(("oat@lambda=1", "pgd-at"), "pgd_acc", "not below", WANG_2020),
+                Claim(("oat@lambda=1", "pgd-at"), "clean_acc", "not below", WANG_2020)),
         # estimates as above, PGD-7 at about 18 s per epoch: OAT's 12 epochs cost about 7 of PGD-AT's
         gpu_s=500, cpu_s=60 * 3600),
     StudyExperiment(
@@ -248,10 +263,10 @@ for _experiment in (
                                    (PREACT, *AT_SCALE))},
             comparisons=(("auxiliary", "standard"), ("auxiliary", "views-equal-cost")),
             tiny=(*STUDY_TINY, "schedule.milestones=[0.5]")),
-        claims=(Claim("auxiliary - standard", "clean_acc", "above", ZHANG_2020),
-                Claim("auxiliary - standard", "corruption_error", "below", ZHANG_2020),
-                Claim("auxiliary - views-equal-cost", "clean_acc", "not below", f"{ZHANG_2020}; at equal passes"),
-                Claim("auxiliary - views-equal-cost", "corruption_error", "not above",
+        claims=(Claim(("auxiliary", "standard"), "clean_acc", "above", ZHANG_2020),
+                Claim(("auxiliary", "standard"), "corruption_error", "below", ZHANG_2020),
+                Claim(("auxiliary", "views-equal-cost"), "clean_acc", "not below", f"{ZHANG_2020}; at equal passes"),
+                Claim(("auxiliary", "views-equal-cost"), "corruption_error", "not above",
                       f"{ZHANG_2020}; at equal passes")),
         # estimates as above: Auxiliary Training's 5 passes per image make its 7 epochs about 35 standard ones
         gpu_s=500, cpu_s=60 * 3600),
@@ -271,9 +286,9 @@ for _experiment in (
                                         "configs/cpu/ews_augmix_ews_resnet20.yaml",
                                         (PREACT, *AT_SCALE, "epochs=4", "method.subnets=random"))},
             comparisons=(("ews", "augmix-equal-cost"), ("ews", "random-subnets")), tiny=STUDY_TINY),
-        claims=(Claim("ews - augmix-equal-cost", "corruption_error", "below", GUO_2022),
-                Claim("ews - augmix-equal-cost", "clean_acc", "not below", GUO_2022),
-                Claim("ews - random-subnets", "corruption_error", "below", f"{GUO_2022}; the search, not the "
+        claims=(Claim(("ews", "augmix-equal-cost"), "corruption_error", "below", GUO_2022),
+                Claim(("ews", "augmix-equal-cost"), "clean_acc", "not below", GUO_2022),
+                Claim(("ews", "random-subnets"), "corruption_error", "below", f"{GUO_2022}; the search, not the "
                       "distillation alone")),
         # estimates as above: AugMix's 3 passes and EWS's 6 per image, 24 standard epochs per arm
         gpu_s=600, cpu_s=60 * 3600),
@@ -405,13 +420,13 @@ def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: st
                for arm, seeds in measured["arms"].items()}
     judged = []
     for claim in experiment.claims:
-        comparison = measured["comparisons"].get(claim.comparison)
+        comparison = measured["comparisons"].get(claim.key)
         if comparison is None:
             continue
         difference = comparison[claim.metric]
         # what each side cost, so that the page shows whether the comparison is at the same budget
-        budgets = [metrics[arm]["budget_passes"]["mean"] for arm in compared(claim.comparison)]
-        judged.append({"comparison": claim.comparison, "metric": claim.metric, "expected": claim.expected,
+        budgets = [metrics[arm]["budget_passes"]["mean"] for arm in claim.comparison]
+        judged.append({"comparison": claim.key, "metric": claim.metric, "expected": claim.expected,
                        "source": claim.source, "seeds": comparison["seeds"], "budget_passes": budgets,
                        "measured": difference["mean"], "band_95": difference["ci95_half_width"],
                        "verdict": difference["verdict"], "met": claim.met(difference["verdict"])})
@@ -478,7 +493,7 @@ def listing() -> str:
                            + (f" (starts from {a.starts_from})" if a.starts_from else "")
                            for arm, a in study.arms.items())
             what += f"\n  seeds {', '.join(map(str, study.seeds))}; claims: " + "; ".join(
-                f"{c.comparison}: {c.metric} {c.expected} ({c.source})" for c in experiment.claims)
+                f"{c.key}: {c.metric} {c.expected} ({c.source})" for c in experiment.claims)
         else:
             targets = "; ".join(f"{t.metric} >= {100 * t.at_least:.0f}% ({t.protocol}; {t.source})"
                                 for t in experiment.targets)

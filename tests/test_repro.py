@@ -141,8 +141,18 @@ def test_a_method_against_baseline_experiment_trains_its_arms_in_order_and_judge
     ("above", {"above"}), ("below", {"below"}), ("not below", {"above", "within the noise"}),
     ("not above", {"below", "within the noise"})])
 def test_a_claim_is_met_by_the_verdicts_its_expectation_allows(expected, verdicts_met):
-    claim = Claim("a - b", "pgd_acc", expected, "paper")
+    claim = Claim(("a", "b"), "pgd_acc", expected, "paper")
     assert {v for v in ("above", "below", "within the noise") if claim.met(v)} == verdicts_met
+
+
+@pytest.mark.parametrize(("comparison", "metric"), [(("aft", "pretrain"), "pgd_acc"), (("pgd-at", "aft"), "pgd_acc"),
+                                                    (("aft", "pgd-at"), "corruption_error")])
+def test_a_claim_on_a_comparison_or_metric_the_study_does_not_make_is_refused(comparison, metric):
+    """Such a claim would never be judged, and its experiment would read "missed" with nothing to say why."""
+    study = REPRODUCTIONS.get("aft_vs_pgd_at").study
+    StudyExperiment("s", study, (Claim(("aft", "pgd-at"), "pgd_acc", "not below", "paper"),))
+    with pytest.raises(ValueError, match=f"the claim on {comparison[0]} - {comparison[1]} \\({metric}\\) is not one"):
+        StudyExperiment("s", study, (Claim(comparison, metric, "not below", "paper"),))
 
 
 def test_a_method_against_baseline_verdict_is_met_only_when_every_claim_is(monkeypatch, tmp_path):
