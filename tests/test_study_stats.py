@@ -59,6 +59,25 @@ def test_ensure_runs_starts_a_dependent_run_only_after_its_start_finished(monkey
         study.ensure_runs([study.RunSpec("c", "tuned", after="base")], train=True)
 
 
+def test_a_stopped_run_is_resumed_with_its_saved_settings_and_a_finished_one_is_left_alone(monkeypatch, tmp_path):
+    """What lets a study longer than a session go on where the last one stopped (`train --resume` picks up
+    the newest checkpoint and ends like an uninterrupted run: tests/test_ews.py, tests/test_stream.py)."""
+    calls = []
+    monkeypatch.setattr(study, "robustrain", lambda argv, threads=None: calls.append(argv))
+    new, stopped, finished = (str(tmp_path / name) for name in ("new", "stopped", "finished"))
+    (tmp_path / "stopped").mkdir()
+    (tmp_path / "stopped" / "config.yaml").write_text("epochs: 10\n")
+    (tmp_path / "finished").mkdir()
+    (tmp_path / "finished" / "config.yaml").write_text("epochs: 10\n")
+    monkeypatch.setattr(study.RunFolder, "results", lambda folder: "done" if folder.path.name == "finished" else None)
+    assert study.ensure_run("c.yaml", new, "--seed", "1") is None
+    assert study.ensure_run("c.yaml", stopped, "--seed", "1") is None
+    assert study.ensure_run("c.yaml", finished, "--seed", "1") == "done"
+    assert study.ensure_run("c.yaml", new, train=False) is None
+    assert calls == [["train", "--config", "c.yaml", "--out", new, "--no-progress", "--seed", "1"],
+                     ["train", "--resume", stopped, "--no-progress"]]
+
+
 def test_each_run_is_evaluated_as_soon_as_it_finishes_so_a_study_cut_off_keeps_it(monkeypatch):
     events = []
     monkeypatch.setattr(study, "ensure_run", lambda config, run, *overrides, train, threads:
