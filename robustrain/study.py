@@ -347,11 +347,10 @@ class Study:
         if tiny:
             print(render(study))
             return
-        lost = runs_of(kept) - runs_of(study["arms"])
-        if lost and not train:
-            sys.exit(f"{len(lost)} runs that {source.name} holds are neither finished in runs/ nor "
-                     "taken from their records (recorded without a configuration fingerprint, or their arm's settings "
-                     f"changed), so {doc.name} is not rewritten without them: train them again (drop --no-train).")
+        if not train:
+            refuse_to_drop_runs(kept, study["arms"], doc, source, "neither finished in runs/ nor taken from "
+                                "their records (recorded without a configuration fingerprint, or their arm's "
+                                "settings changed)")
         write_study(study, render, doc, source)
 
     def run(self, train: bool, tiny: bool, record: Callable[[str, RunResults, dict], dict], runs: str = "runs",
@@ -547,6 +546,17 @@ def training_device() -> str:
 def runs_of(arms: dict[str, dict]) -> set[str]:
     """The run folders of a study's records ({arm or arm@setting: {seed: record}})."""
     return {record["run"] for seeds in arms.values() for record in seeds.values()}
+
+
+def refuse_to_drop_runs(kept: dict[str, dict], arms: dict[str, dict], doc: Path, source: Path, why: str) -> None:
+    """Exit, naming them, when the records a study is about to write (`arms`) lack runs that its JSON
+    source holds (`kept`, its "arms"), `why` saying how they went missing: rendering without them would
+    overwrite a finished page with a poorer one (e.g. on a checkout without the run folders)."""
+    lost = sorted(runs_of(kept) - runs_of(arms))
+    if lost:
+        named = ", ".join(lost[:3]) + (", ..." if len(lost) > 3 else "")
+        sys.exit(f"{count_of(len(lost), 'run')} that {source.name} holds ({named}) {'is' if len(lost) == 1 else 'are'} "
+                 f"{why}, so {doc.name} is not rewritten without them: train them again (drop --no-train).")
 
 
 def verdict_rule(seed_counts: list[int]) -> list[str]:

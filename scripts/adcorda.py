@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from robustrain.results import RunResults
-from robustrain.study import (PROJECT, compared, comparison_key, ensure_runs, PairedDifference, provenance,
-                              read_metrics, RunSpec, write_study)
+from robustrain.study import (PROJECT, T_975, compared, comparison_key, ensure_runs, PairedDifference, provenance,
+                              read_metrics, refuse_to_drop_runs, RunSpec, write_study)
 
 DOC, SOURCE = PROJECT / "docs/results/adcorda.md", PROJECT / "docs/results/adcorda.json"
 RUNS = "runs/adcorda-study"
@@ -107,6 +107,9 @@ def main() -> None:
     results = {(arm, 0): result for arm, result in screen.items()}
     results.update({(arm, seed): finished[spec.run] for seed, specs in later.items() for arm, spec in specs.items()})
     study = summarise(starts, results, decisive, best)
+    if not train and SOURCE.is_file():
+        refuse_to_drop_runs(json.loads(SOURCE.read_text())["arms"], study["arms"], DOC, SOURCE,
+                            "not finished in runs/ (this script renders run folders, not records)")
     write_study(study, render, DOC, SOURCE)
 
 
@@ -254,7 +257,8 @@ def render(study: dict) -> str:
         "other reading of the screen are then run with seeds 1 and 2 (the best reading is picked on seed 0,",
         "which is also one of its three seeds: a small selection bias in its favour). The verdicts use the",
         "per-seed paired differences of clean accuracy (same start, same seed): their mean, and the",
-        "half-width of its two-sided 95% t interval (t = 4.30 with 2 degrees of freedom).",
+        f"half-width of its two-sided 95% t interval (t = {T_975[len(SEEDS) - 1]:.2f} with {len(SEEDS) - 1} degrees of "
+        "freedom).",
         "",
         "Weight-quantized starts (4 and 2 bits), which the earlier single-seed page also refined, are not part",
         "of this study: it first asks whether any reading beats fine-tuning in full precision.",

@@ -231,7 +231,7 @@ def test_rendering_without_training_never_drops_runs_the_committed_json_holds(mo
     monkeypatch.setattr(study.Study, "run", lambda *args, **kwargs: {"arms": {}})
     monkeypatch.setattr(study, "write_study", lambda *args: doc.write_text("rendered"))
     monkeypatch.setattr("sys.argv", ["script", "--no-train"])
-    with pytest.raises(SystemExit, match="1 runs that study.json holds are neither finished"):
+    with pytest.raises(SystemExit, match=r"1 run that study.json holds \(runs/x/a-s0\) is neither finished"):
         s.main(lambda *args: {}, str, doc, source)
     assert not doc.exists()
     monkeypatch.setattr("sys.argv", ["script"])  # training: the runs were trained again or left the study
