@@ -11,13 +11,14 @@ trained with seeds 0, 1, 2 into runs/ews/<arm>-s<seed> (two runs at a time, one 
 evaluated with the corruptions suite; finished runs and evaluations are not repeated and stopped ones
 are resumed. The controller's settings must first pass scripts/ews_controller.py (its subnets weaker
 than random ones of the same width); otherwise this study measures distillation into random subnets
-twice and cannot answer its question.
+twice and cannot answer its question. The page checks the same in every trained EWS model (`subnet_check`:
+its controller's subnets against random ones, per seed) before it reads the comparisons.
 """
 
 from __future__ import annotations
 
 import statistics
-from robustrain.study import PROJECT, Arm, read_metrics, Study
+from robustrain.study import PROJECT, Arm, PairedDifference, count_of, mean_sd, read_metrics, stated, Study
 
 
 DOC, SOURCE = PROJECT / "docs/results/ews.md", PROJECT / "docs/results/ews.json"
@@ -46,16 +47,43 @@ STUDY = Study(
 )
 
 
+CHECK_IMAGES, CHECK_SUBNETS = 512, 16
+
+
 def record(run: str, results: dict, summary: dict) -> dict:
-    """Besides the study's metrics: the last epoch's training accuracy and, for EWS, the accuracy of the
-    controller's subnets on the same batches (the mechanism: are they weaker than the full network?)."""
+    """Besides the study's metrics: the last epoch's training accuracy and, for EWS, the reward's subnet
+    accuracy in that epoch and the mechanism check of the trained model (`subnet_check`)."""
     last = read_metrics(run)[-1]
     kept = {"train_acc_last_epoch": last["train_acc"]}
     if "controller_reward" in last:
         kept["subnet_acc_last_epoch"] = -last["controller_reward"]
+        kept["subnet_check"] = subnet_check(run)
     if "subnet_kl" in last:
         kept["subnet_kl_last_epoch"] = last["subnet_kl"]
     return kept
+
+
+def subnet_check(run: str) -> dict:
+    """The mechanism at the end of training: the accuracy of 16 subnets sampled from the run's
+    controller and of 16 uniformly random subnets of the same widths, and of the full network, on a
+    fixed 512 test images with batch statistics (as the controller's reward measures it)."""
+    import torch
+
+    from robustrain.methods import method_from_section
+    from robustrain.methods.ews import check_subnets
+    from robustrain.train.checkpoint import load_latest
+    from robustrain.train.load import load_run
+
+    trained = load_run(PROJECT / run)
+    method = method_from_section(trained.config.method, trained.config.threat)
+    method.attach(trained.model)
+    tensors, _ = load_latest(PROJECT / run)
+    method.load_state_dict({k.removeprefix("method/"): v for k, v in tensors.items() if k.startswith("method/")})
+    test = trained.test_set
+    rows = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))[:CHECK_IMAGES]
+    check = check_subnets(trained.model, method, test.images[rows], test.labels[rows], CHECK_SUBNETS)
+    return {"images": len(rows), "full_acc": check.full_acc, "controller_subnet_acc": list(check.controller_acc),
+            "random_subnet_acc": list(check.random_acc)}
 
 
 def render(study: dict) -> str:
@@ -89,16 +117,39 @@ def render(study: dict) -> str:
         "",
         "Accuracies and errors in %. Clean accuracy on all 10,000 test images; corruption error: the",
         "unnormalised mean over the 15 benchmark corruptions x 5 severities on a fixed 2,000 test images.",
+        *mechanism(study),
         *reading(study),
     ]
-    ews = study["arms"].get("ews", {})
-    if ews:
-        full = statistics.fmean(r["train_acc_last_epoch"] for r in ews.values())
-        subnet = statistics.fmean(r["subnet_acc_last_epoch"] for r in ews.values())
-        lines += ["", f"Mechanism: in the last epoch the controller's subnets reached {100 * subnet:.2f}% on the clean "
-                  f"training batches against the full network's {100 * full:.2f}% (training accuracy over all the "
-                  "views), mean over the seeds."]
     return "\n".join(lines) + "\n"
+
+
+ACTS = {"below": "weaker than random ones beyond the noise: the search acts",
+        "above": "stronger than random ones beyond the noise: the search does not act as EWS means it to",
+        "within the noise": "not weaker than random ones beyond the noise: the search is not shown to act"}
+
+
+def mechanism(study: dict) -> list[str]:
+    """Does the search act in the trained EWS models: are the controller's subnets weaker than random
+    subnets of the same widths (per seed, the mean over 16 of each; 95% t interval over the seeds)?"""
+    checks = {seed: r["subnet_check"] for seed, r in study["arms"].get("ews", {}).items() if "subnet_check" in r}
+    if not checks:
+        return []
+    found = [statistics.fmean(c["controller_subnet_acc"]) for c in checks.values()]
+    drawn = [statistics.fmean(c["random_subnet_acc"]) for c in checks.values()]
+    difference = PairedDifference(tuple(f - d for f, d in zip(found, drawn))).summary()
+    if len(checks) < 2:
+        verdict = " One seed so far: no interval yet."
+    else:
+        verdict = (f" Controller − random: {stated(difference)}; the controller's subnets are "
+                   f"{ACTS[difference['verdict']]}."
+                   + (f" Provisional: {len(checks)} of {len(STUDY.seeds)} seeds." if len(checks) < len(STUDY.seeds)
+                      else ""))
+    return ["", f"**Mechanism.** At the end of training, on a fixed {checks[next(iter(checks))]['images']} test "
+            f"images with batch statistics (as the controller's reward measures it), {CHECK_SUBNETS} subnets "
+            f"sampled from each EWS run's controller reach {mean_sd(found)}% against {mean_sd(drawn)}% for "
+            f"{CHECK_SUBNETS} uniformly random subnets of the same widths, and the full network "
+            f"{mean_sd([c['full_acc'] for c in checks.values()])}% (mean ± sd over "
+            f"{count_of(len(checks), 'seed')})." + verdict]
 
 
 def reading(study: dict) -> list[str]:

@@ -53,23 +53,10 @@ class Plan:
 TINY = Plan(learning_rates=(3e-4, 3e-3), seeds=(0, 1), checkpoints=(0, 3, 6), subnets=2, test_images=128)
 
 
-def subnet_accuracy(model, masks, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
-    """Accuracy of the subnet (None: the full network) with batch statistics, as the reward measures it."""
-    from robustrain.nn import Condition
-
-    condition = Condition(channel_masks=masks, update_bn_stats=False)
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(labels), batch_size):
-            x = images[start:start + batch_size].float() / 255
-            correct += int((model(x, condition).argmax(1) == labels[start:start + batch_size]).sum())
-    return correct / len(labels)
-
-
 def measure(plan: Plan) -> dict:
     from robustrain.data import load_dataset
     from robustrain.methods import StepContext, Threat, create_method
-    from robustrain.methods.ews import channel_masks, random_picks
+    from robustrain.methods.ews import channel_masks, random_picks, subnet_accuracy
     from robustrain.train.load import load_run
 
     run = load_run(PROJECT / RUN)

@@ -111,6 +111,35 @@ def test_controller_learns_to_pick_the_weakest_of_planted_subnets():
     assert set(probabilities.topk(3).indices.tolist()) == weak
 
 
+def test_the_subnet_check_tests_the_controllers_subnets_and_random_ones_on_the_same_images():
+    from robustrain.methods.ews import check_subnets
+
+    model, method = ews()
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # the full network's own answers (batch statistics): it scores 1 by construction
+        labels = model(images.float() / 255, Condition(update_bn_stats=False)).argmax(1)
+        # a controller certain of its subnet: each block keeps its first `keep` channels
+        for head, keep in zip(method.controller.heads, method.keep):
+            head.weight.zero_()
+            head.bias.zero_()
+            head.bias[:keep] = 50.0
+    zeroed = copy.deepcopy(model)
+    blocks = sorted((m for m in zeroed.modules() if hasattr(m, "mask_index")), key=lambda m: m.mask_index)
+    for block, keep in zip(blocks, method.keep):
+        block.conv2.register_forward_pre_hook(lambda module, args, keep=keep: (
+            torch.cat([args[0][:, :keep], torch.zeros_like(args[0][:, keep:])], 1),))
+    with torch.no_grad():
+        expected = (zeroed(images.float() / 255).argmax(1) == labels).float().mean().item()
+    before = copy.deepcopy(model.state_dict())
+    model.eval()
+    check = check_subnets(model, method, images, labels, subnets=4)
+    assert check.full_acc == 1.0 and check.controller_acc == pytest.approx((expected,) * 4, abs=1e-9) and expected < 1
+    assert len(check.random_acc) == 4 and all(0 <= a <= 1 for a in check.random_acc)
+    assert not model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ConfigError, match="needs an EWS method with a controller"):
+        check_subnets(*ews(subnets="random"), images, labels)
+
+
 def test_loss_is_the_base_loss_plus_the_weighted_kl_to_the_subnet():
     model, method = ews(kl_weight=0.5, controller_interval=1000)
     x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))

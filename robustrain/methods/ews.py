@@ -219,3 +219,55 @@ class EWS(Method):
         tracked = reward if self.options.baseline == "reward" else advantage
         self.reward_baseline.mul_(decay).add_((1 - decay) * tracked)
         self.last_reward.copy_(reward)
+
+
+def subnet_accuracy(model: nn.Module, masks: tuple[torch.Tensor, ...] | None, images: torch.Tensor,
+                    labels: torch.Tensor, batch_size: int = 128) -> float:
+    """Accuracy on `images` (uint8) of the subnet with `masks` (None: the full network), each batch
+    normalised with its own statistics as in the controller's reward; running statistics untouched.
+
+    Shape: images (N, C, H, W) uint8, labels (N,)."""
+    condition = Condition(channel_masks=masks, update_bn_stats=False)
+    training = model.training
+    model.train()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(labels), batch_size):
+            x = images[start:start + batch_size].float() / 255
+            correct += int((model(x, condition).argmax(1) == labels[start:start + batch_size]).sum())
+    model.train(training)
+    return correct / len(labels)
+
+
+@dataclass(frozen=True)
+class SubnetCheck:
+    """EWS's mechanism on one model: the accuracy of the full network, of subnets sampled from the
+    controller and of uniformly random subnets of the same widths, all on the same images."""
+
+    full_acc: float
+    controller_acc: tuple[float, ...]
+    random_acc: tuple[float, ...]
+
+
+def check_subnets(model: nn.Module, method: EWS, images: torch.Tensor, labels: torch.Tensor, subnets: int = 16,
+                  seed: int = 0) -> SubnetCheck:
+    """Are the subnets `method`'s controller samples weaker than random ones of the same widths? The
+    search acts only if they are (docs/results/ews-controller.md asks it of a frozen network).
+
+    Example:
+        >>> check = check_subnets(model, method, test_images[:512], test_labels[:512])
+        >>> mean(check.controller_acc) < mean(check.random_acc)
+    """
+    if method.controller is None:
+        raise ConfigError("check_subnets needs an EWS method with a controller (subnets: controller), got "
+                          f"subnets: {method.options.subnets}.")
+    device = next(model.parameters()).device
+    sampler, uniform = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+
+    def accuracy(picks: list[torch.Tensor]) -> float:
+        return subnet_accuracy(model, channel_masks(method.channels, picks, device), images, labels)
+
+    with torch.no_grad():
+        found = tuple(accuracy(method.controller(sampler)[0]) for _ in range(subnets))
+    drawn = tuple(accuracy(random_picks(method.channels, method.keep, uniform)) for _ in range(subnets))
+    return SubnetCheck(subnet_accuracy(model, None, images, labels), found, drawn)
