@@ -231,11 +231,13 @@ def subnet_accuracy(model: nn.Module, masks: tuple[torch.Tensor, ...] | None, im
     training = model.training
     model.train()
     correct = 0
-    with torch.no_grad():
-        for start in range(0, len(labels), batch_size):
-            x = images[start:start + batch_size].float() / 255
-            correct += int((model(x, condition).argmax(1) == labels[start:start + batch_size]).sum())
-    model.train(training)
+    try:
+        with torch.no_grad():
+            for start in range(0, len(labels), batch_size):
+                x = images[start:start + batch_size].float() / 255
+                correct += int((model(x, condition).argmax(1) == labels[start:start + batch_size]).sum())
+    finally:
+        model.train(training)
     return correct / len(labels)
 
 
@@ -252,12 +254,9 @@ class SubnetCheck:
 def check_subnets(model: nn.Module, method: EWS, images: torch.Tensor, labels: torch.Tensor, subnets: int = 16,
                   seed: int = 0) -> SubnetCheck:
     """Are the subnets `method`'s controller samples weaker than random ones of the same widths? The
-    search acts only if they are (docs/results/ews-controller.md asks it of a frozen network).
-
-    Example:
-        >>> check = check_subnets(model, method, test_images[:512], test_labels[:512])
-        >>> mean(check.controller_acc) < mean(check.random_acc)
-    """
+    search acts only if they are (docs/results/ews-controller.md asks it of a frozen network;
+    scripts/ews.py of each trained EWS model). `subnets` of each kind, drawn from generators seeded
+    with `seed` and `seed + 1`."""
     if method.controller is None:
         raise ConfigError("check_subnets needs an EWS method with a controller (subnets: controller), got "
                           f"subnets: {method.options.subnets}.")
