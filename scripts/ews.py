@@ -117,8 +117,8 @@ def render(study: dict) -> str:
         "",
         "Accuracies and errors in %. Clean accuracy on all 10,000 test images; corruption error: the",
         "unnormalised mean over the 15 benchmark corruptions x 5 severities on a fixed 2,000 test images.",
-        *mechanism(study),
         *reading(study),
+        *mechanism(study),
     ]
     return "\n".join(lines) + "\n"
 
@@ -144,7 +144,8 @@ def mechanism(study: dict) -> list[str]:
                    f"{ACTS[difference['verdict']]}."
                    + (f" Provisional: {len(checks)} of {len(STUDY.seeds)} seeds." if len(checks) < len(STUDY.seeds)
                       else ""))
-    return ["", f"**Mechanism.** At the end of training, on a fixed {checks[next(iter(checks))]['images']} test "
+    images = next(iter(checks.values()))["images"]
+    return ["", "## Does the search act?", "", f"At the end of training, on a fixed {images} test "
             f"images with batch statistics (as the controller's reward measures it), {CHECK_SUBNETS} subnets "
             f"sampled from each EWS run's controller reach {mean_sd(found)}% against {mean_sd(drawn)}% for "
             f"{CHECK_SUBNETS} uniformly random subnets of the same widths, and the full network "

@@ -27,15 +27,16 @@ def study_with_checks(found: list[float], drawn: list[float]) -> dict:
 
 def test_the_page_states_whether_the_controllers_subnets_are_weaker_than_random_ones(ews_script):
     # differences -0.10, -0.09, -0.11: mean -10 points, sd 1 point, 95% half-width 4.303 / sqrt(3) = 2.48 points
-    [_, weaker] = ews_script.mechanism(study_with_checks([0.50, 0.52, 0.48], [0.60, 0.61, 0.59]))
+    [*_, weaker] = ews_script.mechanism(study_with_checks([0.50, 0.52, 0.48], [0.60, 0.61, 0.59]))
+    assert ews_script.mechanism(study_with_checks([0.5], [0.6]))[:3] == ["", "## Does the search act?", ""]
     assert "reach 50.00 ± 2.00% against 60.00 ± 1.00% for 16 uniformly random" in weaker
     assert "full network 90.00 ± 0.00% (mean ± sd over 3 seeds)" in weaker
     assert weaker.endswith("Controller − random: -10.00 ± 2.48 points (below); the controller's subnets are weaker "
                            "than random ones beyond the noise: the search acts.")
-    [_, unsure] = ews_script.mechanism(study_with_checks([0.50, 0.62], [0.60, 0.61]))
+    [*_, unsure] = ews_script.mechanism(study_with_checks([0.50, 0.62], [0.60, 0.61]))
     assert "(within the noise); the controller's subnets are not weaker than random ones beyond the noise: the " \
            "search is not shown to act. Provisional: 2 of 3 seeds." in unsure
-    [_, one] = ews_script.mechanism(study_with_checks([0.50], [0.60]))
+    [*_, one] = ews_script.mechanism(study_with_checks([0.50], [0.60]))
     assert one.endswith("(mean ± sd over 1 seed). One seed so far: no interval yet.")
     assert ews_script.mechanism({"arms": {"augmix": {}}}) == []
 
