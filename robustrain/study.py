@@ -34,6 +34,7 @@ import torch
 
 from .config import to_dict
 from .errors import RobustrainError
+from .io import atomic_write_text
 from .provenance import PROJECT, commit, device_name
 from .results import RunResults
 from .runs import RunFolder
@@ -213,9 +214,11 @@ def ensure_evaluation(run: str, suite: str, evaluate: bool = True, threads: int 
 
 
 def write_study(study: dict, render, doc: Path, source: Path) -> None:
-    """A study's page (render(study)) and its JSON source beside it."""
-    source.write_text(json.dumps(study, indent=1) + "\n")
-    doc.write_text(render(study))
+    """A study's page (render(study)) and its JSON source beside it, each replaced whole; a render that
+    fails leaves both as they were, so the page never disagrees with its source."""
+    page = render(study)
+    atomic_write_text(source, json.dumps(study, indent=1) + "\n")
+    atomic_write_text(doc, page)
     print(f"wrote {doc.relative_to(PROJECT)} and {source.relative_to(PROJECT)}")
 
 

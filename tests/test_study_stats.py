@@ -1,6 +1,7 @@
 """The verdicts of the results pages (per-seed paired differences and their 95% t interval) and how the
 study scripts order their runs and name their comparisons."""
 
+import json
 import math
 import time
 
@@ -222,6 +223,22 @@ def test_a_study_page_names_the_commits_that_trained_its_runs_and_the_runs_that_
     assert study.provenance([["abc1234"]] * 2, [["CPU"]] * 2).startswith("Code: runs trained at commit abc1234 on CPU;")
     mixed = study.provenance([["abc1234"]] * 3, [["CPU"], ["NVIDIA H100"], ["NVIDIA H100"]])
     assert mixed.startswith("Code: runs trained at commit abc1234 on CPU (1 run) and NVIDIA H100 (2 runs);")
+
+
+def test_a_page_whose_render_fails_leaves_the_page_and_its_source_as_they_were(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "PROJECT", tmp_path)
+    doc, source = tmp_path / "study.md", tmp_path / "study.json"
+    doc.write_text("old page")
+    source.write_text('{"arms": {}}')
+
+    def broken(measured):
+        raise KeyError("ews")
+
+    with pytest.raises(KeyError):
+        study.write_study({"arms": {"ews": {}}}, broken, doc, source)
+    assert doc.read_text() == "old page" and source.read_text() == '{"arms": {}}'
+    study.write_study({"arms": {"ews": {}}}, lambda measured: f"{len(measured['arms'])} arm", doc, source)
+    assert doc.read_text() == "1 arm" and json.loads(source.read_text()) == {"arms": {"ews": {}}}
 
 
 def test_rendering_without_training_never_drops_runs_the_committed_json_holds(monkeypatch, tmp_path):
