@@ -226,16 +226,18 @@ def subnet_accuracy(model: nn.Module, masks: tuple[torch.Tensor, ...] | None, im
     """Accuracy on `images` (uint8) of the subnet with `masks` (None: the full network), each batch
     normalised with its own statistics as in the controller's reward; running statistics untouched.
 
-    Shape: images (N, C, H, W) uint8, labels (N,)."""
+    Shape: images (N, C, H, W) uint8 and labels (N,), on any device (each batch goes to the model's)."""
     condition = Condition(channel_masks=masks, update_bn_stats=False)
+    device = next(model.parameters()).device
     training = model.training
     model.train()
     correct = 0
     try:
         with torch.no_grad():
             for start in range(0, len(labels), batch_size):
-                x = images[start:start + batch_size].float() / 255
-                correct += int((model(x, condition).argmax(1) == labels[start:start + batch_size]).sum())
+                x = to_device(images[start:start + batch_size], device).float() / 255
+                y = to_device(labels[start:start + batch_size], device)
+                correct += int((model(x, condition).argmax(1) == y).sum())
     finally:
         model.train(training)
     return correct / len(labels)
