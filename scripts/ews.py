@@ -11,13 +11,16 @@ trained with seeds 0, 1, 2 into runs/ews/<arm>-s<seed> (two runs at a time, one 
 evaluated with the corruptions suite; finished runs and evaluations are not repeated and stopped ones
 are resumed. The controller's settings must first pass scripts/ews_controller.py (its subnets weaker
 than random ones of the same width); otherwise this study measures distillation into random subnets
-twice and cannot answer its question. The page checks the same in every trained EWS model (`subnet_check`:
+twice and cannot answer its question. The page checks the same in every trained EWS model (`check_run`:
 its controller's subnets against random ones, per seed) before it reads the comparisons.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
+
+from robustrain.methods.ews import check_run
 from robustrain.study import PROJECT, Arm, PairedDifference, count_of, mean_sd, read_metrics, stated, Study
 
 
@@ -52,38 +55,17 @@ CHECK_IMAGES, CHECK_SUBNETS = 512, 16
 
 def record(run: str, results: dict, summary: dict) -> dict:
     """Besides the study's metrics: the last epoch's training accuracy and, for EWS, the reward's subnet
-    accuracy in that epoch and the mechanism check of the trained model (`subnet_check`)."""
+    accuracy in that epoch and the mechanism check of the trained model (`check_run`: 16 subnets sampled
+    from its controller against 16 uniformly random ones of the same widths, and the full network, on a
+    fixed 512 test images with batch statistics, as the controller's reward measures it)."""
     last = read_metrics(run)[-1]
     kept = {"train_acc_last_epoch": last["train_acc"]}
     if "controller_reward" in last:
         kept["subnet_acc_last_epoch"] = -last["controller_reward"]
-        kept["subnet_check"] = subnet_check(run)
+        kept["subnet_check"] = dataclasses.asdict(check_run(PROJECT / run, CHECK_IMAGES, CHECK_SUBNETS))
     if "subnet_kl" in last:
         kept["subnet_kl_last_epoch"] = last["subnet_kl"]
     return kept
-
-
-def subnet_check(run: str) -> dict:
-    """The mechanism at the end of training: the accuracy of 16 subnets sampled from the run's
-    controller and of 16 uniformly random subnets of the same widths, and of the full network, on a
-    fixed 512 test images with batch statistics (as the controller's reward measures it)."""
-    import torch
-
-    from robustrain.methods import method_from_section
-    from robustrain.methods.ews import check_subnets
-    from robustrain.train.checkpoint import load_latest
-    from robustrain.train.load import load_run
-
-    trained = load_run(PROJECT / run)
-    method = method_from_section(trained.config.method, trained.config.threat)
-    method.attach(trained.model)
-    tensors, _ = load_latest(PROJECT / run)
-    method.load_state_dict({k.removeprefix("method/"): v for k, v in tensors.items() if k.startswith("method/")})
-    test = trained.test_set
-    rows = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))[:CHECK_IMAGES]
-    check = check_subnets(trained.model, method, test.images[rows], test.labels[rows], CHECK_SUBNETS)
-    return {"images": len(rows), "full_acc": check.full_acc, "controller_subnet_acc": list(check.controller_acc),
-            "random_subnet_acc": list(check.random_acc)}
 
 
 def render(study: dict) -> str:

@@ -133,11 +133,40 @@ def test_the_subnet_check_tests_the_controllers_subnets_and_random_ones_on_the_s
     before = copy.deepcopy(model.state_dict())
     model.eval()
     check = check_subnets(model, method, images, labels, subnets=4)
-    assert check.full_acc == 1.0 and check.controller_acc == pytest.approx((expected,) * 4, abs=1e-9) and expected < 1
-    assert len(check.random_acc) == 4 and all(0 <= a <= 1 for a in check.random_acc)
+    assert check.full_acc == 1.0 and expected < 1
+    assert check.controller_subnet_acc == pytest.approx((expected,) * 4, abs=1e-9)
+    assert check.images == 64 and len(check.random_subnet_acc) == 4
+    assert all(0 <= a <= 1 for a in check.random_subnet_acc)
     assert not model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     with pytest.raises(ConfigError, match="needs an EWS method with a controller"):
         check_subnets(*ews(subnets="random"), images, labels)
+
+
+def test_the_check_of_a_finished_run_tests_its_trained_controller(tmp_path, monkeypatch):
+    from robustrain.methods import ews as ews_method
+    from robustrain.train.checkpoint import load_latest
+    from robustrain.train.load import load_run
+
+    config = {"data": {"name": "digits", "augment": "none", "train_limit": 128}, "model": {"name": "resnet20"},
+              "method": {"name": "ews", "base": {"name": "standard"}, "controller_interval": 1, "controller_lr": 0.1},
+              "eval": {"pgd_steps": 1, "pgd_limit": 20}, "epochs": 1, "batch_size": 32, "device": "cpu",
+              "out": str(tmp_path / "run")}
+    train(from_dict(RunConfig, config), progress=False)
+    checked, check_subnets = [], ews_method.check_subnets
+    monkeypatch.setattr(ews_method, "check_subnets", lambda model, method, *args: checked.append(method) or
+                        check_subnets(model, method, *args))
+    check = ews_method.check_run(tmp_path / "run")
+    saved = {k.removeprefix("method/controller."): v for k, v in load_latest(tmp_path / "run")[0].items()
+             if k.startswith("method/controller.")}
+    assert saved and all(torch.equal(v, checked[0].controller.state_dict()[k]) for k, v in saved.items())
+    trained = load_run(tmp_path / "run")
+    rows = torch.randperm(len(trained.test_set.labels), generator=torch.Generator().manual_seed(0))[:512]
+    images = trained.test_set.images[rows].float() / 255
+    with torch.no_grad():  # the full network with the statistics of batches of 128, as the reward measures it
+        full = torch.cat([trained.model.train()(images[i:i + 128]).argmax(1) for i in range(0, len(rows), 128)])
+    assert check.images == len(rows)
+    assert check.full_acc == int((full == trained.test_set.labels[rows]).sum()) / len(rows)
+    assert len(check.controller_subnet_acc) == len(check.random_subnet_acc) == 16
 
 
 def test_loss_is_the_base_loss_plus_the_weighted_kl_to_the_subnet():

@@ -1,13 +1,9 @@
-"""scripts/ews.py's mechanism check: it loads a finished EWS run's trained controller and tests its
-subnets against random ones, and the page states the seeds' paired difference with its verdict."""
+"""scripts/ews.py's mechanism section: the seeds' paired difference between the controller's subnets
+and random ones (robustrain.methods.ews.check_run, tests/test_ews.py), with its band and verdict."""
 
 from pathlib import Path
 
 import pytest
-import torch
-
-from robustrain.config import from_dict
-from robustrain.train import RunConfig, train
 
 
 @pytest.fixture
@@ -39,30 +35,3 @@ def test_the_page_states_whether_the_controllers_subnets_are_weaker_than_random_
     [*_, one] = ews_script.mechanism(study_with_checks([0.50], [0.60]))
     assert one.endswith("(mean ± sd over 1 seed). One seed so far: no interval yet.")
     assert ews_script.mechanism({"arms": {"augmix": {}}}) == []
-
-
-def test_the_check_of_a_finished_run_tests_its_trained_controller(ews_script, tmp_path, monkeypatch):
-    from robustrain.methods import ews as ews_method
-    from robustrain.train.checkpoint import load_latest
-    from robustrain.train.load import load_run
-
-    config = {"data": {"name": "digits", "augment": "none", "train_limit": 128}, "model": {"name": "resnet20"},
-              "method": {"name": "ews", "base": {"name": "standard"}, "controller_interval": 1, "controller_lr": 0.1},
-              "eval": {"pgd_steps": 1, "pgd_limit": 20}, "epochs": 1, "batch_size": 32, "device": "cpu",
-              "out": str(tmp_path / "run")}
-    train(from_dict(RunConfig, config), progress=False)
-    checked, check_subnets = [], ews_method.check_subnets
-    monkeypatch.setattr(ews_method, "check_subnets", lambda model, method, *args: checked.append(method) or
-                        check_subnets(model, method, *args))
-    check = ews_script.subnet_check(str(tmp_path / "run"))
-    saved = {k.removeprefix("method/controller."): v for k, v in load_latest(tmp_path / "run")[0].items()
-             if k.startswith("method/controller.")}
-    assert saved and all(torch.equal(v, checked[0].controller.state_dict()[k]) for k, v in saved.items())
-    trained = load_run(tmp_path / "run")
-    rows = torch.randperm(len(trained.test_set.labels), generator=torch.Generator().manual_seed(0))[:512]
-    images = trained.test_set.images[rows].float() / 255
-    with torch.no_grad():  # the full network with the statistics of batches of 128, as the reward measures it
-        full = torch.cat([trained.model.train()(images[i:i + 128]).argmax(1) for i in range(0, len(rows), 128)])
-    assert check["images"] == len(rows)
-    assert check["full_acc"] == int((full == trained.test_set.labels[rows]).sum()) / len(rows)
-    assert len(check["controller_subnet_acc"]) == len(check["random_subnet_acc"]) == 16

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -246,11 +247,12 @@ def subnet_accuracy(model: nn.Module, masks: tuple[torch.Tensor, ...] | None, im
 @dataclass(frozen=True)
 class SubnetCheck:
     """EWS's mechanism on one model: the accuracy of the full network, of subnets sampled from the
-    controller and of uniformly random subnets of the same widths, all on the same images."""
+    controller and of uniformly random subnets of the same widths, all on the same `images` images."""
 
+    images: int
     full_acc: float
-    controller_acc: tuple[float, ...]
-    random_acc: tuple[float, ...]
+    controller_subnet_acc: tuple[float, ...]
+    random_subnet_acc: tuple[float, ...]
 
 
 def check_subnets(model: nn.Module, method: EWS, images: torch.Tensor, labels: torch.Tensor, subnets: int = 16,
@@ -271,4 +273,15 @@ def check_subnets(model: nn.Module, method: EWS, images: torch.Tensor, labels: t
     with torch.no_grad():
         found = tuple(accuracy(method.controller(sampler)[0]) for _ in range(subnets))
     drawn = tuple(accuracy(random_picks(method.channels, method.keep, uniform)) for _ in range(subnets))
-    return SubnetCheck(subnet_accuracy(model, None, images, labels), found, drawn)
+    return SubnetCheck(len(labels), subnet_accuracy(model, None, images, labels), found, drawn)
+
+
+def check_run(folder: str | Path, images: int = 512, subnets: int = 16) -> SubnetCheck:
+    """check_subnets on an EWS run's newest checkpoint (its network and its controller), on a fixed
+    random `images` of its test set (all of them when fewer)."""
+    from ..train.load import load_method, load_run
+
+    trained = load_run(folder)
+    rows = torch.randperm(len(trained.test_set.labels), generator=torch.Generator().manual_seed(0))[:images]
+    return check_subnets(trained.model, load_method(trained), trained.test_set.images[rows],
+                         trained.test_set.labels[rows], subnets)

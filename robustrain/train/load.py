@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 from ..config import from_dict
 from ..data import ImageDataset
 from ..errors import ConfigError, RobustrainError
+from ..methods import Method, method_from_section
 from ..models import Classifier
 from .checkpoint import load_latest
 from .init import InitConfig, load_initial_weights
@@ -19,10 +21,14 @@ from .run_config import RunConfig, build_model, read_run_config
 
 @dataclass(frozen=True)
 class TrainedRun:
+    """A trained model with its run's configuration and test set; method_state: the training method's
+    own tensors from the same checkpoint (e.g. EWS's controller; empty for weights from elsewhere)."""
+
     folder: Path
     config: RunConfig
     model: Classifier
     test_set: ImageDataset
+    method_state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def load_weights(path: str | Path, model: dict, data: dict, key_map: tuple[tuple[str, str], ...] = ()) -> TrainedRun:
@@ -70,4 +76,13 @@ def load_run(path: str | Path) -> TrainedRun:
     except RuntimeError as error:
         raise RobustrainError(f"the checkpoint of {folder} does not fit its configured model: "
                               f"{str(error).splitlines()[0]}") from None
-    return TrainedRun(folder, config, model, test_set)
+    method_state = {k[len("method/"):]: v for k, v in tensors.items() if k.startswith("method/")}
+    return TrainedRun(folder, config, model, test_set, method_state)
+
+
+def load_method(run: TrainedRun) -> Method:
+    """The run's training method with its trained state (e.g. EWS's controller), attached to `run.model`."""
+    method = method_from_section(run.config.method, run.config.threat)
+    method.attach(run.model)
+    method.load_state_dict(run.method_state)
+    return method
