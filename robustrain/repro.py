@@ -23,6 +23,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,7 +35,7 @@ from .io import atomic_write_text
 from .registry import Registry
 from .runs import RunFolder
 from .provenance import PROJECT, commit, device_name
-from .study import PROTOCOLS, Arm, Study, comparison_key
+from .study import PROTOCOLS, Arm, PairedDifference, Study, comparison_key
 
 Metric = Literal["clean_acc", "pgd", "autoattack"]
 # Tiny mode: every experiment on a few hundred images, in seconds on a CPU (the tests run it).
@@ -109,15 +110,38 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Mechanism:
+    """What must act for a study to test its method at all, measured in each run of `arm`:
+    measure(run folder) -> (the method's value, a reference value), e.g. the accuracy of the subnets
+    EWS's controller finds and of random ones; their per-seed differences are expected `expected`
+    ("above" / "below": the 95% interval excludes 0 on that side)."""
+
+    arm: str
+    what: str
+    measure: Callable[[Path], tuple[float, float]]
+    expected: Literal["above", "below"]
+    source: str
+
+    def judge(self, runs: list[str]) -> dict:
+        """The target row of the arm's `runs` (one per seed, in seed order)."""
+        difference = PairedDifference(tuple(a - b for a, b in (self.measure(PROJECT / run) for run in runs)))
+        return {"mechanism": f"{self.arm}: {self.what}", "seeds": len(runs), "expected": self.expected,
+                "source": self.source, "measured": difference.mean, "band_95": difference.half_width,
+                "verdict": difference.verdict, "met": difference.verdict == self.expected}
+
+
+@dataclass(frozen=True)
 class StudyExperiment(Priced):
     """A method against its own baseline at the same budget rather than against a published number: a
     `study` (arms, `--init` chains, seeds, comparisons; its runs are `robustrain train` processes) and
-    the paper's `claims` about its comparisons. Met when every claim's verdict is what the paper
-    expects; the band is the seeds' (paired differences, 95% t interval)."""
+    the paper's `claims` about its comparisons, and the `mechanisms` that must act for the study to
+    test the method. Met when every claim's verdict is what the paper expects and every mechanism
+    acts; the band is the seeds' (paired differences, 95% t interval)."""
 
     summary: str
     study: Study
     claims: tuple[Claim, ...]
+    mechanisms: tuple[Mechanism, ...] = ()
     gpu_s: float = math.inf
     cpu_s: float = math.inf
     comparable: bool = True
@@ -131,6 +155,10 @@ class StudyExperiment(Priced):
                 raise ValueError(f"study {self.study.name}: the claim on {claim.key} ({claim.metric}) is not one of "
                                  f"its comparisons {list(self.study.comparisons)} and metrics "
                                  f"{list(self.study.metrics)}.")
+        for mechanism in self.mechanisms:
+            if mechanism.arm not in self.study.arms:
+                raise ValueError(f"study {self.study.name}: the mechanism of arm {mechanism.arm!r} is not measured in "
+                                 f"one of its arms {list(self.study.arms)}.")
 
     @property
     def name(self) -> str:
@@ -207,6 +235,15 @@ WANG_2020 = ("Wang et al. 2020 (NeurIPS) abstract: OAT, without re-training, ach
              "performance compared to dedicatedly trained models")
 ZHANG_2020 = ("Zhang et al. 2020 (CVPR) abstract: auxiliary training improves accuracy by 2.21% and corruption error "
               "by 21.64% over traditional training (CIFAR-100)")
+def ews_subnets(run: Path) -> tuple[float, float]:
+    """EWS's mechanism in a finished run: the mean accuracy of its controller's subnets and of random
+    subnets of the same widths (robustrain.methods.ews.check_run)."""
+    from .methods.ews import check_run
+
+    check = check_run(run)
+    return statistics.fmean(check.controller_subnet_acc), statistics.fmean(check.random_subnet_acc)
+
+
 GUO_2022 = ("Guo, Stutz & Schiele 2022 (ECCV) abstract: EWS greatly improves both robustness against corrupted "
             "images and accuracy on clean data")
 for _experiment in (
@@ -290,6 +327,10 @@ for _experiment in (
                 Claim(("ews", "augmix-equal-cost"), "clean_acc", "not below", GUO_2022),
                 Claim(("ews", "random-subnets"), "corruption_error", "below", f"{GUO_2022}; the search, not the "
                       "distillation alone")),
+        mechanisms=(Mechanism("ews", "accuracy of 16 subnets its controller samples − 16 uniformly random subnets "
+                              "of the same widths (512 test images, batch statistics)", ews_subnets, "below",
+                              "Guo, Stutz & Schiele 2022 (ECCV): the controller finds the weak subnets EWS "
+                              "strengthens"),),
         # estimates as above: AugMix's 3 passes and EWS's 6 per image, 24 standard epochs per arm
         gpu_s=600, cpu_s=60 * 3600),
 ):
@@ -430,10 +471,15 @@ def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: st
                        "source": claim.source, "seeds": comparison["seeds"], "budget_passes": budgets,
                        "measured": difference["mean"], "band_95": difference["ci95_half_width"],
                        "verdict": difference["verdict"], "met": claim.met(difference["verdict"])})
+    for mechanism in experiment.mechanisms:
+        runs = [record["run"] for _, record in sorted(measured["arms"].get(mechanism.arm, {}).items())]
+        if runs:
+            judged.append(mechanism.judge(runs))
     if tiny or not experiment.comparable:
         judged_verdict = "not comparable"
     else:
-        judged_verdict = "met" if len(judged) == len(experiment.claims) and all(t["met"] for t in judged) else "missed"
+        expected = len(experiment.claims) + len(experiment.mechanisms)
+        judged_verdict = "met" if len(judged) == expected and all(t["met"] for t in judged) else "missed"
     # the code that trained the runs (a run finished by an earlier call keeps that call's commit)
     trained = {c for seeds in measured["arms"].values() for r in seeds.values() for c in r["trained_at"]}
     return Entry(
@@ -462,7 +508,9 @@ def render(entries: list[dict]) -> str:
              "and commit, in `reproductions.json` beside this page. Accuracies in %. Against a published number, the "
              "band is the 95% interval from the test images alone (one seed: seed-to-seed spread is not in it); a "
              "method against its baseline (a Δ row) is the mean per-seed paired difference in points with the 95% t "
-             "interval over its seeds, and the target is the verdict the paper's claim expects of it.", "",
+             "interval over its seeds, and the target is the verdict the paper's claim expects of it. A mechanism row "
+             "is what must act for such a study to test the method at all (e.g. EWS's controller finding subnets "
+             "weaker than random ones), measured in each run of the method as the same paired difference.", "",
              "| experiment | device | commit | metric | measured | target | source | verdict |",
              "|---|---|---|---|---:|---:|---|---|"]
     for entry in entries:
@@ -494,6 +542,8 @@ def listing() -> str:
                            for arm, a in study.arms.items())
             what += f"\n  seeds {', '.join(map(str, study.seeds))}; claims: " + "; ".join(
                 f"{c.key}: {c.metric} {c.expected} ({c.source})" for c in experiment.claims)
+            what += "".join(f"\n  mechanism: {m.arm}: {m.what} {m.expected} ({m.source})"
+                            for m in experiment.mechanisms)
         else:
             targets = "; ".join(f"{t.metric} >= {100 * t.at_least:.0f}% ({t.protocol}; {t.source})"
                                 for t in experiment.targets)
@@ -508,8 +558,11 @@ def listing() -> str:
 
 
 def _target_cells(target: dict) -> str:
-    """The metric, measured and target cells of one target: a published number, or a claim about a
-    method against its baseline."""
+    """The metric, measured and target cells of one target: a published number, a claim about a method
+    against its baseline, or a mechanism that must act."""
+    if "mechanism" in target:
+        return (f"mechanism: {target['mechanism']} ({target['seeds']} seeds) | {100 * target['measured']:+.2f} ± "
+                f"{100 * target['band_95']:.2f} ({target['verdict']}) | {target['expected']}")
     if "comparison" in target:
         method, baseline = target["budget_passes"]
         return (f"Δ {target['metric']}: {target['comparison']} ({len(target['seeds'])} seeds; {method:.1f} against "

@@ -22,6 +22,7 @@ def test_the_list_names_every_experiment_with_its_targets_and_cost(capsys):
     assert "clean_acc >= 83%" in listed and "on an H100" in listed and "on a 2-core CPU" in listed
     assert "arm aft: AFT, slow start fast decay, 1 epoch: configs/cpu/aft_ssfd_cifar10.yaml" in listed
     assert "(starts from pretrain)" in listed and "aft - pgd-at: pgd_acc not below" in listed
+    assert "mechanism: ews: accuracy of 16 subnets its controller samples" in listed
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +136,10 @@ def test_a_method_against_baseline_experiment_trains_its_arms_in_order_and_judge
     assert {"oat@lambda=0", "oat@lambda=1", "standard", "pgd-at"} == set(entries["oat_vs_dedicated"]["metrics"])
     # a study with an evaluation suite: corruption error measured for every arm
     assert all(0 <= arm["corruption_error"]["mean"] <= 1 for arm in entries["ews_vs_augmix"]["metrics"].values())
+    # EWS's mechanism, measured in the trained runs: their controllers' subnets against random ones
+    [mechanism] = [t for t in entries["ews_vs_augmix"]["target"] if "mechanism" in t]
+    assert mechanism["mechanism"].startswith("ews: accuracy of 16 subnets") and mechanism["seeds"] == 2
+    assert -1 <= mechanism["measured"] <= 1 and mechanism["verdict"] in ("above", "below", "within the noise")
 
 
 @pytest.mark.parametrize(("expected", "verdicts_met"), [
@@ -178,6 +183,38 @@ def test_a_method_against_baseline_verdict_is_met_only_when_every_claim_is(monke
     assert below.target[0]["budget_passes"] == [22.0, 22.0]
     page = render([{**vars(below), "settings": {"study": {}}}])
     assert "Δ pgd_acc: aft - pgd-at (3 seeds; 22.0 against 22.0 passes per image) | -3.50 ± 1.00 (below) |" in page
+
+
+def test_a_study_whose_mechanism_does_not_act_is_missed_even_where_its_claims_hold(monkeypatch, tmp_path):
+    import dataclasses
+
+    from robustrain.repro import Mechanism, run_study_experiment
+
+    def with_mechanism(differences):
+        values = {f"/runs/aft-s{seed}": (0.5 + d, 0.5) for seed, d in enumerate(differences)}
+        return dataclasses.replace(REPRODUCTIONS.get("aft_vs_pgd_at"), mechanisms=(
+            Mechanism("aft", "what acts", lambda run: values[str(run)], "below", "paper"),))
+
+    def run(self, train, tiny, record, runs, extra, jobs):
+        level = {metric: {"mean": 0.0, "ci95_half_width": 0.01, "verdict": "within the noise"}
+                 for metric in ("pgd_acc", "clean_acc")}
+        arms = {arm: {seed: {"run": f"/runs/{arm}-s{seed}", "trained_at": [], "budget_passes": 22.0, "clean_acc": 0.5,
+                             "pgd_acc": 0.3} for seed in (2, 0, 1)} for arm in ("aft", "pgd-at")}
+        return {"settings": {}, "arms": arms, "comparisons": {"aft - pgd-at": {"seeds": [0, 1, 2], **level}}}
+
+    monkeypatch.setattr(type(REPRODUCTIONS.get("aft_vs_pgd_at").study), "run", run)
+    # differences -0.10, -0.09, -0.11: mean -10 points, 95% half-width 4.303 x 1 / sqrt(3) = 2.48 points
+    acts = run_study_experiment(with_mechanism((-0.10, -0.09, -0.11)), tmp_path, "cpu", None, tiny=False, jobs=1)
+    assert acts.verdict == "met"
+    assert acts.target[-1] == {"mechanism": "aft: what acts", "seeds": 3, "expected": "below", "source": "paper",
+                               "measured": pytest.approx(-0.10), "band_95": pytest.approx(0.024843, abs=1e-6),
+                               "verdict": "below", "met": True}
+    inert = run_study_experiment(with_mechanism((-0.10, 0.05, 0.02)), tmp_path, "cpu", None, tiny=False, jobs=1)
+    assert inert.verdict == "missed" and [t["met"] for t in inert.target] == [True, True, False]
+    page = render([{**vars(acts), "settings": {"study": {}}}])
+    assert "| mechanism: aft: what acts (3 seeds) | -10.00 ± 2.48 (below) | below | paper | met |" in page
+    with pytest.raises(ValueError, match="the mechanism of arm 'augmix' is not measured in one of its arms"):
+        dataclasses.replace(with_mechanism(()), mechanisms=(Mechanism("augmix", "x", len, "below", "paper"),))
 
 
 @pytest.mark.parametrize("name", [e.name for e in REPRODUCTIONS.values() if isinstance(e, StudyExperiment)])
