@@ -12,7 +12,7 @@ evaluated with the corruptions suite; finished runs and evaluations are not repe
 are resumed. The controller's settings must first pass scripts/ews_controller.py (its subnets weaker
 than random ones of the same width); otherwise this study measures distillation into random subnets
 twice and cannot answer its question. The page checks the same in every trained EWS model (`check_run`:
-its controller's subnets against random ones, per seed) before it reads the comparisons.
+its controller's subnets against random ones, per seed) in its section "Does the search act?".
 """
 
 from __future__ import annotations
