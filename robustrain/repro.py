@@ -35,7 +35,8 @@ from .io import atomic_write_text
 from .registry import Registry
 from .runs import RunFolder
 from .provenance import PROJECT, commit, device_name
-from .study import PROTOCOLS, Arm, PairedDifference, Study, comparison_key
+from .study import PROTOCOLS, Arm, PairedDifference, Study, arm_of, comparison_key
+from .train.run_config import read_run_config
 
 Metric = Literal["clean_acc", "pgd", "autoattack"]
 # Tiny mode: every experiment on a few hundred images, in seconds on a CPU (the tests run it).
@@ -231,10 +232,29 @@ STUDY_TINY = ("model.name=resnet20", "epochs=1", "batch_size=16", "data.train_li
               "eval.pgd_steps=2", "eval.epoch_pgd_limit=null", "precision=fp32", "channels_last=false")
 JEDDI_2020 = ("Jeddi, Shafiee & Wong 2020 (arXiv 2012.13628) abstract: adversarial fine-tuning of a standard model "
               "outperforms PGD-AT from scratch in accuracy and robustness at 8-10x less compute")
+WANG_2020_TRADE = "Wang et al. 2020 (NeurIPS): the test-time λ moves one model along the accuracy-robustness trade-off"
 WANG_2020 = ("Wang et al. 2020 (NeurIPS) abstract: OAT, without re-training, achieves similar or even superior "
              "performance compared to dedicatedly trained models")
 ZHANG_2020 = ("Zhang et al. 2020 (CVPR) abstract: auxiliary training improves accuracy by 2.21% and corruption error "
               "by 21.64% over traditional training (CIFAR-100)")
+def fine_tuned_pgd(run: Path) -> tuple[float, float]:
+    """The PGD-20 accuracy of a fine-tuned run and of the run it started from (its `init.path`)."""
+    start = read_run_config(RunFolder(run)).init.path
+    return RunFolder(run).results().model.pgd.acc, RunFolder(PROJECT / start).results().model.pgd.acc
+
+
+def oat_clean_trade(run: Path) -> tuple[float, float]:
+    """An OAT run's clean accuracy at λ = 0 and at λ = 1."""
+    measured = RunFolder(run).results().measurements
+    return measured["lambda=0"].clean_acc, measured["lambda=1"].clean_acc
+
+
+def oat_robust_trade(run: Path) -> tuple[float, float]:
+    """An OAT run's PGD-20 accuracy at λ = 1 and at λ = 0."""
+    measured = RunFolder(run).results().measurements
+    return measured["lambda=1"].pgd.acc, measured["lambda=0"].pgd.acc
+
+
 def ews_subnets(run: Path) -> tuple[float, float]:
     """EWS's mechanism in a finished run: the mean accuracy of its controller's subnets and of random
     subnets of the same widths (robustrain.methods.ews.check_run)."""
@@ -261,6 +281,8 @@ for _experiment in (
             comparisons=(("aft", "pgd-at"),), tiny=STUDY_TINY, suite=None, metrics=("clean_acc", "pgd_acc")),
         claims=(Claim(("aft", "pgd-at"), "pgd_acc", "not below", JEDDI_2020),
                 Claim(("aft", "pgd-at"), "clean_acc", "not below", JEDDI_2020)),
+        mechanisms=(Mechanism("aft", "PGD-20 accuracy after the fine-tuning − before it (the standard model it "
+                              "starts from)", fine_tuned_pgd, "above", "adversarial training makes a model robust"),),
         # estimates from the H200's rates at batch 128 (about 5 s per standard epoch, 25 s per PGD-10
         # epoch, 15 s to start a run): 3 runs at a time
         gpu_s=400, cpu_s=60 * 3600),
@@ -282,6 +304,9 @@ for _experiment in (
         claims=(Claim(("oat@lambda=0", "standard"), "clean_acc", "not below", WANG_2020),
                 Claim(("oat@lambda=1", "pgd-at"), "pgd_acc", "not below", WANG_2020),
                 Claim(("oat@lambda=1", "pgd-at"), "clean_acc", "not below", WANG_2020)),
+        mechanisms=(Mechanism("oat", "clean accuracy at λ = 0 − at λ = 1", oat_clean_trade, "above", WANG_2020_TRADE),
+                    Mechanism("oat", "PGD-20 accuracy at λ = 1 − at λ = 0", oat_robust_trade, "above",
+                              WANG_2020_TRADE)),
         # estimates as above, PGD-7 at about 18 s per epoch: OAT's 12 epochs cost about 7 of PGD-AT's
         gpu_s=500, cpu_s=60 * 3600),
     StudyExperiment(
@@ -472,9 +497,11 @@ def run_study_experiment(experiment: StudyExperiment, runs_dir: Path, device: st
                        "measured": difference["mean"], "band_95": difference["ci95_half_width"],
                        "verdict": difference["verdict"], "met": claim.met(difference["verdict"])})
     for mechanism in experiment.mechanisms:
-        runs = [record["run"] for _, record in sorted(measured["arms"].get(mechanism.arm, {}).items())]
+        # the arm's runs, one per seed (a conditioned arm has a record per test-time setting: oat@lambda=0, ...)
+        runs = {seed: record["run"] for key, seeds in measured["arms"].items() if arm_of(key) == mechanism.arm
+                for seed, record in seeds.items()}
         if runs:
-            judged.append(mechanism.judge(runs))
+            judged.append(mechanism.judge([runs[seed] for seed in sorted(runs)]))
     if tiny or not experiment.comparable:
         judged_verdict = "not comparable"
     else:

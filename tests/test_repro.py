@@ -129,8 +129,14 @@ def test_a_method_against_baseline_experiment_trains_its_arms_in_order_and_judge
     assert entry["commit"] == recorded["commit"]  # the code that trained the runs
     for arm in entry["metrics"].values():
         assert set(arm["clean_acc"]["per_seed"]) == {"0", "1"}
-    assert [(t["comparison"], t["metric"]) for t in entry["target"]] == [("aft - pgd-at", "pgd_acc"),
-                                                                         ("aft - pgd-at", "clean_acc")]
+    assert [(t.get("comparison"), t.get("metric")) for t in entry["target"]] == [("aft - pgd-at", "pgd_acc"),
+                                                                                 ("aft - pgd-at", "clean_acc"),
+                                                                                 (None, None)]
+    # the mechanisms, measured in the runs: fine-tuning's PGD-20 against its start's, OAT's two λ
+    assert entry["target"][2]["mechanism"].startswith("aft: PGD-20 accuracy after the fine-tuning")
+    oat = [(t["mechanism"].split(" at λ")[0], t["seeds"]) for t in entries["oat_vs_dedicated"]["target"]
+           if "mechanism" in t]
+    assert oat == [("oat: clean accuracy", 2), ("oat: PGD-20 accuracy", 2)]
     pgd = entry["metrics"]["aft"]["pgd_acc"]["per_seed"], entry["metrics"]["pgd-at"]["pgd_acc"]["per_seed"]
     assert entry["target"][0]["measured"] == pytest.approx((pgd[0]["0"] - pgd[1]["0"] + pgd[0]["1"] - pgd[1]["1"]) / 2)
     assert {"oat@lambda=0", "oat@lambda=1", "standard", "pgd-at"} == set(entries["oat_vs_dedicated"]["metrics"])
@@ -161,9 +167,11 @@ def test_a_claim_on_a_comparison_or_metric_the_study_does_not_make_is_refused(co
 
 
 def test_a_method_against_baseline_verdict_is_met_only_when_every_claim_is(monkeypatch, tmp_path):
+    import dataclasses
+
     from robustrain.repro import run_study_experiment
 
-    experiment = REPRODUCTIONS.get("aft_vs_pgd_at")
+    experiment = dataclasses.replace(REPRODUCTIONS.get("aft_vs_pgd_at"), mechanisms=())  # claims alone
 
     def measured(pgd_differences, clean_differences):
         def run(self, train, tiny, record, runs, extra, jobs):
