@@ -255,6 +255,15 @@ def oat_robust_trade(run: Path) -> tuple[float, float]:
     return measured["lambda=1"].pgd.acc, measured["lambda=0"].pgd.acc
 
 
+def merged_heads(run: Path) -> tuple[float, float]:
+    """An Auxiliary Training run's heads' mean distance to the primary classifier after its merging
+    epoch and before it (robustrain.methods.auxiliary.check_merging)."""
+    from .methods.auxiliary import check_merging
+
+    check = check_merging(run)
+    return check.head_distance_after, check.head_distance_before
+
+
 def ews_subnets(run: Path) -> tuple[float, float]:
     """EWS's mechanism in a finished run: the mean accuracy of its controller's subnets and of random
     subnets of the same widths (robustrain.methods.ews.check_run)."""
@@ -324,12 +333,17 @@ for _experiment in (
                   "auxiliary": Arm("Auxiliary Training, 7 epochs", "configs/cpu/auxiliary_step_cifar10.yaml",
                                    (PREACT, *AT_SCALE))},
             comparisons=(("auxiliary", "standard"), ("auxiliary", "views-equal-cost")),
-            tiny=(*STUDY_TINY, "schedule.milestones=[0.5]")),
+            # two epochs, so that the merging check has the checkpoint before the merging epoch
+            tiny=(*STUDY_TINY, "epochs=2", "schedule.milestones=[1.0]")),
         claims=(Claim(("auxiliary", "standard"), "clean_acc", "above", ZHANG_2020),
                 Claim(("auxiliary", "standard"), "corruption_error", "below", ZHANG_2020),
                 Claim(("auxiliary", "views-equal-cost"), "clean_acc", "not below", f"{ZHANG_2020}; at equal passes"),
                 Claim(("auxiliary", "views-equal-cost"), "corruption_error", "not above",
                       f"{ZHANG_2020}; at equal passes")),
+        mechanisms=(Mechanism("auxiliary", "the heads' mean distance ‖W_j − W_0‖ to the primary classifier after the "
+                              "merging epoch − before it", merged_heads, "below",
+                              "Zhang et al. 2020 (CVPR): weight merging pulls the heads' classifiers to the primary "
+                              "one"),),
         # estimates as above: Auxiliary Training's 5 passes per image make its 7 epochs about 35 standard ones
         gpu_s=500, cpu_s=60 * 3600),
     StudyExperiment(

@@ -13,8 +13,9 @@ repeated and stopped ones are resumed.
 
 from __future__ import annotations
 
-import statistics
+import dataclasses
 
+from robustrain.methods.auxiliary import check_merging
 from robustrain.results import RunResults
 from robustrain.study import PROJECT, Arm, read_metrics, Study
 
@@ -39,31 +40,13 @@ STUDY = Study(
 )
 
 
-def merging(run: str) -> dict:
-    """The mechanism check of the weight merging, from the run's last two checkpoints (the epoch
-    before merging starts and the last one): how far the primary classifier moved while merging,
-    and the heads' distance to it before and after."""
-    from safetensors.torch import load_file
-
-    folder = PROJECT / run / "checkpoints"
-    before, after = (load_file(path) for path in sorted(folder.glob("epoch-*.safetensors"))[-2:])
-    primary = "model/fc.weight"
-    heads = sorted(k for k in after if k.startswith("method/heads.") and k.endswith(".fc.weight"))
-
-    def gap(state) -> float:
-        return statistics.fmean(float((state[k] - state[primary]).norm()) for k in heads)
-
-    moved = float((after[primary] - before[primary]).norm() / before[primary].norm())
-    return {"primary_relative_change_last_epoch": moved, "head_distance_before": gap(before),
-            "head_distance_after": gap(after)}
-
-
 def record(run: str, results: RunResults, summary: dict) -> dict:
     """Besides the study's measurements: for Auxiliary Training the merge penalty and the merging check."""
     metrics = read_metrics(run)
     if "merge_penalty" not in metrics[-1]:
         return {}
-    return {"merge_penalty_per_epoch": [m["merge_penalty"] for m in metrics], "merging": merging(run)}
+    return {"merge_penalty_per_epoch": [m["merge_penalty"] for m in metrics],
+            "merging": dataclasses.asdict(check_merging(PROJECT / run))}
 
 
 def render(study: dict) -> str:

@@ -66,6 +66,30 @@ def test_weight_merging_pulls_the_heads_classifiers_to_the_primary_one():
     assert out.logs["merge_penalty"] > 0
 
 
+def test_the_merging_check_reads_the_last_two_end_of_epoch_checkpoints(tmp_path):
+    from safetensors.torch import save_file
+
+    from robustrain.methods.auxiliary import check_merging
+
+    def checkpoint(stem, primary, heads):
+        tensors = {"model/fc.weight": torch.tensor([primary]),
+                   **{f"method/heads.{j}.fc.weight": torch.tensor([primary]) + torch.tensor([offset])
+                      for j, offset in enumerate(heads)}}
+        save_file(tensors, tmp_path / "checkpoints" / f"{stem}.safetensors")
+
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(ConfigError, match="keeps 0 end-of-epoch checkpoints; the merging check needs the last two"):
+        check_merging(tmp_path)
+    # before: primary (3, 4), heads at distances 2 and 4; after: the primary moved by (0.6, 0.8), 1/5 of its
+    # norm, and the heads sit at distance 1; a checkpoint within the last epoch is not one of the two
+    checkpoint("epoch-0005", [3.0, 4.0], [[0.0, 2.0], [4.0, 0.0]])
+    checkpoint("epoch-0006-step-0000010", [9.0, 9.0], [[9.0, 9.0], [9.0, 9.0]])
+    checkpoint("epoch-0006", [3.6, 4.8], [[1.0, 0.0], [0.0, -1.0]])
+    check = check_merging(tmp_path)
+    assert check.primary_relative_change_last_epoch == pytest.approx(0.2)
+    assert check.head_distance_before == pytest.approx(3.0) and check.head_distance_after == pytest.approx(1.0)
+
+
 def test_distillation_direction_decides_who_learns():
     x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
 

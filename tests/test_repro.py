@@ -137,6 +137,8 @@ def test_a_method_against_baseline_experiment_trains_its_arms_in_order_and_judge
     oat = [(t["mechanism"].split(" at λ")[0], t["seeds"]) for t in entries["oat_vs_dedicated"]["target"]
            if "mechanism" in t]
     assert oat == [("oat: clean accuracy", 2), ("oat: PGD-20 accuracy", 2)]
+    [merging] = [t for t in entries["auxiliary_vs_standard"]["target"] if "mechanism" in t]
+    assert merging["mechanism"].startswith("auxiliary: the heads' mean distance") and merging["seeds"] == 2
     pgd = entry["metrics"]["aft"]["pgd_acc"]["per_seed"], entry["metrics"]["pgd-at"]["pgd_acc"]["per_seed"]
     assert entry["target"][0]["measured"] == pytest.approx((pgd[0]["0"] - pgd[1]["0"] + pgd[0]["1"] - pgd[1]["1"]) / 2)
     assert {"oat@lambda=0", "oat@lambda=1", "standard", "pgd-at"} == set(entries["oat_vs_dedicated"]["metrics"])

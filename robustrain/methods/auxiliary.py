@@ -27,7 +27,9 @@ schedule (epoch 180 of 210).
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -145,3 +147,34 @@ class Auxiliary(Method):
             loss = loss + o.merge_weight * penalty
         return StepOutput(loss, logits, {"aux_ce": aux_ce.detach(), "distill": distill.detach(),
                                          "merge_penalty": penalty.detach()})
+
+
+@dataclass(frozen=True)
+class MergingCheck:
+    """What the weight merging did in one run whose merging filled its last epoch (the official
+    schedule's shape): how far the primary classifier moved in that epoch, relative to its norm, and
+    the heads' mean distance ‖W_j − W_0‖ to it before and after."""
+
+    primary_relative_change_last_epoch: float
+    head_distance_before: float
+    head_distance_after: float
+
+
+def check_merging(folder: str | Path) -> MergingCheck:
+    """The MergingCheck of an Auxiliary Training run, from its last two end-of-epoch checkpoints."""
+    from safetensors.torch import load_file
+
+    from ..train.checkpoint import epoch_checkpoints
+
+    kept = epoch_checkpoints(Path(folder))
+    if len(kept) < 2:
+        raise ConfigError(f"{folder} keeps {len(kept)} end-of-epoch checkpoints; the merging check needs the last two.")
+    before, after = (load_file(path) for path in kept[-2:])
+    primary = "model/fc.weight"
+    heads = sorted(k for k in after if k.startswith("method/heads.") and k.endswith(".fc.weight"))
+
+    def gap(state: dict[str, torch.Tensor]) -> float:
+        return statistics.fmean(float((state[k] - state[primary]).norm()) for k in heads)
+
+    moved = float((after[primary] - before[primary]).norm() / before[primary].norm())
+    return MergingCheck(moved, gap(before), gap(after))

@@ -89,6 +89,12 @@ def save_checkpoint(run_dir: Path, epoch: int, tensors: dict[str, torch.Tensor],
             (folder / f"{old}{suffix}").unlink(missing_ok=True)
 
 
+def epoch_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's kept end-of-epoch checkpoint files, oldest first (within-epoch ones left out)."""
+    folder = RunFolder(run_dir).checkpoints
+    return [folder / f"{stem}.safetensors" for stem in reversed(_stems(folder)) if len(stem.split("-")) == 2]
+
+
 def _order(stem: str) -> tuple[int, float]:
     """(epoch, step) of a checkpoint name; the end of an epoch comes after every step within it."""
     parts = stem.split("-")
