@@ -291,7 +291,8 @@ for _experiment in (
         claims=(Claim(("aft", "pgd-at"), "pgd_acc", "not below", JEDDI_2020),
                 Claim(("aft", "pgd-at"), "clean_acc", "not below", JEDDI_2020)),
         mechanisms=(Mechanism("aft", "PGD-20 accuracy after the fine-tuning − before it (the standard model it "
-                              "starts from)", fine_tuned_pgd, "above", "adversarial training makes a model robust"),),
+                              "starts from)", fine_tuned_pgd, "above",
+                              "Jeddi, Shafiee & Wong 2020: adversarial fine-tuning makes a standard model robust"),),
         # estimates from the H200's rates at batch 128 (about 5 s per standard epoch, 25 s per PGD-10
         # epoch, 15 s to start a run): 3 runs at a time
         gpu_s=400, cpu_s=60 * 3600),
