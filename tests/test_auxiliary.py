@@ -88,6 +88,9 @@ def test_the_merging_check_reads_the_last_two_end_of_epoch_checkpoints(tmp_path)
     check = check_merging(tmp_path)
     assert check.primary_relative_change_last_epoch == pytest.approx(0.2)
     assert check.head_distance_before == pytest.approx(3.0) and check.head_distance_after == pytest.approx(1.0)
+    checkpoint("epoch-0007", [3.6, 4.8], [])  # a run of another method: no heads
+    with pytest.raises(ConfigError, match="holds no auxiliary heads"):
+        check_merging(tmp_path)
 
 
 def test_distillation_direction_decides_who_learns():

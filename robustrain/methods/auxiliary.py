@@ -172,6 +172,8 @@ def check_merging(folder: str | Path) -> MergingCheck:
     before, after = (load_file(path) for path in kept[-2:])
     primary = "model/fc.weight"
     heads = sorted(k for k in after if k.startswith("method/heads.") and k.endswith(".fc.weight"))
+    if not heads:
+        raise ConfigError(f"{folder} holds no auxiliary heads; the merging check needs an Auxiliary Training run.")
 
     def gap(state: dict[str, torch.Tensor]) -> float:
         return statistics.fmean(float((state[k] - state[primary]).norm()) for k in heads)
