@@ -453,20 +453,22 @@ class Study:
     def reading(self, study: dict, described: dict[tuple[str, str], str], limits: list[str]) -> list[str]:
         """A page's Reading section: one bullet per comparison that has run ((arm, baseline) pairs of the
         study's comparisons, described in words) with each metric's mean difference, 95% band and verdict
-        (provisional while it has fewer seeds than planned), then the study's limits; nothing until the
-        first described comparison has run."""
+        (provisional while it has fewer seeds than planned), one naming those not run yet, then the study's
+        limits; nothing until a described comparison has run."""
         unknown = [pair for pair in described if pair not in self.comparisons]
         if unknown:
             raise ValueError(f"study {self.name}: the described comparisons {unknown} are not among its comparisons "
                              f"{list(self.comparisons)}.")
         keys = {comparison_key(*pair): what for pair, what in described.items()}
-        if next(iter(keys)) not in study["comparisons"]:
+        waiting = [what for key, what in keys.items() if key not in study["comparisons"]]
+        if len(waiting) == len(keys):
             return []
         better = ", ".join(f"{LABELS[m]}: {'higher' if m.endswith('_acc') else 'lower'} is better"
                            for m in self.metrics)
         return ["", "## Reading", "", f"Mean paired differences with their 95% bands ({better}).", "",
                 *(f"- {what}: " + ", ".join(f"{LABELS[m]} {stated(study['comparisons'][key][m])}" for m in self.metrics)
                   + "." + provisional(study, key) for key, what in keys.items() if key in study["comparisons"]),
+                *([f"- Not run yet: {'; '.join(waiting)}."] if waiting else []),
                 *limits]
 
     def training_minutes(self, study: dict) -> str:

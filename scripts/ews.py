@@ -50,19 +50,16 @@ STUDY = Study(
 )
 
 
-CHECK_IMAGES, CHECK_SUBNETS = 512, 16
-
-
 def record(run: str, results: dict, summary: dict) -> dict:
     """Besides the study's metrics: the last epoch's training accuracy and, for EWS, the reward's subnet
-    accuracy in that epoch and the mechanism check of the trained model (`check_run`: 16 subnets sampled
-    from its controller against 16 uniformly random ones of the same widths, and the full network, on a
-    fixed 512 test images with batch statistics, as the controller's reward measures it)."""
+    accuracy in that epoch and the mechanism check of the trained model (`check_run` with its defaults:
+    subnets sampled from its controller against as many uniformly random ones of the same widths, and
+    the full network, on fixed test images with batch statistics, as the controller's reward measures it)."""
     last = read_metrics(run)[-1]
     kept = {"train_acc_last_epoch": last["train_acc"]}
     if "controller_reward" in last:
         kept["subnet_acc_last_epoch"] = -last["controller_reward"]
-        kept["subnet_check"] = dataclasses.asdict(check_run(PROJECT / run, CHECK_IMAGES, CHECK_SUBNETS))
+        kept["subnet_check"] = dataclasses.asdict(check_run(PROJECT / run))
     if "subnet_kl" in last:
         kept["subnet_kl_last_epoch"] = last["subnet_kl"]
     return kept
@@ -112,7 +109,8 @@ ACTS = {"below": "weaker than random ones beyond the noise: the search acts",
 
 def mechanism(study: dict) -> list[str]:
     """Does the search act in the trained EWS models: are the controller's subnets weaker than random
-    subnets of the same widths (per seed, the mean over 16 of each; 95% t interval over the seeds)?"""
+    subnets of the same widths (per seed, the mean over the subnets of each kind; 95% t interval over
+    the seeds)?"""
     checks = {seed: r["subnet_check"] for seed, r in study["arms"].get("ews", {}).items() if "subnet_check" in r}
     if not checks:
         return []
@@ -126,11 +124,12 @@ def mechanism(study: dict) -> list[str]:
                    f"{ACTS[difference['verdict']]}."
                    + (f" Provisional: {len(checks)} of {len(STUDY.seeds)} seeds." if len(checks) < len(STUDY.seeds)
                       else ""))
-    images = next(iter(checks.values()))["images"]
+    first = next(iter(checks.values()))
+    images, subnets = first["images"], len(first["controller_subnet_acc"])
     return ["", "## Does the search act?", "", f"At the end of training, on a fixed {images} test "
-            f"images with batch statistics (as the controller's reward measures it), {CHECK_SUBNETS} subnets "
+            f"images with batch statistics (as the controller's reward measures it), {subnets} subnets "
             f"sampled from each EWS run's controller reach {mean_sd(found)}% against {mean_sd(drawn)}% for "
-            f"{CHECK_SUBNETS} uniformly random subnets of the same widths, and the full network "
+            f"{subnets} uniformly random subnets of the same widths, and the full network "
             f"{mean_sd([c['full_acc'] for c in checks.values()])}% (mean ± sd over "
             f"{count_of(len(checks), 'seed')})." + verdict]
 

@@ -15,9 +15,11 @@ def ews_script(monkeypatch):
 
 
 def study_with_checks(found: list[float], drawn: list[float]) -> dict:
-    """The EWS arm's records as the study's JSON holds them, one subnet per side and seed."""
-    return {"arms": {"ews": {str(seed): {"subnet_check": {"images": 512, "full_acc": 0.9, "controller_subnet_acc": [f],
-                                                          "random_subnet_acc": [d]}}
+    """The EWS arm's records as the study's JSON holds them: per seed, two subnets per side whose mean
+    accuracies are `found` and `drawn`."""
+    return {"arms": {"ews": {str(seed): {"subnet_check": {"images": 500, "full_acc": 0.9,
+                                                          "controller_subnet_acc": [f - 0.01, f + 0.01],
+                                                          "random_subnet_acc": [d + 0.02, d - 0.02]}}
                              for seed, (f, d) in enumerate(zip(found, drawn))}}}
 
 
@@ -25,7 +27,9 @@ def test_the_page_states_whether_the_controllers_subnets_are_weaker_than_random_
     # differences -0.10, -0.09, -0.11: mean -10 points, sd 1 point, 95% half-width 4.303 / sqrt(3) = 2.48 points
     [*_, weaker] = ews_script.mechanism(study_with_checks([0.50, 0.52, 0.48], [0.60, 0.61, 0.59]))
     assert ews_script.mechanism(study_with_checks([0.5], [0.6]))[:3] == ["", "## Does the search act?", ""]
-    assert "reach 50.00 ± 2.00% against 60.00 ± 1.00% for 16 uniformly random" in weaker
+    assert "on a fixed 500 test images" in weaker
+    assert "2 subnets sampled from each EWS run's controller reach 50.00 ± 2.00% against 60.00 ± 1.00% for 2 " \
+           "uniformly random" in weaker
     assert "full network 90.00 ± 0.00% (mean ± sd over 3 seeds)" in weaker
     assert weaker.endswith("Controller − random: -10.00 ± 2.48 points (below); the controller's subnets are weaker "
                            "than random ones beyond the noise: the search acts.")

@@ -171,18 +171,19 @@ def test_the_page_states_the_t_quantile_of_each_seed_count_its_verdicts_use():
     assert study.verdict_rule([]) == []
 
 
-def test_the_reading_states_each_run_comparison_with_its_band_and_waits_for_the_first():
+def test_the_reading_states_each_run_comparison_with_its_band_and_names_those_not_run():
     s = study.Study("demo", {arm: study.Arm(arm.upper(), f"{arm}.yaml") for arm in "abc"}, (("a", "b"), ("a", "c")), (),
                     suite=None, metrics=("clean_acc",))
     arms = {"a": {0: {"clean_acc": 0.80}, 1: {"clean_acc": 0.82}, 2: {"clean_acc": 0.81}},
             "b": {0: {"clean_acc": 0.78}, 1: {"clean_acc": 0.79}, 2: {"clean_acc": 0.80}}}
     planned = {"arms": {arm: {"seeds": [0, 1, 2]} for arm in "abc"}}
     page = {"settings": planned, "comparisons": s.compare(arms)}  # c never ran
-    lines = s.reading(page, {("a", "b"): "A − B", ("a", "c"): "never run"}, ["- Limits."])
+    lines = s.reading(page, {("a", "c"): "A − C", ("a", "b"): "A − B"}, ["- Limits."])
     # differences 2, 3, 1 points: mean 2, half-width 4.303 * 1 / sqrt(3) = 2.48
     assert "- A − B: clean acc +2.00 ± 2.48 points (within the noise)." in lines
-    assert not any("never run" in line for line in lines) and lines[-1] == "- Limits."
-    assert s.reading(page, {("a", "c"): "never run", ("a", "b"): "A − B"}, []) == []
+    assert lines[-2:] == ["- Not run yet: A − C.", "- Limits."]
+    assert not any(line.startswith("- A − C") for line in lines)
+    assert s.reading(page, {("a", "c"): "A − C"}, ["- Limits."]) == []
     two_seeds = {"settings": planned, "comparisons": s.compare({arm: {0: r[0], 1: r[1]} for arm, r in arms.items()})}
     # differences 2, 3 points: mean 2.5, half-width 12.706 * 0.7071 / sqrt(2) = 6.35
     assert ("- A − B: clean acc +2.50 ± 6.35 points (within the noise). Provisional: 2 of 3 seeds."
