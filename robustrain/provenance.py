@@ -36,7 +36,8 @@ def device_name(device: torch.device) -> str:
 
 def process_record(device: torch.device, from_epoch: int) -> dict:
     """What a training process appends to its run's provenance.jsonl when it starts (or resumes at
-    `from_epoch`): the commit, torch, the device and the machine, and when."""
+    `from_epoch`): the commit, torch, the device, the machine and the torch threads the process has
+    (a study may give each of its runs a share of the cores), and when."""
     return {"from_epoch": from_epoch, "commit": commit(), "torch": torch.__version__, "device": device_name(device),
-            "machine": platform.machine(), "cores": os.cpu_count(),
+            "machine": platform.machine(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -2,7 +2,7 @@
 
     <run>/config.yaml                 the resolved configuration (what --resume reads)
     <run>/metrics.jsonl               one JSON record per epoch
-    <run>/provenance.jsonl            one JSON record per training process: commit, torch, device, from epoch
+    <run>/provenance.jsonl            one JSON record per training process: commit, torch, device, threads, from epoch
     <run>/checkpoints/                epoch-NNNN.safetensors + .json sidecars, latest.json (train/checkpoint.py)
     <run>/results.json                the end-of-training measurements and costs
     <run>/eval/<suite>.json           one file per evaluation suite (or --out name)
@@ -117,6 +117,11 @@ class RunFolder:
     def devices(self) -> list[str]:
         """The devices that trained the run ("CPU", a GPU's name), each once."""
         return sorted({record["device"] for record in self.provenance()})
+
+    def threads(self) -> list[int | None]:
+        """The torch threads of the processes that trained the run, each count once, in the order they
+        ran; None for processes that did not record it (those that ran before runs recorded it)."""
+        return list(dict.fromkeys(record.get("threads") for record in self.provenance()))
 
     def append_provenance(self, record: dict) -> None:
         _append_line(self.path / PROVENANCE_FILE, record)

@@ -74,6 +74,17 @@ def count_of(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def threads_in_words(threads: list[int | None] | None) -> str:
+    """A run's torch threads (RunFolder.threads, kept in its record) in words: "1 thread", "1 and 2
+    threads", "threads not recorded" (runs made before runs recorded them), "2 threads, partly not
+    recorded" (resumed by a process that recorded them)."""
+    known = [t for t in threads or [] if t is not None]
+    if not known:
+        return "threads not recorded"
+    return (" and ".join(map(str, known)) + (" thread" if known == [1] else " threads")
+            + (", partly not recorded" if None in threads else ""))
+
+
 def threads_per_job(jobs: int) -> int | None:
     """An equal share of the cores for each of `jobs` processes (None, torch's default, for one)."""
     return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
@@ -472,12 +483,22 @@ class Study:
                 *limits]
 
     def training_minutes(self, study: dict) -> str:
-        """Each arm's mean training time over its runs trained on the CPU, in minutes, in words (a
-        conditioned arm's run counted once, not once per setting)."""
+        """Each arm's mean training time over its runs trained on the CPU, in minutes, in words, apart
+        for each number of torch threads the runs had (a conditioned arm's run counted once, not once
+        per setting)."""
         seconds = per_run(study["arms"], "train_time_s", "CPU")
-        return "; ".join(f"{a.label}: {statistics.fmean(seconds[arm].values()) / 60:.0f} min "
-                         f"({count_of(len(seconds[arm]), 'run')})"
-                         for arm, a in self.arms.items() if arm in seconds) or "none finished yet"
+        threads = {record["run"]: record.get("threads") for seeds in study["arms"].values()
+                   for record in seeds.values()}
+        parts = []
+        for arm, a in self.arms.items():
+            by_threads: dict[str, list[float]] = {}
+            for run, run_seconds in sorted(seconds.get(arm, {}).items()):
+                by_threads.setdefault(threads_in_words(threads[run]), []).append(run_seconds)
+            if by_threads:
+                parts.append(f"{a.label}: " + ", ".join(f"{statistics.fmean(group) / 60:.0f} min "
+                                                        f"({count_of(len(group), 'run')}, {words})"
+                                                        for words, group in by_threads.items()))
+        return "; ".join(parts) or "none finished yet"
 
     def label(self, key: str) -> str:
         """An arm's label; `arm@lambda=0.5`, one setting of a conditioned arm, as "<label> at λ = 0.5"."""
@@ -488,8 +509,8 @@ class Study:
 def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
     """What every study keeps of a finished run at one test-time setting: clean accuracy (the suite's
     when evaluated, else the run's own), the suite's corruption error, the final PGD-20 accuracy, the
-    cost, the per-epoch train loss, the commits and devices that trained it and its configuration's
-    fingerprint."""
+    cost, the per-epoch train loss, the commits, devices and torch threads that trained it and its
+    configuration's fingerprint."""
     folder = RunFolder(PROJECT / run)
     metrics = folder.metrics()
     epochs = len(metrics)
@@ -499,7 +520,7 @@ def measure(run: str, results: RunResults, setting: str, summary: dict) -> dict:
             "passes_per_image": results.cost.forward_backward_per_image,
             "budget_passes": results.total_cost.forward_backward / (results.cost.images / epochs),
             "train_time_s": results.cost.train_time_s, "wall_time_s": folder.wall_time_s(),
-            "trained_at": folder.commits(), "trained_on": folder.devices(),
+            "trained_at": folder.commits(), "trained_on": folder.devices(), "threads": folder.threads(),
             "config_sha256": fingerprint(read_run_config(folder))}
     if "corruption_error" in summary:
         measured["corruption_error"] = summary["corruption_error"]

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from robustrain import study
+from robustrain.runs import RunFolder
 
 
 def test_paired_difference_uses_students_t_with_n_minus_one_degrees_of_freedom():
@@ -260,13 +261,36 @@ def test_rendering_without_training_never_drops_runs_the_committed_json_holds(mo
 def test_training_minutes_count_each_cpu_run_once_and_leave_out_runs_a_gpu_trained():
     s = study.Study("demo", {"oat": study.Arm("OAT", "o.yaml"), "pgd": study.Arm("PGD-AT", "p.yaml"),
                              "new": study.Arm("new", "n.yaml")}, (), ())
-    cpu = {"trained_on": ["CPU"]}
+    cpu = {"trained_on": ["CPU"], "threads": [1]}
     oat = {0: {"run": "oat-s0", "train_time_s": 600, **cpu}, 1: {"run": "oat-s1", "train_time_s": 1200, **cpu}}
     arms = {"oat@lambda=0": oat, "oat@lambda=1": oat,  # one run, two settings
             "pgd": {0: {"run": "pgd-s0", "train_time_s": 120, **cpu},
-                    1: {"run": "pgd-s1", "train_time_s": 6, "trained_on": ["NVIDIA H100"]}}}
-    assert s.training_minutes({"arms": arms}) == "OAT: 15 min (2 runs); PGD-AT: 2 min (1 run)"
+                    1: {"run": "pgd-s1", "train_time_s": 6, "trained_on": ["NVIDIA H100"], "threads": [1]}}}
+    assert s.training_minutes({"arms": arms}) == "OAT: 15 min (2 runs, 1 thread); PGD-AT: 2 min (1 run, 1 thread)"
     assert s.training_minutes({"arms": {}}) == "none finished yet"
+
+
+def test_training_minutes_are_apart_for_each_number_of_threads_the_runs_had():
+    s = study.Study("demo", {"augmix": study.Arm("AugMix", "a.yaml")}, (), ())
+    runs = {0: {"run": "a-s0", "train_time_s": 5400, "trained_on": ["CPU"]},  # before runs recorded threads
+            1: {"run": "a-s1", "train_time_s": 4800, "trained_on": ["CPU"], "threads": [None]},
+            2: {"run": "a-s2", "train_time_s": 2400, "trained_on": ["CPU"], "threads": [2]},
+            3: {"run": "a-s3", "train_time_s": 3000, "trained_on": ["CPU"], "threads": [1, 2]},
+            4: {"run": "a-s4", "train_time_s": 3600, "trained_on": ["CPU"], "threads": [None, 2]}}
+    assert s.training_minutes({"arms": {"augmix": runs}}) == (
+        "AugMix: 85 min (2 runs, threads not recorded), 40 min (1 run, 2 threads), 50 min (1 run, 1 and 2 threads), "
+        "60 min (1 run, 2 threads, partly not recorded)")
+
+
+def test_a_run_records_the_torch_threads_a_study_gives_it(tmp_path):
+    # one thread: not torch's default (every core) on the 2-core machines the tests run on
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"data": {"name": "digits", "train_limit": 64},
+                                  "model": {"name": "small_cnn", "width": 4}, "method": {"name": "standard"},
+                                  "eval": {"pgd_steps": 1, "pgd_limit": 8},
+                                  "epochs": 1, "batch_size": 32, "device": "cpu", "out": str(tmp_path / "run")}))
+    study.robustrain(["train", "--config", str(config), "--no-progress"], threads=1)
+    assert RunFolder(tmp_path / "run").threads() == [1]
 
 
 def test_with_a_deadline_only_runs_expected_to_finish_before_it_start(monkeypatch, capsys):
