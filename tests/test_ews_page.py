@@ -39,3 +39,17 @@ def test_the_page_states_whether_the_controllers_subnets_are_weaker_than_random_
     [*_, one] = ews_script.mechanism(study_with_checks([0.50], [0.60]))
     assert one.endswith("(mean ± sd over 1 seed). One seed so far: no interval yet.")
     assert ews_script.mechanism({"arms": {"augmix": {}}}) == []
+
+
+def test_the_page_says_how_many_threads_the_runs_that_did_not_record_them_had(ews_script):
+    def study(**threads):
+        return {"arms": {"ews": {str(seed): {"run": f"runs/ews/ews-s{seed}", **extra}
+                                 for seed, extra in enumerate(threads.values())}}}
+
+    assert ews_script.unrecorded_threads(study(s0={"threads": [1]}, s1={"threads": [2]})) == ""
+    assert ews_script.unrecorded_threads(study(s0={"threads": [1]}, s1={})) == (
+        " The runs that did not record their threads had one thread, on one core, each.")
+    # the first seed's first process had two threads and did not say so; a later one said it had one
+    assert ews_script.unrecorded_threads(study(s0={"threads": [None, 1]})) == (
+        " The runs that did not record their threads had one thread, on one core, each, except the first seed of "
+        "EWS + AugMix (its first 2 of 10 epochs, at the end of a session), which had two.")
