@@ -12,7 +12,8 @@ evaluated with the corruptions suite; finished runs and evaluations are not repe
 are resumed. The controller's settings must first pass scripts/ews_controller.py (its subnets weaker
 than random ones of the same width); otherwise this study measures distillation into random subnets
 twice and cannot answer its question. The page checks the same in every trained EWS model (`check_run`:
-its controller's subnets against random ones, per seed) in its section "Does the search act?".
+its controller's subnets against random ones, per seed) in its section "Does the search act?", and
+compares there the distillation's KL divergence during training with the random-subnet control's.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ UNRECORDED_TWO_THREADS = {
 
 
 def record(run: str, results: dict, summary: dict) -> dict:
-    """Besides the study's metrics: the last epoch's training accuracy and, for EWS, the reward's subnet
-    accuracy in that epoch and the mechanism check of the trained model (`check_run` with its defaults:
+    """Besides the study's metrics: the last epoch's training accuracy; for EWS and the random-subnet
+    control, the distillation's KL divergence per epoch; for EWS, the reward's subnet accuracy in the
+    last epoch and the mechanism check of the trained model (`check_run` with its defaults:
     subnets sampled from its controller against as many uniformly random ones of the same widths, and
     the full network, on fixed test images with batch statistics, as the controller's reward measures it)."""
     last = read_metrics(run)[-1]
@@ -70,7 +72,7 @@ def record(run: str, results: dict, summary: dict) -> dict:
         kept["subnet_acc_last_epoch"] = -last["controller_reward"]
         kept["subnet_check"] = dataclasses.asdict(check_run(PROJECT / run))
     if "subnet_kl" in last:
-        kept["subnet_kl_last_epoch"] = last["subnet_kl"]
+        kept["subnet_kl_per_epoch"] = [m["subnet_kl"] for m in read_metrics(run)]
     return kept
 
 
@@ -129,13 +131,62 @@ ACTS = {"below": "weaker than random ones beyond the noise: the search acts",
         "within the noise": "not weaker than random ones beyond the noise: the search is not shown to act"}
 
 
+FARTHER = {"above": "EWS distils into subnets farther from the full network than random ones beyond the noise: the "
+                     "search acts during training",
+           "below": "EWS distils into subnets nearer the full network than random ones beyond the noise: the search "
+                    "does not act as EWS means it to",
+           "within the noise": "EWS's subnets are not farther from the full network than random ones beyond the "
+                               "noise: the search is not shown to act during training"}
+
+
 def mechanism(study: dict) -> list[str]:
-    """Does the search act in the trained EWS models: are the controller's subnets weaker than random
-    subnets of the same widths (per seed, the mean over the subnets of each kind; 95% t interval over
-    the seeds)?"""
+    """Does the search act? At the end of training and during it (the sections below); nothing until
+    an EWS run has finished."""
+    end, during = at_the_end(study), during_training(study)
+    if not (end or during):
+        return []
+    return ["", "## Does the search act?", *(["", end] if end else []), *(["", during] if during else []),
+            *(["", "The two readings hold different things fixed. The one at the end tests one network's subnets, "
+                   "but cannot tell a search that never acted from one whose weak subnets the distillation has "
+                   "since strengthened; the one during training sees what the distillation worked on, but in two "
+                   "networks (the same seed and data, each trained with its own subnets)."] if end and during
+              else [])]
+
+
+def during_training(study: dict) -> str:
+    """Did EWS distil into subnets farther from the full network than random subnets are, while it
+    trained: per seed, the distillation's KL divergence averaged over the epochs, EWS against the
+    random-subnet control of the same seed (95% t interval over the seeds); "" before a seed has both."""
+    def kl(arm: str) -> dict[str, float]:
+        return {seed: statistics.fmean(r["subnet_kl_per_epoch"]) for seed, r in study["arms"].get(arm, {}).items()
+                if "subnet_kl_per_epoch" in r}
+
+    searched, drawn = kl("ews"), kl("random-subnets")
+    seeds = sorted(searched.keys() & drawn.keys())
+    if not seeds:
+        return ""
+    difference = PairedDifference(tuple(searched[s] - drawn[s] for s in seeds))
+    verdict = (" One seed so far: no interval yet." if len(seeds) < 2 else
+               f" EWS − random: {difference.mean:+.4f} ± {difference.half_width:.4f} ({difference.verdict}); "
+               f"{FARTHER[difference.verdict]}."
+               + (f" Provisional: {len(seeds)} of {len(STUDY.seeds)} seeds." if len(seeds) < len(STUDY.seeds) else ""))
+    return ("During training, the distillation's KL divergence from the full network to the subnet it distils "
+            f"into (nats, the mean of each run's per-epoch means) is {kl_mean_sd([searched[s] for s in seeds])} for "
+            f"EWS + AugMix against {kl_mean_sd([drawn[s] for s in seeds])} for the same distillation into random "
+            f"subnets (mean ± sd over {count_of(len(seeds), 'seed')}, paired by seed)." + verdict)
+
+
+def kl_mean_sd(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.4f}" + (f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else "")
+
+
+def at_the_end(study: dict) -> str:
+    """Are the trained EWS models' controllers' subnets weaker than random subnets of the same widths
+    (per seed, the mean over the subnets of each kind; 95% t interval over the seeds); "" before an EWS
+    run has finished."""
     checks = {seed: r["subnet_check"] for seed, r in study["arms"].get("ews", {}).items() if "subnet_check" in r}
     if not checks:
-        return []
+        return ""
     found = [statistics.fmean(c["controller_subnet_acc"]) for c in checks.values()]
     drawn = [statistics.fmean(c["random_subnet_acc"]) for c in checks.values()]
     difference = PairedDifference(tuple(f - d for f, d in zip(found, drawn))).summary()
@@ -148,12 +199,11 @@ def mechanism(study: dict) -> list[str]:
                       else ""))
     first = next(iter(checks.values()))
     images, subnets = first["images"], len(first["controller_subnet_acc"])
-    return ["", "## Does the search act?", "", f"At the end of training, on a fixed {images} test "
-            f"images with batch statistics (as the controller's reward measures it), {subnets} subnets "
-            f"sampled from each EWS run's controller reach {mean_sd(found)}% against {mean_sd(drawn)}% for "
-            f"{subnets} uniformly random subnets of the same widths, and the full network "
-            f"{mean_sd([c['full_acc'] for c in checks.values()])}% (mean ± sd over "
-            f"{count_of(len(checks), 'seed')})." + verdict]
+    return (f"At the end of training, on a fixed {images} test images with batch statistics (as the controller's "
+            f"reward measures it), {subnets} subnets sampled from each EWS run's controller reach {mean_sd(found)}% "
+            f"against {mean_sd(drawn)}% for {subnets} uniformly random subnets of the same widths, and the full "
+            f"network {mean_sd([c['full_acc'] for c in checks.values()])}% (mean ± sd over "
+            f"{count_of(len(checks), 'seed')})." + verdict)
 
 
 def reading(study: dict) -> list[str]:

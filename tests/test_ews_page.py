@@ -1,5 +1,7 @@
-"""scripts/ews.py's mechanism section: the seeds' paired difference between the controller's subnets
-and random ones (robustrain.methods.ews.check_run, tests/test_ews.py), with its band and verdict."""
+"""scripts/ews.py's page: its mechanism section (the seeds' paired difference between the controller's
+subnets and random ones, robustrain.methods.ews.check_run, tests/test_ews.py; the distillation's KL
+during training against the random-subnet control's), with bands and verdicts, and what it says of
+the threads of runs that did not record them."""
 
 from pathlib import Path
 
@@ -53,3 +55,30 @@ def test_the_page_says_how_many_threads_the_runs_that_did_not_record_them_had(ew
     assert ews_script.unrecorded_threads(study(s0={"threads": [None, 1]})) == (
         " The runs that did not record their threads had one thread, on one core, each, except the first seed of "
         "EWS + AugMix (its first 2 of 10 epochs, at the end of a session), which had two.")
+
+
+def test_the_page_compares_the_distillations_kl_during_training_with_the_random_subnet_controls(ews_script):
+    def arm(means: list[float]) -> dict:
+        # two epochs per run, whose mean is the seed's value
+        return {str(seed): {"subnet_kl_per_epoch": [m - 0.01, m + 0.01]} for seed, m in enumerate(means)}
+
+    # differences +0.02, +0.03, +0.01: mean +0.02, sd 0.01, 95% half-width 4.303 * 0.01 / sqrt(3) = 0.0248
+    farther = ews_script.during_training({"arms": {"ews": arm([0.12, 0.13, 0.11]),
+                                                   "random-subnets": arm([0.10, 0.10, 0.10])}})
+    assert "is 0.1200 ± 0.0100 for EWS + AugMix against 0.1000 ± 0.0000 for the same distillation into random " \
+           "subnets (mean ± sd over 3 seeds, paired by seed)" in farther
+    assert farther.endswith("EWS − random: +0.0200 ± 0.0248 (within the noise); EWS's subnets are not farther from "
+                            "the full network than random ones beyond the noise: the search is not shown to act "
+                            "during training.")
+    clearly = ews_script.during_training({"arms": {"ews": arm([0.15, 0.16]), "random-subnets": arm([0.10, 0.11])}})
+    assert clearly.endswith("EWS − random: +0.0500 ± 0.0000 (above); EWS distils into subnets farther from the full "
+                            "network than random ones beyond the noise: the search acts during training. "
+                            "Provisional: 2 of 3 seeds.")
+    # only seeds that both arms have are paired; none yet: nothing to say
+    assert "over 1 seed" in ews_script.during_training({"arms": {"ews": arm([0.12, 0.13]),
+                                                                 "random-subnets": arm([0.10])}})
+    assert ews_script.during_training({"arms": {"ews": arm([0.12])}}) == ""
+    checked = study_with_checks([0.5, 0.5], [0.6, 0.6])["arms"]["ews"]
+    ews = {seed: {**checked[seed], **kl} for seed, kl in arm([0.12, 0.13]).items()}
+    both = ews_script.mechanism({"arms": {"ews": ews, "random-subnets": arm([0.10, 0.10])}})
+    assert both[:3] == ["", "## Does the search act?", ""] and both[-1].startswith("The two readings hold")
