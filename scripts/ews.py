@@ -66,13 +66,14 @@ def record(run: str, results: dict, summary: dict) -> dict:
     last epoch and the mechanism check of the trained model (`check_run` with its defaults:
     subnets sampled from its controller against as many uniformly random ones of the same widths, and
     the full network, on fixed test images with batch statistics, as the controller's reward measures it)."""
-    last = read_metrics(run)[-1]
+    metrics = read_metrics(run)
+    last = metrics[-1]
     kept = {"train_acc_last_epoch": last["train_acc"]}
     if "controller_reward" in last:
         kept["subnet_acc_last_epoch"] = -last["controller_reward"]
         kept["subnet_check"] = dataclasses.asdict(check_run(PROJECT / run))
     if "subnet_kl" in last:
-        kept["subnet_kl_per_epoch"] = [m["subnet_kl"] for m in read_metrics(run)]
+        kept["subnet_kl_per_epoch"] = [m["subnet_kl"] for m in metrics]
     return kept
 
 
@@ -140,8 +141,9 @@ FARTHER = {"above": "EWS distils into subnets farther from the full network than
 
 
 def mechanism(study: dict) -> list[str]:
-    """Does the search act? At the end of training and during it (the sections below); nothing until
-    an EWS run has finished."""
+    """Does the search act? A paragraph each for the end of training and for training itself (once a
+    seed has both an EWS run and a random-subnet run), and what the two hold fixed; nothing until an EWS
+    run has finished."""
     end, during = at_the_end(study), during_training(study)
     if not (end or during):
         return []
@@ -171,7 +173,8 @@ def during_training(study: dict) -> str:
                f"{FARTHER[difference.verdict]}."
                + (f" Provisional: {len(seeds)} of {len(STUDY.seeds)} seeds." if len(seeds) < len(STUDY.seeds) else ""))
     return ("During training, the distillation's KL divergence from the full network to the subnet it distils "
-            f"into (nats, the mean of each run's per-epoch means) is {kl_mean_sd([searched[s] for s in seeds])} for "
+            "into (in nats, as training logs it: on each image and its two AugMix views; the mean of each "
+            f"run's per-epoch means) is {kl_mean_sd([searched[s] for s in seeds])} for "
             f"EWS + AugMix against {kl_mean_sd([drawn[s] for s in seeds])} for the same distillation into random "
             f"subnets (mean ± sd over {count_of(len(seeds), 'seed')}, paired by seed)." + verdict)
 
