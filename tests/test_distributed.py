@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import yaml
+
+from robustrain.train.distributed import joined
 
 from .test_train import final_tensors, read_metrics
 
@@ -92,3 +96,42 @@ def test_a_killed_data_parallel_run_resumes_to_the_uninterrupted_result(runs):
     assert read_metrics(runs / "killed") == read_metrics(runs / "ddp")
     reference = final_tensors(runs / "ddp")
     assert all(torch.equal(reference[k], v) for k, v in final_tensors(runs / "killed").items())
+
+
+# Each process joins, fails inside, and says whether a process group is left: one left alive at exit can abort
+# the process in Gloo's teardown (pytorch/pytorch#190489).
+JOIN_AND_FAIL = """
+import torch.distributed as dist
+from robustrain.train.distributed import joined
+try:
+    with joined("cpu") as cluster:
+        print(cluster.rank, cluster.world, dist.is_initialized())
+        raise RuntimeError("a failure inside the job")
+except RuntimeError:
+    pass
+print(dist.is_initialized())
+"""
+
+
+def test_the_process_group_joined_is_destroyed_on_leaving_also_after_an_error():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    processes = [subprocess.Popen([sys.executable, "-c", JOIN_AND_FAIL], stdout=subprocess.PIPE, text=True,
+                                  env={**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                                       "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)})
+                 for rank in range(2)]
+    outputs = [p.communicate(timeout=120)[0].split("\n")[:2] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0]
+    assert outputs == [["0 2 True", "False"], ["1 2 True", "False"]]
+
+
+def test_a_process_group_that_already_exists_is_left_to_its_creator(monkeypatch):
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        with joined("cpu") as cluster:
+            assert (cluster.rank, cluster.world) == (0, 1)
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

@@ -89,16 +89,34 @@ def _normalize_routes(branches: list[nn.BatchNorm2d], x: torch.Tensor, route: to
     return torch.addcmul(shift.view(shape), values, scale.view(shape)).to(x.dtype)
 
 
+class _SumOverProcesses(torch.autograd.Function):
+    """The sum of a tensor over the processes of `group`, differentiable: every process's input
+    feeds every process's output, so the gradient of each input is the sum of the output gradients
+    over the processes. (torch.distributed.nn.functional.all_reduce did this and is deprecated; the
+    functional collectives that replace it have a gradient only in recent torch versions.)"""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:
+        ctx.group = group
+        total = tensor.clone()
+        torch.distributed.all_reduce(total, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        total = grad.clone()
+        torch.distributed.all_reduce(total, group=ctx.group)
+        return total, None
+
+
 def _synchronised(bn: nn.BatchNorm2d, x: torch.Tensor, update_stats: bool, group) -> torch.Tensor:
     """Batch norm with the mean and variance of the global batch: per-channel sums, sums of
     squares and counts are all-reduced (differentiably) across the group. Every process must
     call it, also with no rows, so that the collectives match."""
-    from torch.distributed.nn.functional import all_reduce
-
     c = x.shape[1]
     dims = (0, 2, 3)
     local = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_tensor([x.numel() / c])])
-    total = all_reduce(local, group=group)
+    total = _SumOverProcesses.apply(local, group)
     count = total[-1].clamp_min(1)
     mean = total[:c] / count
     var = (total[c:2 * c] / count - mean * mean).clamp_min(0)

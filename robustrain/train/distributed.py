@@ -13,6 +13,8 @@ it each process normalises with its own share. Process 0 writes logs, checkpoint
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -51,14 +53,25 @@ class Distributed:
             dist.barrier()
 
 
-def from_environment(device_type: str) -> Distributed:
-    """The process's place in a torchrun job (WORLD_SIZE > 1), or a single process."""
+@contextmanager
+def joined(device_type: str) -> Iterator[Distributed]:
+    """The process's place in a torchrun job (WORLD_SIZE > 1), or a single process. A process group
+    this starts is destroyed on leaving, also after an error: a process that exits with a live Gloo
+    group can abort in its worker threads' teardown ("terminate called without an active
+    exception", pytorch/pytorch#190489), which fails the whole job. A group that already existed is
+    its creator's to destroy."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Distributed()
-    if not dist.is_initialized():
+        yield Distributed()
+        return
+    started = not dist.is_initialized()
+    if started:
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        yield Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    finally:
+        if started:
+            dist.destroy_process_group()
 
 
 def average_gradients(parameters: list[nn.Parameter], world: int) -> None:

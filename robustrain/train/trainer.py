@@ -27,8 +27,7 @@ from ..results import Cost, RunResults
 from ..runs import RunFolder
 from .checkpoint import load_latest, newest_readable_epoch, pack_state, save_checkpoint, unpack_state
 from .cost import PassCounter
-from .distributed import (Distributed, all_reduce_sum, average_gradients, from_environment, resolve_device,
-                          synchronise_batch_norm)
+from .distributed import Distributed, all_reduce_sum, average_gradients, joined, resolve_device, synchronise_batch_norm
 from .final import final_evaluation, per_condition, robust_accuracy
 from .init import load_initial_weights
 from .optim import build_optimizer
@@ -118,34 +117,34 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         if progress:
             tqdm.write(f"{folder.path} finished all {config.epochs} epochs already; nothing to train.")
         return folder.results()
-    cluster = from_environment("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
-    device = resolve_device(config.device, cluster.local_rank)
-    method = _check_before_data(config, device, cluster)
-    train_set, test_set = load_training_data(config)
-    state = _build(config, method, train_set.info, device, cluster)
-    start = _start(config, folder, state, device, resume)
-    cluster.barrier()  # every process has checked the folder before process 0 writes into it
-    if cluster.writer:
-        if not resume:
-            folder.write_config(config)
-        folder.keep_metrics_before(start.epoch)
-        folder.append_provenance(process_record(device, start.epoch))
-    counter = PassCounter(start.cost.forward_backward, start.cost.forward_only)
-    train_set_used, totals = _prepare(config, folder, state, train_set, start.epoch_start_cost, counter, device,
-                                      cluster)
-    saver = Checkpointer(folder, config, state, start.init_cost)
-    if config.compile:
-        state.model.compile(mode=config.compile_mode)  # every path methods call, in place
-    training = EpochParts(config, _loader(config, train_set_used, device, cluster), state, device, cluster)
-    for epoch in range(start.epoch, config.epochs):
-        record, totals = _run_epoch(training, epoch, totals, counter, saver,
-                                    start.resumed if epoch == start.epoch else None, progress)
+    with joined("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu") as cluster:
+        device = resolve_device(config.device, cluster.local_rank)
+        method = _check_before_data(config, device, cluster)
+        train_set, test_set = load_training_data(config)
+        state = _build(config, method, train_set.info, device, cluster)
+        start = _start(config, folder, state, device, resume)
+        cluster.barrier()  # every process has checked the folder before process 0 writes into it
         if cluster.writer:
-            _record_epoch(training, epoch, record, folder, test_set, saver, totals)
-    cluster.barrier()
-    if not cluster.writer:
-        return None
-    return final_evaluation(folder, config, state.model, test_set, device, totals, start.init_cost, progress)
+            if not resume:
+                folder.write_config(config)
+            folder.keep_metrics_before(start.epoch)
+            folder.append_provenance(process_record(device, start.epoch))
+        counter = PassCounter(start.cost.forward_backward, start.cost.forward_only)
+        train_set_used, totals = _prepare(config, folder, state, train_set, start.epoch_start_cost, counter, device,
+                                          cluster)
+        saver = Checkpointer(folder, config, state, start.init_cost)
+        if config.compile:
+            state.model.compile(mode=config.compile_mode)  # every path methods call, in place
+        training = EpochParts(config, _loader(config, train_set_used, device, cluster), state, device, cluster)
+        for epoch in range(start.epoch, config.epochs):
+            record, totals = _run_epoch(training, epoch, totals, counter, saver,
+                                        start.resumed if epoch == start.epoch else None, progress)
+            if cluster.writer:
+                _record_epoch(training, epoch, record, folder, test_set, saver, totals)
+        cluster.barrier()
+        if not cluster.writer:
+            return None
+        return final_evaluation(folder, config, state.model, test_set, device, totals, start.init_cost, progress)
 
 
 def _check_before_data(config: RunConfig, device: torch.device, cluster: Distributed) -> Method:
