@@ -609,6 +609,7 @@ def stated(difference: dict) -> str:
             f"({difference['verdict']})")
 
 
-def mean_sd(values: list[float]) -> str:
-    return f"{100 * statistics.fmean(values):.2f}" + (f" ± {100 * statistics.stdev(values):.2f}" if len(values) > 1
-                                                        else "")
+def mean_sd(values: list[float], scale: float = 100, digits: int = 2) -> str:
+    """Mean ± sample sd of `values` times `scale` (percent by default); the mean alone for one value."""
+    mean = f"{scale * statistics.fmean(values):.{digits}f}"
+    return mean + (f" ± {scale * statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")

@@ -168,19 +168,21 @@ def during_training(study: dict) -> str:
     if not seeds:
         return ""
     difference = PairedDifference(tuple(searched[s] - drawn[s] for s in seeds))
-    verdict = (" One seed so far: no interval yet." if len(seeds) < 2 else
-               f" EWS − random: {difference.mean:+.4f} ± {difference.half_width:.4f} ({difference.verdict}); "
-               f"{FARTHER[difference.verdict]}."
-               + (f" Provisional: {len(seeds)} of {len(STUDY.seeds)} seeds." if len(seeds) < len(STUDY.seeds) else ""))
     return ("During training, the distillation's KL divergence from the full network to the subnet it distils "
             "into (in nats, as training logs it: on each image and its two AugMix views; the mean of each "
-            f"run's per-epoch means) is {kl_mean_sd([searched[s] for s in seeds])} for "
-            f"EWS + AugMix against {kl_mean_sd([drawn[s] for s in seeds])} for the same distillation into random "
-            f"subnets (mean ± sd over {count_of(len(seeds), 'seed')}, paired by seed)." + verdict)
+            f"run's per-epoch means) is {mean_sd([searched[s] for s in seeds], scale=1, digits=4)} for "
+            f"EWS + AugMix against {mean_sd([drawn[s] for s in seeds], scale=1, digits=4)} for the same "
+            f"distillation into random subnets (mean ± sd over {count_of(len(seeds), 'seed')}, paired by seed)."
+            + over_seeds(len(seeds), f"EWS − random: {difference.mean:+.4f} ± {difference.half_width:.4f} "
+                                     f"({difference.verdict}); {FARTHER[difference.verdict]}"))
 
 
-def kl_mean_sd(values: list[float]) -> str:
-    return f"{statistics.fmean(values):.4f}" + (f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else "")
+def over_seeds(seeds: int, verdict: str) -> str:
+    """A mechanism reading's verdict sentence over `seeds` seeds: none before a second seed gives an
+    interval, marked provisional before the study's last seed."""
+    if seeds < 2:
+        return " One seed so far: no interval yet."
+    return f" {verdict}." + (f" Provisional: {seeds} of {len(STUDY.seeds)} seeds." if seeds < len(STUDY.seeds) else "")
 
 
 def at_the_end(study: dict) -> str:
@@ -193,13 +195,8 @@ def at_the_end(study: dict) -> str:
     found = [statistics.fmean(c["controller_subnet_acc"]) for c in checks.values()]
     drawn = [statistics.fmean(c["random_subnet_acc"]) for c in checks.values()]
     difference = PairedDifference(tuple(f - d for f, d in zip(found, drawn))).summary()
-    if len(checks) < 2:
-        verdict = " One seed so far: no interval yet."
-    else:
-        verdict = (f" Controller − random: {stated(difference)}; the controller's subnets are "
-                   f"{ACTS[difference['verdict']]}."
-                   + (f" Provisional: {len(checks)} of {len(STUDY.seeds)} seeds." if len(checks) < len(STUDY.seeds)
-                      else ""))
+    verdict = over_seeds(len(checks), f"Controller − random: {stated(difference)}; the controller's subnets are "
+                                      f"{ACTS[difference['verdict']]}")
     first = next(iter(checks.values()))
     images, subnets = first["images"], len(first["controller_subnet_acc"])
     return (f"At the end of training, on a fixed {images} test images with batch statistics (as the controller's "
