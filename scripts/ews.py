@@ -22,7 +22,8 @@ import dataclasses
 import statistics
 
 from robustrain.methods.ews import check_run
-from robustrain.study import PROJECT, Arm, PairedDifference, count_of, mean_sd, read_metrics, stated, Study
+from robustrain.study import (PROJECT, Arm, PairedDifference, comparison_key, count_of, mean_sd, provisional,
+                              read_metrics, stated, Study)
 
 
 DOC, SOURCE = PROJECT / "docs/results/ews.md", PROJECT / "docs/results/ews.json"
@@ -123,6 +124,7 @@ def render(study: dict) -> str:
         "unnormalised mean over the 15 benchmark corruptions x 5 severities on a fixed 2,000 test images.",
         *reading(study),
         *mechanism(study),
+        *verdict(study),
     ]
     return "\n".join(lines) + "\n"
 
@@ -216,6 +218,32 @@ def reading(study: dict) -> list[str]:
         ("augmix", "standard"): "AugMix − standard training (same epochs)",
     }, ["- Limits: ResNet-20, 20,000 images and 10 epochs; the official CIFAR recipe trains a ResNet-50",
         "  for 400 epochs on all of CIFAR-10 (methods-spec, EWS (c))."])
+
+
+SEARCH = {"below": "choosing the subnets lowers the error beyond what the distillation does alone",
+          "above": "the controller's subnets raise the error against random ones, beyond the noise",
+          "within the noise": "the controller's choice of subnets makes no difference beyond the noise"}
+
+
+def verdict(study: dict) -> list[str]:
+    """The paper's claim (EWS lowers AugMix's corruption error) judged on the three comparisons that
+    decide it, and what was checked; nothing until all three have run."""
+    keys = [comparison_key("ews", baseline) for baseline in ("augmix", "augmix-equal-cost", "random-subnets")]
+    if not all(key in study["comparisons"] for key in keys):
+        return []
+    same_epochs, same_passes, random = (study["comparisons"][key]["corruption_error"] for key in keys)
+    return ["", "## Verdict", "",
+            "The paper's claim, that EWS lowers AugMix's corruption error, "
+            + ("holds" if same_epochs["verdict"] == "below" else "does not hold") + " at this scale: EWS + AugMix's "
+            f"corruption error is {stated(same_epochs)} against AugMix for the same epochs (the paper's comparison), "
+            f"{stated(same_passes)} against AugMix given EWS + AugMix's passes, and {stated(random)} against the "
+            f"same distillation into random subnets: {SEARCH[random['verdict']]}." + provisional(study, *keys),
+            "",
+            "What was checked: the masked blocks (a masked block equals the block with those input channels zeroed), "
+            "the loss (the base loss plus the weighted KL to the subnet), the controller (it learns to pick the "
+            "weakest of planted subnets) and the random-subnet control's keep probability (`tests/test_ews.py`); "
+            "the controller alone on a frozen network (`ews-controller.md`); equal passes per image (the budget "
+            "column); whether the search acts, at the end of training and during it (above)."]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """scripts/ews.py's page: its mechanism section (the seeds' paired difference between the controller's
 subnets and random ones, robustrain.methods.ews.check_run, tests/test_ews.py; the distillation's KL
-during training against the random-subnet control's), with bands and verdicts, and what it says of
-the threads of runs that did not record them."""
+during training against the random-subnet control's), with bands and verdicts, the verdict on the
+paper's claim, and what it says of the threads of runs that did not record them."""
 
 from pathlib import Path
 
@@ -82,3 +82,31 @@ def test_the_page_compares_the_distillations_kl_during_training_with_the_random_
     ews = {seed: {**checked[seed], **kl} for seed, kl in arm([0.12, 0.13]).items()}
     both = ews_script.mechanism({"arms": {"ews": ews, "random-subnets": arm([0.10, 0.10])}})
     assert both[:3] == ["", "## Does the search act?", ""] and both[-1].startswith("The two readings hold")
+
+
+def test_the_verdict_judges_the_claim_on_the_three_comparisons_that_decide_it(ews_script):
+    def study(seeds: list[int], **errors: tuple[float, float, str]) -> dict:
+        planned = {arm: {"seeds": [0, 1, 2]} for arm in ("ews", "augmix", "augmix-equal-cost", "random-subnets")}
+        return {"settings": {"arms": planned},
+                "comparisons": {f"ews - {baseline.replace('_', '-')}": {
+                    "seeds": seeds, "corruption_error": {"mean": mean, "ci95_half_width": band, "verdict": verdict}}
+                    for baseline, (mean, band, verdict) in errors.items()}}
+
+    [_, heading, _, claim, _, checked] = ews_script.verdict(study(
+        [0, 1, 2], augmix=(-0.02, 0.01, "below"), augmix_equal_cost=(0.01, 0.02, "within the noise"),
+        random_subnets=(0.001, 0.005, "within the noise")))
+    assert heading == "## Verdict"
+    assert claim == ("The paper's claim, that EWS lowers AugMix's corruption error, holds at this scale: EWS + "
+                     "AugMix's corruption error is -2.00 ± 1.00 points (below) against AugMix for the same epochs (the "
+                     "paper's comparison), +1.00 ± 2.00 points (within the noise) against AugMix given EWS + AugMix's "
+                     "passes, and +0.10 ± 0.50 points (within the noise) against the same distillation into random "
+                     "subnets: the controller's choice of subnets makes no difference beyond the noise.")
+    assert "`tests/test_ews.py`" in checked
+    [*_, claim, _, _] = ews_script.verdict(study(
+        [0, 1], augmix=(0.003, 0.01, "within the noise"), augmix_equal_cost=(0.03, 0.01, "above"),
+        random_subnets=(-0.02, 0.01, "below")))
+    assert claim.startswith("The paper's claim, that EWS lowers AugMix's corruption error, does not hold at this scale")
+    assert claim.endswith("random subnets: choosing the subnets lowers the error beyond what the distillation does "
+                          "alone. Provisional: 2 of 3 seeds.")
+    assert ews_script.verdict(study([0, 1, 2], augmix=(-0.02, 0.01, "below"),
+                                    augmix_equal_cost=(0.01, 0.02, "within the noise"))) == []
