@@ -359,7 +359,7 @@ for _experiment in (
                   "ews": Arm("EWS + AugMix, 4 epochs", "configs/cpu/ews_augmix_ews_resnet20.yaml",
                              (PREACT, *AT_SCALE, "epochs=4", "method.controller_interval=1",
                               "method.controller_lr=0.003")),
-                  "random-subnets": Arm("AugMix + the same distillation into random subnets, 4 epochs",
+                  "random-subnets": Arm("random-subnet control (AugMix, distilled into random subnets), 4 epochs",
                                         "configs/cpu/ews_augmix_ews_resnet20.yaml",
                                         (PREACT, *AT_SCALE, "epochs=4", "method.subnets=random"))},
             comparisons=(("ews", "augmix-equal-cost"), ("ews", "random-subnets")), tiny=STUDY_TINY),

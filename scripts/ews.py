@@ -41,7 +41,7 @@ STUDY = Study(
         "augmix-equal-cost": Arm(f"AugMix, {2 * EPOCHS} epochs (EWS + AugMix's passes)", AUGMIX,
                                  (f"epochs={2 * EPOCHS}",)),
         "ews": Arm("EWS + AugMix", EWS, (f"epochs={EPOCHS}", *CONTROLLER)),
-        "random-subnets": Arm("AugMix + the same distillation into random subnets", EWS,
+        "random-subnets": Arm("random-subnet control (AugMix, distilled into random subnets)", EWS,
                               (f"epochs={EPOCHS}", "method.subnets=random")),
     },
     # (arm, baseline): EWS against its base at equal epochs and at equal cost, the search against
@@ -66,7 +66,8 @@ def record(run: str, results: dict, summary: dict) -> dict:
     control, the distillation's KL divergence per epoch; for EWS, the reward's subnet accuracy in the
     last epoch and the mechanism check of the trained model (`check_run` with its defaults:
     subnets sampled from its controller against as many uniformly random ones of the same widths, and
-    the full network, on fixed test images with batch statistics, as the controller's reward measures it)."""
+    the full network, on fixed test images with batch statistics, as the controller's reward measures it;
+    and the share of kept channels two subnets of each kind have in common)."""
     metrics = read_metrics(run)
     last = metrics[-1]
     kept = {"train_acc_last_epoch": last["train_acc"]}
@@ -205,7 +206,25 @@ def at_the_end(study: dict) -> str:
             f"reward measures it), {subnets} subnets sampled from each EWS run's controller reach {mean_sd(found)}% "
             f"against {mean_sd(drawn)}% for {subnets} uniformly random subnets of the same widths, and the full "
             f"network {mean_sd([c['full_acc'] for c in checks.values()])}% (mean ± sd over "
-            f"{count_of(len(checks), 'seed')})." + verdict)
+            f"{count_of(len(checks), 'seed')})." + verdict + narrowness(list(checks.values())))
+
+
+NARROWER = {"above": "the controller has narrowed its choice beyond the noise, so its run's distillation trained on a "
+                     "narrower set of subnets than the random-subnet control's",
+            "below": "the controller spreads its choice wider than random subnets do, beyond the noise",
+            "within the noise": "the controller's choice is not narrower than random beyond the noise"}
+
+
+def narrowness(checks: list[dict]) -> str:
+    """How alike the subnets of a trained controller are (`shared_channels`) against random ones; "" for
+    records from before the check measured it."""
+    if not all("controller_shared" in c for c in checks):
+        return ""
+    found, drawn = [c["controller_shared"] for c in checks], [c["random_shared"] for c in checks]
+    difference = PairedDifference(tuple(f - d for f, d in zip(found, drawn))).summary()
+    compared = f"; controller − random: {stated(difference)}: {NARROWER[difference['verdict']]}."
+    return (f" Two of those subnets from one controller keep {mean_sd(found)}% of the same channels, two random "
+            f"ones {mean_sd(drawn)}%" + (compared if len(checks) > 1 else "."))
 
 
 def reading(study: dict) -> list[str]:

@@ -1,6 +1,7 @@
 """EWS: channel-masked blocks, frozen statistics in subnet passes, the controller, the loss."""
 
 import copy
+import itertools
 import math
 
 import pytest
@@ -135,6 +136,7 @@ def test_the_subnet_check_tests_the_controllers_subnets_and_random_ones_on_the_s
     check = check_subnets(model, method, images, labels, subnets=4)
     assert check.full_acc == 1.0 and expected < 1
     assert check.controller_subnet_acc == pytest.approx((expected,) * 4, abs=1e-9)
+    assert check.controller_shared == 1.0 and check.random_shared < 1  # a controller certain of one subnet
     assert check.images == 64 and len(check.random_subnet_acc) == 4
     assert all(0 <= a <= 1 for a in check.random_subnet_acc)
     assert not model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
@@ -299,3 +301,16 @@ def test_data_parallel_processes_keep_one_controller(tmp_path, shared):
     assert first.keys() == second.keys() and any(k.startswith("controller.") for k in first)
     same = all(torch.equal(first[k], second[k]) for k in first)
     assert same == shared
+
+
+def test_shared_channels_is_the_mean_share_of_kept_channels_over_pairs_of_subnets():
+    from robustrain.methods.ews import shared_channels
+
+    # every 2 of 4 channels in one block: each subset shares 1 channel with 4 others and none with its
+    # complement, so a pair shares (4 * 1/2 + 0) / 5 = 0.4 of its kept channels on average
+    subsets = [[torch.tensor(pair)] for pair in itertools.combinations(range(4), 2)]
+    assert shared_channels(subsets) == pytest.approx(0.4)
+    # two blocks: {0, 1} | {5} against {1, 2} | {5} share 2 of 3
+    assert shared_channels([[torch.tensor([0, 1]), torch.tensor([5])],
+                            [torch.tensor([1, 2]), torch.tensor([5])]]) == pytest.approx(2 / 3)
+    assert shared_channels([[torch.tensor([3, 7])]] * 3) == 1.0

@@ -110,3 +110,17 @@ def test_the_verdict_judges_the_claim_on_the_three_comparisons_that_decide_it(ew
                           "alone. Provisional: 2 of 3 seeds.")
     assert ews_script.verdict(study([0, 1, 2], augmix=(-0.02, 0.01, "below"),
                                     augmix_equal_cost=(0.01, 0.02, "within the noise"))) == []
+
+
+def test_the_page_says_how_narrow_the_controllers_choice_is(ews_script):
+    study = study_with_checks([0.50, 0.52, 0.48], [0.60, 0.61, 0.59])
+    assert "keep" not in ews_script.at_the_end(study)  # records from before the check measured it
+    # differences +0.10, +0.09, +0.11: mean +10 points, 95% half-width 4.303 * 1 / sqrt(3) = 2.48 points
+    for check, (found, drawn) in zip(study["arms"]["ews"].values(), [(0.82, 0.72), (0.80, 0.71), (0.82, 0.71)]):
+        check["subnet_check"].update(controller_shared=found, random_shared=drawn)
+    assert ews_script.at_the_end(study).endswith(
+        " Two of those subnets from one controller keep 81.33 ± 1.15% of the same channels, two random ones 71.33 "
+        "± 0.58%; controller − random: +10.00 ± 2.48 points (above): the controller has narrowed its choice beyond "
+        "the noise, so its run's distillation trained on a narrower set of subnets than the random-subnet control's.")
+    del study["arms"]["ews"]["1"], study["arms"]["ews"]["2"]
+    assert ews_script.at_the_end(study).endswith("keep 82.00% of the same channels, two random ones 72.00%.")

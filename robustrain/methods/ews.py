@@ -253,6 +253,17 @@ class SubnetCheck:
     full_acc: float
     controller_subnet_acc: tuple[float, ...]
     random_subnet_acc: tuple[float, ...]
+    controller_shared: float  # shared_channels of the controller's subnets
+    random_shared: float  # and of the random ones
+
+
+def shared_channels(subnets: list[list[torch.Tensor]]) -> float:
+    """The share of their kept channels that two of `subnets` (each: kept channel indices per block)
+    have in common, averaged over every pair: about keep/channels for uniformly random subnets, 1 for
+    a controller that always picks the same one. How narrow the controller's choice is."""
+    kept = [{(b, channel) for b, block in enumerate(picks) for channel in block.tolist()} for picks in subnets]
+    pairs = [(a, b) for i, a in enumerate(kept) for b in kept[i + 1:]]
+    return sum(len(a & b) / len(a) for a, b in pairs) / len(pairs)
 
 
 def check_subnets(model: nn.Module, method: EWS, images: torch.Tensor, labels: torch.Tensor, subnets: int = 16,
@@ -271,9 +282,11 @@ def check_subnets(model: nn.Module, method: EWS, images: torch.Tensor, labels: t
         return subnet_accuracy(model, channel_masks(method.channels, picks, device), images, labels)
 
     with torch.no_grad():
-        found = tuple(accuracy(method.controller(sampler)[0]) for _ in range(subnets))
-    drawn = tuple(accuracy(random_picks(method.channels, method.keep, uniform)) for _ in range(subnets))
-    return SubnetCheck(len(labels), subnet_accuracy(model, None, images, labels), found, drawn)
+        sampled = [method.controller(sampler)[0] for _ in range(subnets)]
+    drawn = [random_picks(method.channels, method.keep, uniform) for _ in range(subnets)]
+    return SubnetCheck(len(labels), subnet_accuracy(model, None, images, labels),
+                       tuple(accuracy(picks) for picks in sampled), tuple(accuracy(picks) for picks in drawn),
+                       shared_channels(sampled), shared_channels(drawn))
 
 
 def check_run(folder: str | Path, images: int = 512, subnets: int = 16) -> SubnetCheck:
