@@ -314,3 +314,4 @@ def test_shared_channels_is_the_mean_share_of_kept_channels_over_pairs_of_subnet
     assert shared_channels([[torch.tensor([0, 1]), torch.tensor([5])],
                             [torch.tensor([1, 2]), torch.tensor([5])]]) == pytest.approx(2 / 3)
     assert shared_channels([[torch.tensor([3, 7])]] * 3) == 1.0
+    assert math.isnan(shared_channels([[torch.tensor([3, 7])]]))  # one subnet: no pair to compare

@@ -260,10 +260,11 @@ class SubnetCheck:
 def shared_channels(subnets: list[list[torch.Tensor]]) -> float:
     """The share of their kept channels that two of `subnets` (each: kept channel indices per block)
     have in common, averaged over every pair: about keep/channels for uniformly random subnets, 1 for
-    a controller that always picks the same one. How narrow the controller's choice is."""
+    a controller that always picks the same one (nan for fewer than two: no pair). How narrow the
+    controller's choice is."""
     kept = [{(b, channel) for b, block in enumerate(picks) for channel in block.tolist()} for picks in subnets]
     pairs = [(a, b) for i, a in enumerate(kept) for b in kept[i + 1:]]
-    return sum(len(a & b) / len(a) for a, b in pairs) / len(pairs)
+    return sum(len(a & b) / len(a) for a, b in pairs) / len(pairs) if pairs else math.nan
 
 
 def check_subnets(model: nn.Module, method: EWS, images: torch.Tensor, labels: torch.Tensor, subnets: int = 16,
