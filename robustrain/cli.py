@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -422,14 +423,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
+        code = 0
     except RobustrainError as error:
         print(f"robustrain: error: {error}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print("robustrain: interrupted; a training run continues with `robustrain train --resume RUN`.",
               file=sys.stderr)
-        return 130
-    return 0
+        code = 130
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A process of a torchrun job ends here, its files written and closed and its process group
+        # destroyed, without the interpreter's teardown: with Gloo that teardown can abort the process
+        # ("terminate called without an active exception", pytorch/pytorch#190489) after the run is
+        # complete, and the launcher then fails the job (seen in CI even with the group destroyed).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -135,3 +135,15 @@ def test_a_process_group_that_already_exists_is_left_to_its_creator(monkeypatch)
         assert dist.is_initialized()
     finally:
         dist.destroy_process_group()
+
+
+def test_a_torchrun_process_ends_without_the_interpreters_teardown_and_keeps_its_exit_code(monkeypatch, capsys):
+    from robustrain import cli
+
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cli.main(["train", "--resume", "no-such-run", "--epochs", "3"])  # refused: --resume takes no settings
+    assert exits == [2] and "drop --epochs" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert cli.main(["train", "--resume", "no-such-run", "--epochs", "3"]) == 2 and exits == [2]

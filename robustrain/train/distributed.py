@@ -56,10 +56,10 @@ class Distributed:
 @contextmanager
 def joined(device_type: str) -> Iterator[Distributed]:
     """The process's place in a torchrun job (WORLD_SIZE > 1), or a single process. A process group
-    this starts is destroyed on leaving, also after an error: a process that exits with a live Gloo
-    group can abort in its worker threads' teardown ("terminate called without an active
-    exception", pytorch/pytorch#190489), which fails the whole job. A group that already existed is
-    its creator's to destroy."""
+    this starts is destroyed on leaving, also after an error, as torch asks of every process (a Gloo
+    group left alive at exit can abort the process: pytorch/pytorch#190489; the CLI also skips the
+    interpreter's teardown in torchrun processes, robustrain.cli.main). A group that already existed
+    is its creator's to destroy."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         yield Distributed()
