@@ -431,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
         print("robustrain: interrupted; a training run continues with `robustrain train --resume RUN`.",
               file=sys.stderr)
         code = 130
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    from .train.distributed import in_torchrun_job
+
+    if in_torchrun_job():
         # A process of a torchrun job ends here, its files written and closed and its process group
         # destroyed, without the interpreter's teardown: with Gloo that teardown can abort the process
         # ("terminate called without an active exception", pytorch/pytorch#190489) after the run is

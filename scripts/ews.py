@@ -198,15 +198,15 @@ def at_the_end(study: dict) -> str:
     found = [statistics.fmean(c["controller_subnet_acc"]) for c in checks.values()]
     drawn = [statistics.fmean(c["random_subnet_acc"]) for c in checks.values()]
     difference = PairedDifference(tuple(f - d for f, d in zip(found, drawn))).summary()
-    verdict = over_seeds(len(checks), f"Controller − random: {stated(difference)}; the controller's subnets are "
-                                      f"{ACTS[difference['verdict']]}")
+    judged = over_seeds(len(checks), f"Controller − random: {stated(difference)}; the controller's subnets are "
+                                     f"{ACTS[difference['verdict']]}")
     first = next(iter(checks.values()))
     images, subnets = first["images"], len(first["controller_subnet_acc"])
     return (f"At the end of training, on a fixed {images} test images with batch statistics (as the controller's "
             f"reward measures it), {subnets} subnets sampled from each EWS run's controller reach {mean_sd(found)}% "
             f"against {mean_sd(drawn)}% for {subnets} uniformly random subnets of the same widths, and the full "
             f"network {mean_sd([c['full_acc'] for c in checks.values()])}% (mean ± sd over "
-            f"{count_of(len(checks), 'seed')})." + verdict + narrowness(list(checks.values())))
+            f"{count_of(len(checks), 'seed')})." + judged + narrowness(list(checks.values())))
 
 
 NARROWER = {"above": "the controller has narrowed its choice beyond the noise, so its run's distillation trained on a "

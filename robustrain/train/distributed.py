@@ -53,6 +53,11 @@ class Distributed:
             dist.barrier()
 
 
+def in_torchrun_job() -> bool:
+    """Whether this process is one of several that torchrun started (WORLD_SIZE > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 @contextmanager
 def joined(device_type: str) -> Iterator[Distributed]:
     """The process's place in a torchrun job (WORLD_SIZE > 1), or a single process. A process group
@@ -60,8 +65,7 @@ def joined(device_type: str) -> Iterator[Distributed]:
     group left alive at exit can abort the process: pytorch/pytorch#190489; the CLI also skips the
     interpreter's teardown in torchrun processes, robustrain.cli.main). A group that already existed
     is its creator's to destroy."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if not in_torchrun_job():
         yield Distributed()
         return
     started = not dist.is_initialized()
